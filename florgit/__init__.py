@@ -1,0 +1,36 @@
+"""florgit: a hindsight-logging database for ML that keeps its data in your git repository.
+
+Use it as ``import florgit as flor``; FlorDB scripts run with only their import changed.
+"""
+
+__version__ = "0.1.0"
+
+from florgit.api.functions import (  # noqa: E402
+    arg,
+    checkpointing,
+    commit,
+    current_run_id,
+    iteration,
+    log,
+    loop,
+    set_echo,
+)
+from florgit.errors import FlorgitError  # noqa: E402
+from florgit.query import dataframe, query, runs, scan  # noqa: E402
+
+__all__ = [
+    "FlorgitError",
+    "__version__",
+    "arg",
+    "checkpointing",
+    "commit",
+    "current_run_id",
+    "dataframe",
+    "iteration",
+    "log",
+    "loop",
+    "query",
+    "runs",
+    "scan",
+    "set_echo",
+]

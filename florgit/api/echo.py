@@ -1,0 +1,88 @@
+"""What a run prints while it goes: ``seed: 4179``, ``epoch: 0, step: 500, loss: 1.22``.
+
+Printing is done by the flusher thread once per flush, never by ``log`` itself, so the
+echo costs the training loop nothing. Per flush it prints every run-level value, every
+outermost-loop line, and only the newest line of each deeper loop level.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+MAX_OUTER_LINES = 20
+MAX_RUN_LEVEL = 50
+
+
+def enabled_by_default() -> bool:
+    return os.environ.get("FLORGIT_ECHO", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def fmt(value: object) -> str:
+    if type(value) is float:
+        return f"{value:.6g}"
+    return str(value)
+
+
+class Echo:
+    """Tracks loop contexts seen in spooled events so lines can name their loop chain."""
+
+    def __init__(self, quiet_names=()) -> None:
+        # Run-level names echoed elsewhere (args print when they are read).
+        self._quiet = quiet_names
+        self._live: dict[int, tuple[int, str, int]] = {}  # ctx -> (parent, loop, iteration)
+
+    def lines(self, events: Sequence[tuple], records: Sequence[tuple]) -> list[str]:
+        known = dict(self._live)
+        for ctx, parent, _depth, loop, iteration, _v, _t, is_end in events:
+            if not is_end:
+                known[ctx] = (parent, loop, iteration)
+        grouped: dict[int, list[tuple[str, object]]] = {}
+        for ctx, name, value in records:
+            grouped.setdefault(ctx, []).append((name, value))
+        run_level = [(n, v) for n, v in grouped.pop(0, []) if n not in self._quiet]
+        out = [f"{name}: {fmt(v)}" for name, v in run_level[:MAX_RUN_LEVEL]]
+        newest_by_depth: dict[int, int] = {}
+        outer: list[int] = []
+        for ctx in grouped:
+            depth = len(self._chain(ctx, known))
+            if depth == 1:
+                outer.append(ctx)
+            elif depth > 1:
+                newest_by_depth[depth] = ctx
+            # depth 0: its loop event lands in the next flush; the next line covers it
+        for ctx in outer[-MAX_OUTER_LINES:] + [newest_by_depth[d] for d in sorted(newest_by_depth)]:
+            prefix = [f"{loop}: {it}" for loop, it in self._chain(ctx, known)]
+            values = [f"{n}: {fmt(v)}" for n, v in _last_per_name(grouped[ctx])]
+            out.append(", ".join(prefix + values))
+        for ctx, _p, _d, _l, _i, _v, _t, is_end in events:
+            if is_end:
+                known.pop(ctx, None)
+        self._live = known
+        return out
+
+    @staticmethod
+    def _chain(ctx: int, known: dict[int, tuple[int, str, int]]) -> list[tuple[str, int]]:
+        chain = []
+        while ctx and ctx in known:
+            parent, loop, iteration = known[ctx]
+            chain.append((loop, iteration))
+            ctx = parent
+        return chain[::-1]
+
+
+def _last_per_name(pairs: list[tuple[str, object]]) -> list[tuple[str, object]]:
+    last: dict[str, object] = {}
+    for name, value in pairs:
+        last[name] = value
+    return list(last.items())
+
+
+def write(lines: list[str]) -> None:
+    if lines:
+        try:
+            sys.stdout.write("\n".join(lines) + "\n")
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            pass  # a closed or broken stdout must not stop recording

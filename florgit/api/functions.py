@@ -1,0 +1,207 @@
+"""The logging API a training script calls: ``log``, ``arg``, ``loop``, ``iteration``,
+``checkpointing`` and ``commit``; FlorDB scripts run with only their import changed.
+
+A run starts at the first call and ends at ``commit()``, at interpreter exit, or when
+the script dies of an exception (status ``failed``). ``log`` is the hot path: a type
+check, a set lookup and a deque append.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import threading
+import warnings
+from collections import deque
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+
+from florgit.api import echo
+from florgit.api import kwargs as kwargs_mod
+from florgit.codec.values import SCALAR_TYPES, check_name, to_scalar
+from florgit.errors import UsageError
+
+BUFFER_LIMIT = 500_000  # records held in memory before log() flushes inline
+
+_MISSING = object()
+_rec = None  # the Recorder of the run in progress
+_start_lock = threading.Lock()
+_hooks_installed = False
+_failure: tuple[str, str] | None = None
+_echo_on = echo.enabled_by_default()
+# Cut `--kwargs` out of sys.argv now, before the script's own argparse reads it.
+KWARGS: dict[str, str] = kwargs_mod.extract(sys.argv) if kwargs_mod.FLAG in sys.argv else {}
+
+
+def _start():
+    global _rec
+    with _start_lock:
+        if _rec is None:
+            from florgit.api.recorder import Recorder
+
+            _install_hooks()
+            _rec = Recorder(KWARGS, _echo_on)
+        return _rec
+
+
+def log(name: str, value: object) -> object:
+    """Record ``value`` under ``name`` in the current loop context and return ``value``.
+
+    bool, int, float (NaN and inf included), str and None keep their type; numpy scalars
+    and 0-d torch tensors are stored as Python scalars. Anything else raises
+    :class:`~florgit.errors.UnsupportedValueError`.
+    """
+    rec = _rec or _start()
+    stored = value if type(value) in SCALAR_TYPES else to_scalar(value, name)
+    if name not in rec.names:
+        rec.add_name(name)
+    buf = rec.records
+    buf.append((rec.ctx, name, stored))
+    if len(buf) > BUFFER_LIMIT:
+        rec.drain()
+    return value
+
+
+def arg(name: str, default: object = _MISSING) -> object:
+    """Record a hyper-parameter: ``--kwargs name=value`` overrides ``default``.
+
+    The text is parsed by the default's type (bool accepts true/false/yes/no/1/0; a
+    None default reads a Python literal). The value is returned and logged at run level.
+    """
+    rec = _rec or _start()
+    check_name(name)
+    value = rec.arg(name, default, _MISSING)
+    if _echo_on:
+        print(f"{name}: {value}")
+    return value
+
+
+def loop(name: str, iterable: Iterable) -> Iterator:
+    """Iterate ``iterable`` lazily, recording each iteration as a context of loop ``name``.
+
+    Logs inside the loop body carry the loop's 0-based iteration (and the item, when it
+    is a scalar other than the index). Loops nest.
+    """
+    rec = _rec or _start()
+    check_name(name)
+    return rec.loop(name, iterable)
+
+
+def iteration(name: str, idx: int, value: object = None) -> AbstractContextManager[int]:
+    """Context manager for a hand-written loop: the body is iteration ``idx`` of ``name``."""
+    rec = _rec or _start()
+    check_name(name)
+    if type(idx) is not int:
+        raise UsageError(f"flor.iteration({name!r}, idx, ...) needs an int idx, got {type(idx).__name__}")
+    return rec.iteration(name, idx, value)
+
+
+@contextmanager
+def checkpointing(**objs: object) -> Iterator[None]:
+    """Mark the objects whose state checkpoints capture (modules, optimizers, ...)."""
+    for key, obj in objs.items():
+        if not (callable(getattr(obj, "state_dict", None)) and callable(getattr(obj, "load_state_dict", None))):
+            raise UsageError(
+                f"flor.checkpointing({key}=...) got a {type(obj).__name__}, which has no "
+                "state_dict()/load_state_dict(); pass modules, optimizers or schedulers"
+            )
+    rec = _rec or _start()
+    previous = getattr(rec, "checkpoint_objs", {})
+    rec.checkpoint_objs = {**previous, **objs}
+    try:
+        yield
+    finally:
+        rec.checkpoint_objs = previous
+
+
+def commit() -> None:
+    """End the current run and store it; logging afterwards starts a new run."""
+    _end("ok")
+
+
+def set_echo(enabled: bool) -> None:
+    """Turn the printed echo of args and logs on or off (env: ``FLORGIT_ECHO=0``)."""
+    global _echo_on
+    _echo_on = bool(enabled)
+    if _rec is not None:
+        _rec.flusher.echo_on = _echo_on
+
+
+def current_run_id() -> str | None:
+    """The id of the run in progress, or None."""
+    return _rec.run_id if _rec is not None else None
+
+
+def _end(status: str, error: str | None = None) -> None:
+    global _rec
+    with _start_lock:
+        rec, _rec = _rec, None
+    if rec is not None:
+        rec.finish(status, error)
+
+
+def _at_exit() -> None:
+    if _failure is None:
+        _end("ok")
+    else:
+        _end(*_failure)
+
+
+def _excepthook(exc_type, exc, tb) -> None:
+    global _failure
+    status = "interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed"
+    _failure = (status, f"{exc_type.__name__}: {exc}")
+    _previous_excepthook(exc_type, exc, tb)
+
+
+_previous_excepthook = sys.excepthook
+
+
+def _install_hooks() -> None:
+    global _hooks_installed, _previous_excepthook
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+    _previous_excepthook = sys.excepthook
+    sys.excepthook = _excepthook
+    atexit.register(_at_exit)
+    os.register_at_fork(after_in_child=_forked_child)
+
+
+class _ForkedChild:
+    """Stands in for the parent's run in a forked child (e.g. a DataLoader worker)."""
+
+    run_id = None
+    ctx = 0
+    names: frozenset = frozenset()
+
+    def __init__(self) -> None:
+        self.records: deque = deque(maxlen=1)
+        self.warned = False
+
+    def add_name(self, name: str) -> None:
+        if not self.warned:
+            self.warned = True
+            warnings.warn("florgit: logs from a forked child process are not recorded", stacklevel=3)
+
+    def drain(self) -> None:
+        pass
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        pass
+
+    def loop(self, name: str, iterable: Iterable) -> Iterator:
+        return iter(iterable)
+
+    def arg(self, name: str, default: object, missing: object) -> object:
+        return None if default is missing else default
+
+    def iteration(self, name: str, idx: int, value: object):
+        return contextmanager(lambda: (yield idx))()
+
+
+def _forked_child() -> None:
+    global _rec
+    if _rec is not None:
+        _rec = _ForkedChild()

@@ -1,0 +1,202 @@
+"""One run in progress: its buffers, loop contexts, args, and how it ends.
+
+The hot path (``functions.log`` and loop iterations) only appends tuples to two deques;
+everything that touches disk or git happens at the run's start, in the flusher thread,
+or when the run ends.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import platform
+import socket
+import sys
+import time
+import warnings
+from collections import deque
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+from florgit import __version__
+from florgit.api import kwargs as kwargs_mod
+from florgit.codec.values import SCALAR_TYPES, check_name, to_scalar
+from florgit.errors import FlorgitError, KwargsError
+
+MAX_UNTRACKED_BYTES = 5 * 1024 * 1024
+
+
+def _utc_iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1e6) % 1_000_000:06d}Z"
+
+
+class Recorder:
+    def __init__(self, kwargs: dict[str, str], echo_on: bool) -> None:
+        from florgit.api.flusher import Flusher
+        from florgit.git import open_repo
+        from florgit.store import layout
+        from florgit.store.meta import RunMeta
+        from florgit.store.recovery import recover_abandoned
+        from florgit.store.spool import Spool
+
+        self.repo = open_repo()
+        recover_abandoned(self.repo)
+        now = time.time()
+        self.t0 = time.perf_counter()
+        self.run_id = layout.new_run_id(now)
+        head = self.repo.head()
+        snap = self.repo.snapshot(MAX_UNTRACKED_BYTES)
+        pending = self.repo.commit_tree(snap.tree, f"flor: pending run {self.run_id}")
+        self.repo.set_ref(layout.pending_ref(self.run_id), pending)
+        self.meta = RunMeta(
+            run_id=self.run_id,
+            script=_script_path(self.repo.workdir),
+            argv=list(sys.argv),
+            start=_utc_iso(now),
+            cwd=_relative(os.getcwd(), self.repo.workdir),
+            user_commit=head.commit,
+            branch=head.branch,
+            detached=head.detached,
+            dirty=snap.dirty,
+            code_tree=snap.tree,
+            skipped_files=snap.skipped,
+            kwargs=dict(kwargs),
+            python=platform.python_version(),
+            florgit=__version__,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+        )
+        self.kwargs = kwargs
+        self.used_kwargs: set[str] = set()
+        self.args: dict[str, object] = {}
+        self.names: set[str] = set()
+        self.records: deque = deque()
+        self.events: deque = deque()
+        self.ctx = 0
+        self.depth = 0
+        self._next_ctx = itertools.count(1).__next__
+        self.spool = Spool(self.repo.git_dir, self.meta)
+        self.flusher = Flusher(self.records, self.events, self.spool, echo_on, self.args)
+        self.finished = False
+
+    # -- hot path helpers ------------------------------------------------------------
+    def add_name(self, name: str) -> None:
+        self.names.add(check_name(name))
+
+    def drain(self) -> None:
+        """Called by ``log`` only when the buffer is over its bound: flush inline."""
+        self.flusher.flush()
+
+    def loop(self, name: str, iterable: Iterable) -> Iterator:
+        parent, depth = self.ctx, self.depth + 1
+        events, next_ctx, clock, t0 = self.events, self._next_ctx, time.perf_counter, self.t0
+        self.depth = depth
+        ctx = 0
+        try:
+            for idx, item in enumerate(iterable):
+                ctx = next_ctx()
+                value = item if type(item) in SCALAR_TYPES and not (type(item) is int and item == idx) else None
+                events.append((ctx, parent, depth, name, idx, value, clock() - t0, False))
+                self.ctx = ctx
+                yield item
+                events.append((ctx, parent, depth, name, idx, None, clock() - t0, True))
+                self.ctx = parent
+                ctx = 0
+        finally:
+            if ctx:  # left by break, return or an exception: the iteration ends here
+                events.append((ctx, parent, depth, name, idx, None, clock() - t0, True))
+            self.ctx, self.depth = parent, depth - 1
+
+    @contextmanager
+    def iteration(self, name: str, idx: int, value: object) -> Iterator[int]:
+        parent, depth = self.ctx, self.depth + 1
+        ctx = self._next_ctx()
+        clock, t0 = time.perf_counter, self.t0
+        if value is not None and type(value) not in SCALAR_TYPES:
+            try:
+                value = to_scalar(value, name)
+            except FlorgitError:
+                value = None  # like loop items: only scalars are kept
+        self.events.append((ctx, parent, depth, name, idx, value, clock() - t0, False))
+        self.ctx, self.depth = ctx, depth
+        try:
+            yield idx
+        finally:
+            self.events.append((ctx, parent, depth, name, idx, None, clock() - t0, True))
+            self.ctx, self.depth = parent, depth - 1
+
+    # -- args --------------------------------------------------------------------------
+    def arg(self, name: str, default: object, missing: object) -> object:
+        if name in self.args:
+            return self.args[name]
+        if name in self.kwargs:
+            value = kwargs_mod.parse(name, self.kwargs[name], None if default is missing else default)
+            self.used_kwargs.add(name)
+        elif default is missing:
+            raise KwargsError(
+                f"flor.arg({name!r}) has no default and {kwargs_mod.FLAG} does not set it; "
+                f"give it a default or run with `{kwargs_mod.FLAG} {name}=VALUE`"
+            )
+        else:
+            value = default
+        stored = value if type(value) in SCALAR_TYPES else _scalar_or_repr(value, name)
+        self.args[name] = value
+        self.meta.args[name] = stored
+        self.records.append((0, name, stored))
+        return value
+
+    # -- ending ------------------------------------------------------------------------
+    def finish(self, status: str, error: str | None = None) -> None:
+        """Persist the run: final Arrow files, a shadow-branch commit, a note."""
+        if self.finished:
+            return
+        self.finished = True
+        from florgit.store.runs import persist_run
+
+        self.flusher.stop()
+        meta = self.meta
+        meta.status, meta.error = status, error
+        meta.end = _utc_iso(time.time())
+        meta.records = self.flusher.count
+        meta.torch = getattr(sys.modules.get("torch"), "__version__", None)
+        meta.unused_kwargs = sorted(set(self.kwargs) - self.used_kwargs)
+        if meta.unused_kwargs:
+            print(kwargs_mod.unused_message(meta.unused_kwargs, self.kwargs, sorted(self.args)), file=sys.stderr)
+        try:
+            self.spool.write_meta(meta)  # a crash from here on is recovered with this status
+            records, contexts = self.flusher.tables()
+            persist_run(self.repo, meta, records, contexts)
+        except Exception as exc:
+            warnings.warn(
+                f"florgit: run {self.run_id} could not be committed ({exc}); it stays in "
+                f"{self.spool.dir} and is recovered the next time florgit runs here",
+                stacklevel=2,
+            )
+            self.spool.release()
+            return
+        self.spool.remove()
+        if self.flusher.echo_on:
+            print(f"florgit: committed run {self.run_id} ({status}, {meta.records:,} records) to flor.shadow")
+
+
+def _scalar_or_repr(value: object, name: str) -> object:
+    try:
+        return to_scalar(value, name)
+    except FlorgitError:
+        return repr(value)  # list/tuple/dict args are kept as their Python literal text
+
+
+def _script_path(workdir: str | None) -> str:
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None) or (sys.argv[0] if sys.argv and sys.argv[0] else None)
+    if not path or path == "-c":
+        return "<interactive>"
+    return _relative(os.path.abspath(path), workdir)
+
+
+def _relative(path: str, workdir: str | None) -> str:
+    if workdir:
+        rel = os.path.relpath(path, workdir)
+        if not rel.startswith(".."):
+            return rel
+    return path

@@ -1,0 +1,1 @@
+"""The ``git flor`` command line (typer + rich); the library never imports it."""

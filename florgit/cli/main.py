@@ -1,0 +1,107 @@
+"""``git flor``: list runs, print dataframes, recover killed runs.
+
+Exit codes: 0 success, 1 a florgit error (the message says how to fix it), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from florgit.errors import FlorgitError
+
+app = typer.Typer(
+    name="git flor",
+    help="florgit: runs, logs and hindsight replay, stored in this git repository.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+_err = Console(stderr=True)
+
+
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+@app.command("log")
+def log_cmd(
+    n: int = typer.Option(0, "-n", help="Show at most N runs (0: all)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+) -> None:
+    """List recorded runs, newest first."""
+    from florgit.git import open_repo
+    from florgit.store import runs
+
+    repo = open_repo(require_workdir=False)
+    stored = runs.list_runs(repo)[::-1]
+    metas = [runs.read_meta(repo, r) for r in (stored[:n] if n else stored)]
+    if as_json:
+        for m in metas:
+            print(json.dumps({"run_id": m.run_id, "start": m.start, "end": m.end, "status": m.status,
+                              "user_commit": m.user_commit, "dirty": m.dirty, "branch": m.branch,
+                              "script": m.script, "args": m.args, "records": m.records}))
+        return
+    table = Table("run", "started (UTC)", "status", "commit", "branch", "script", "args", "records")
+    for m in metas:
+        commit = (m.user_commit or "-------")[:7] + ("+" if m.dirty else "")
+        args = " ".join(f"{k}={v}" for k, v in m.args.items())
+        table.add_row(m.run_id, m.start[:19].replace("T", " "), m.status, commit, m.branch or "(detached)",
+                      m.script, args, f"{m.records:,}")
+    Console().print(table)
+
+
+@app.command("dataframe")
+def dataframe_cmd(
+    names: list[str] = typer.Argument(None, help="Logged names to pivot into columns."),
+    fmt: Format = typer.Option(Format.table, "--format", help="table, csv or json."),
+) -> None:
+    """Print flor.dataframe(NAME...) for this repository."""
+    import polars as pl
+
+    from florgit.query import dataframe
+
+    frame = dataframe(*(names or []))
+    if fmt is Format.csv:
+        sys.stdout.write(frame.write_csv())
+    elif fmt is Format.json:
+        sys.stdout.write(frame.write_json() + "\n")
+    else:
+        with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=40):
+            print(frame)
+
+
+@app.command("recover")
+def recover_cmd() -> None:
+    """Commit runs left behind by killed processes (status 'killed')."""
+    from florgit.git import open_repo
+    from florgit.store.recovery import recover_abandoned
+
+    recovered = recover_abandoned(open_repo(require_workdir=False))
+    for run_id in recovered:
+        print(f"recovered run {run_id} (killed)")
+    if not recovered:
+        print("nothing to recover")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        app(args=argv, prog_name="git flor")
+    except FlorgitError as exc:
+        _err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return 1
+    except SystemExit as exc:  # typer/click exit codes (2 for bad usage)
+        return exc.code if isinstance(exc.code, int) else 0
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

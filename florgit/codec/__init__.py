@@ -1,0 +1,1 @@
+"""Encodings of florgit data: logged values, Arrow record files."""

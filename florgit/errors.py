@@ -1,0 +1,116 @@
+"""florgit's exceptions: one hierarchy, every message says how to fix the problem.
+
+    FlorgitError
+    ├── RepositoryError            where florgit cannot keep data
+    │   ├── NotARepositoryError
+    │   └── BareRepositoryError
+    ├── UsageError                 misuse of the logging API (always raised)
+    │   ├── InvalidNameError
+    │   ├── UnsupportedValueError
+    │   └── KwargsError
+    ├── StoreError                 recorded data cannot be read or written
+    │   ├── RefUpdateConflict      a compare-and-swap kept losing to other writers
+    │   └── RunNotFoundError
+    └── QueryError                 a dataframe/query request cannot be answered
+"""
+
+from __future__ import annotations
+
+
+class FlorgitError(Exception):
+    """Base class of every error florgit raises on purpose."""
+
+
+class RepositoryError(FlorgitError):
+    """florgit cannot keep its data in this place."""
+
+
+class NotARepositoryError(RepositoryError):
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(
+            f"{path!r} is not inside a git repository; florgit keeps runs in the "
+            "repository of the code you train. Run `git init` there (or cd into your "
+            "project) and start the script again."
+        )
+
+
+class BareRepositoryError(RepositoryError):
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(
+            f"{path!r} is a bare repository, which has no working tree to snapshot. "
+            "Run the training script from a clone with a working tree."
+        )
+
+
+class UsageError(FlorgitError):
+    """The logging API was called in a way it cannot honour."""
+
+
+class InvalidNameError(UsageError):
+    def __init__(self, name: object, why: str) -> None:
+        self.name = name
+        super().__init__(
+            f"invalid florgit name {name!r}: {why}. Use a non-empty string of letters, "
+            "digits, '_', '.', '-' or '/', e.g. flor.log('val_loss', x)."
+        )
+
+
+class UnsupportedValueError(UsageError):
+    def __init__(self, name: str, value: object) -> None:
+        self.name = name
+        self.value_type = type(value).__name__
+        super().__init__(
+            f"flor.log({name!r}, ...) got a {self.value_type}; florgit logs bool, int, "
+            "float, str or None (numpy and 0-d torch scalars are converted). Log a "
+            "scalar such as `x.item()`, `float(x)` or `str(x)` instead."
+        )
+
+
+class KwargsError(UsageError):
+    """`--kwargs` on the command line is malformed or does not fit an arg."""
+
+
+class StoreError(FlorgitError):
+    """Recorded data could not be read or written."""
+
+
+class RefUpdateConflict(StoreError):
+    def __init__(self, ref: str, attempts: int) -> None:
+        self.ref = ref
+        self.attempts = attempts
+        super().__init__(
+            f"could not update {ref} after {attempts} attempts because other "
+            "processes kept updating it; nothing was lost (the run stays spooled "
+            "under .git/flor and is recovered the next time florgit runs)."
+        )
+
+
+class RunNotFoundError(StoreError):
+    def __init__(self, run: str) -> None:
+        self.run = run
+        super().__init__(
+            f"no recorded run matches {run!r}; list runs with `git flor log` "
+            "and pass a full run id or a unique prefix."
+        )
+
+
+class QueryError(FlorgitError):
+    """A query over recorded runs cannot be answered as asked."""
+
+
+__all__ = [
+    "FlorgitError",
+    "RepositoryError",
+    "NotARepositoryError",
+    "BareRepositoryError",
+    "UsageError",
+    "InvalidNameError",
+    "UnsupportedValueError",
+    "KwargsError",
+    "StoreError",
+    "RefUpdateConflict",
+    "RunNotFoundError",
+    "QueryError",
+]

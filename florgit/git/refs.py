@@ -1,0 +1,54 @@
+"""Compare-and-swap commits onto refs, retried when another process got there first.
+
+``create_commit`` with a ref name checks that the ref's tip is still the commit's first
+parent while holding the ref lock, so a lost race is an error rather than a lost commit.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+
+import pygit2
+
+from florgit.errors import RefUpdateConflict
+
+MAX_ATTEMPTS = 200
+_MAX_SLEEP = 0.2
+
+
+def tip(repo: pygit2.Repository, ref: str) -> pygit2.Commit | None:
+    try:
+        reference = repo.references.get(ref)
+    except (pygit2.GitError, ValueError):
+        return None
+    if reference is None:
+        return None
+    obj = repo.get(reference.resolve().target)
+    return obj if isinstance(obj, pygit2.Commit) else None
+
+
+def commit_cas(
+    repo: pygit2.Repository,
+    ref: str,
+    make_tree: Callable[[pygit2.Tree | None], pygit2.Oid | None],
+    message: str,
+    signature: pygit2.Signature,
+) -> str | None:
+    """Commit ``make_tree(tip_tree)`` on ``ref`` with the tip as parent, retrying races.
+
+    ``make_tree`` returns None when there is nothing to change (the commit is skipped).
+    Returns the new commit id, or None when skipped.
+    """
+    for attempt in range(MAX_ATTEMPTS):
+        head = tip(repo, ref)
+        tree = make_tree(head.tree if head is not None else None)
+        if tree is None:
+            return None
+        parents = [head.id] if head is not None else []
+        try:
+            return str(repo.create_commit(ref, signature, signature, message, tree, parents))
+        except (pygit2.GitError, OSError):
+            time.sleep(random.uniform(0, min(_MAX_SLEEP, 0.002 * 2 ** min(attempt, 8))))
+    raise RefUpdateConflict(ref, MAX_ATTEMPTS)

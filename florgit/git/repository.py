@@ -1,0 +1,167 @@
+"""Opening the user's repository and the operations florgit's store needs from it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pygit2
+
+from florgit.errors import BareRepositoryError, NotARepositoryError, StoreError
+from florgit.git import notes, refs, snapshot, trees
+
+_FALLBACK_NAME = "florgit"
+_FALLBACK_EMAIL = "florgit@localhost"
+
+
+@dataclass(frozen=True)
+class HeadInfo:
+    commit: str | None  # None in a repository with no commits yet
+    branch: str | None  # None on a detached HEAD
+    detached: bool
+
+
+def open_repo(start: str | None = None, *, require_workdir: bool = True) -> GitRepo:
+    """Find the repository containing ``start`` (default: the current directory)."""
+    start = os.path.abspath(start or os.getcwd())
+    found = pygit2.discover_repository(start)
+    if found is None:
+        raise NotARepositoryError(start)
+    repo = pygit2.Repository(found)
+    if require_workdir and repo.is_bare:
+        raise BareRepositoryError(found)
+    return GitRepo(repo)
+
+
+class GitRepo:
+    """A repository, seen through string ids and ref names."""
+
+    def __init__(self, repo: pygit2.Repository) -> None:
+        self._repo = repo
+
+    @property
+    def git_dir(self) -> str:
+        return os.path.normpath(self._repo.path)
+
+    @property
+    def workdir(self) -> str | None:
+        return os.path.normpath(self._repo.workdir) if self._repo.workdir else None
+
+    def signature(self) -> pygit2.Signature:
+        try:
+            return self._repo.default_signature
+        except (pygit2.GitError, KeyError):
+            return pygit2.Signature(_FALLBACK_NAME, _FALLBACK_EMAIL)
+
+    def head(self) -> HeadInfo:
+        repo = self._repo
+        if repo.head_is_unborn:
+            return HeadInfo(commit=None, branch=_unborn_branch(repo), detached=False)
+        commit = str(repo.head.peel(pygit2.Commit).id)
+        if repo.head_is_detached:
+            return HeadInfo(commit=commit, branch=None, detached=True)
+        return HeadInfo(commit=commit, branch=repo.head.shorthand, detached=False)
+
+    def snapshot(self, max_untracked_bytes: int) -> snapshot.Snapshot:
+        return snapshot.take(self._repo.path, max_untracked_bytes)
+
+    # -- objects -----------------------------------------------------------------
+    def write_blob(self, data: bytes) -> str:
+        return str(self._repo.create_blob(data))
+
+    def read_blob(self, oid: str) -> bytes:
+        obj = self._get(oid)
+        if not isinstance(obj, pygit2.Blob):
+            raise StoreError(f"object {oid} is not a blob; run `git fsck` to check the repository")
+        return obj.data
+
+    def write_tree(self, entries: dict[str, str]) -> str:
+        """A flat tree from ``name -> blob or tree id``."""
+        resolved = {}
+        for name, oid in entries.items():
+            obj = self._get(oid)
+            mode = trees.TREE_MODE if isinstance(obj, pygit2.Tree) else trees.BLOB_MODE
+            resolved[name] = (obj.id, mode)
+        return str(trees.build(self._repo, resolved))
+
+    def has_object(self, oid: str) -> bool:
+        return oid in self._repo
+
+    def _get(self, oid: str) -> pygit2.Object:
+        try:
+            return self._repo[oid]
+        except (KeyError, ValueError) as exc:
+            raise StoreError(f"object {oid} is missing; run `git flor verify` or fetch it again") from exc
+
+    # -- refs ----------------------------------------------------------------------
+    def ref_tip(self, ref: str) -> str | None:
+        head = refs.tip(self._repo, ref)
+        return str(head.id) if head is not None else None
+
+    def set_ref(self, ref: str, commit: str) -> None:
+        self._repo.references.create(ref, pygit2.Oid(hex=commit), force=True)
+
+    def delete_ref(self, ref: str) -> None:
+        try:
+            self._repo.references.delete(ref)
+        except (KeyError, pygit2.GitError):
+            pass
+
+    def refs_under(self, prefix: str) -> list[str]:
+        return [r for r in self._repo.references if r.startswith(prefix)]
+
+    def commit_tree(self, tree: str, message: str, parents: list[str] = ()) -> str:
+        """A commit object on no ref (the caller points a ref at it)."""
+        sig = self.signature()
+        return str(self._repo.create_commit(None, sig, sig, message, pygit2.Oid(hex=tree), [pygit2.Oid(hex=p) for p in parents]))
+
+    def put_in_ref(self, ref: str, path: str, oid: str, message: str) -> str | None:
+        """Commit on ``ref`` a tree where ``path`` holds ``oid``; skipped if already there."""
+        obj = self._get(oid)
+        mode = trees.TREE_MODE if isinstance(obj, pygit2.Tree) else trees.BLOB_MODE
+        parts = path.split("/")
+
+        def make_tree(base: pygit2.Tree | None) -> pygit2.Oid | None:
+            if trees.lookup(self._repo, base, path) is not None:
+                return None
+            return trees.put(self._repo, base, parts, obj.id, mode)
+
+        return refs.commit_cas(self._repo, ref, make_tree, message, self.signature())
+
+    # -- reading trees on refs -------------------------------------------------------
+    def tree_at(self, ref: str, path: str = "") -> str | None:
+        head = refs.tip(self._repo, ref)
+        if head is None:
+            return None
+        if not path:
+            return str(head.tree_id)
+        obj = trees.lookup(self._repo, head.tree, path)
+        return str(obj.id) if isinstance(obj, pygit2.Tree) else None
+
+    def list_tree(self, tree: str) -> Iterator[tuple[str, str, str]]:
+        """``(name, kind, id)`` of each entry, kind being 'tree' or 'blob'."""
+        for entry in self._get(tree):
+            yield entry.name, entry.type_str, str(entry.id)
+
+    def blob_in_tree(self, tree: str, path: str) -> bytes | None:
+        obj = trees.lookup(self._repo, self._get(tree), path)
+        return obj.data if isinstance(obj, pygit2.Blob) else None
+
+    # -- notes -----------------------------------------------------------------------
+    def read_note(self, ref: str, target: str) -> str:
+        return notes.read(self._repo, ref, target)
+
+    def read_notes(self, ref: str) -> dict[str, str]:
+        return notes.read_all(self._repo, ref)
+
+    def update_note(self, ref: str, target: str, edit: Callable[[str], str | None], message: str) -> str | None:
+        return notes.update(self._repo, ref, target, edit, message, self.signature())
+
+
+def _unborn_branch(repo: pygit2.Repository) -> str | None:
+    try:
+        target = repo.references["HEAD"].target
+    except (KeyError, pygit2.GitError):
+        return None
+    return target.removeprefix("refs/heads/") if isinstance(target, str) else None

@@ -1,0 +1,98 @@
+"""The public query functions: ``dataframe``, ``scan``, ``query`` and ``runs``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from florgit.codec.values import BOOL, FLOAT, INT, KIND_NAMES, STR
+
+if TYPE_CHECKING:
+    import polars as pl
+
+RUN_COLUMNS = ["run_id", "start_time", "script"]
+
+
+def dataframe(*names: str, repo: str | None = None) -> pl.DataFrame:
+    """One row per run and loop context, with one typed column per name (FlorDB's pivot).
+
+    Run-level values (args, final metrics) are repeated on each loop row of their run.
+    With no names: one row per run with every run-level value.
+    """
+    import polars as pl
+
+    from florgit.query.contexts import flatten
+    from florgit.query.loader import load
+    from florgit.query.pivot import pivot
+
+    for name in names:
+        if not isinstance(name, str):
+            from florgit.errors import QueryError
+
+            raise QueryError(f"dataframe() takes names as str, got {name!r}; e.g. flor.dataframe('lr', 'loss')")
+    loaded = load(repo, list(names) if names else None)
+    if not names:
+        run_level = loaded.records.filter(pl.col("ctx") == 0)
+        wanted = run_level.get_column("name").unique(maintain_order=True).to_list()
+        body = pivot(run_level, flatten(loaded.contexts.clear()), wanted)
+        return _finish(loaded.runs.select("run", *RUN_COLUMNS).join(body, on="run", how="left"), [], wanted)
+    flat = flatten(loaded.contexts)
+    body = pivot(loaded.records, flat, list(names))
+    loop_cols = [c for loop in flat.loops for c in (loop, flat.value_columns.get(loop)) if c and c in body.columns]
+    return _finish(loaded.runs.select("run", *RUN_COLUMNS).join(body, on="run", how="inner"), loop_cols, list(names))
+
+
+def _finish(frame: pl.DataFrame, loop_cols: list[str], names: list[str]) -> pl.DataFrame:
+    import polars as pl
+
+    loops = [c for c in loop_cols if not c.endswith("_value")]
+    frame = frame.sort(["start_time", "run_id", *loops], nulls_last=False)
+    for name in names:
+        if name not in frame.columns:
+            frame = frame.with_columns(pl.lit(None).alias(name))
+    return frame.select(*RUN_COLUMNS, *loop_cols, *names)
+
+
+def scan(repo: str | None = None) -> pl.LazyFrame:
+    """Every record of every run in long format, as a LazyFrame.
+
+    Columns: run_id, start_time, script, seq, name, the loop columns, ``kind`` (the
+    value's type name) and ``value_bool``/``value_int``/``value_float``/``value_str``.
+    """
+    import polars as pl
+
+    from florgit.query.contexts import flatten
+    from florgit.query.loader import load
+
+    loaded = load(repo)
+    flat = flatten(loaded.contexts)
+    loop_cols = [c for loop in flat.loops for c in (loop, flat.value_columns.get(loop)) if c]
+    kind = pl.col("kind")
+    recs = loaded.records.join(flat.frame.drop("dims"), on=["run", "ctx"], how="left")
+    recs = recs.join(loaded.runs.select("run", *RUN_COLUMNS), on="run", how="left")
+    out = recs.select(
+        *RUN_COLUMNS,
+        "seq",
+        "name",
+        *loop_cols,
+        kind.replace_strict(KIND_NAMES, return_dtype=pl.String).alias("kind"),
+        pl.when(kind == BOOL).then(pl.col("i").cast(pl.Boolean)).alias("value_bool"),
+        pl.when(kind == INT).then(pl.col("i")).alias("value_int"),
+        pl.when(kind == FLOAT).then(pl.col("f")).alias("value_float"),
+        pl.when(kind == STR).then(pl.col("s")).alias("value_str"),
+    )
+    return out.lazy()
+
+
+def runs(repo: str | None = None) -> pl.DataFrame:
+    """One row per recorded run: id, times, script, status, user commit, branch, dirty."""
+    from florgit.query.loader import load
+
+    return load(repo, names=[]).runs.drop("run")
+
+
+def query(sql: str, repo: str | None = None) -> pl.DataFrame:
+    """Run polars SQL over the tables ``records`` (see :func:`scan`) and ``runs``."""
+    import polars as pl
+
+    ctx = pl.SQLContext(records=scan(repo), runs=runs(repo).lazy())
+    return ctx.execute(sql).collect()

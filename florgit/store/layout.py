@@ -1,0 +1,44 @@
+"""Where florgit keeps things: ref names, paths inside trees, run ids, spool folders."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+
+SHADOW_REF = "refs/heads/flor.shadow"
+NOTES_REF = "refs/notes/flor"
+# While a run goes, a commit of its code snapshot hangs here so `git gc` cannot prune it.
+PENDING_PREFIX = "refs/flor/pending/"
+
+RUNS_DIR = "runs"
+META_FILE = "meta.json"
+RECORDS_FILE = "records.arrow"
+CONTEXTS_FILE = "contexts.arrow"
+CODE_DIR = "code"
+
+SPOOL_DIR = os.path.join("flor", "spool")
+SPOOL_LOCK = "lock"
+SPOOL_META = "meta.json"
+SPOOL_RECORDS = "records.arrows"
+SPOOL_EVENTS = "events.arrows"
+
+
+def new_run_id(now: float | None = None) -> str:
+    """Sortable by start time, unique without coordination (48 random bits)."""
+    now = time.time() if now is None else now
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
+    return f"{stamp}{int(now * 1e6) % 1_000_000:06d}Z-{secrets.token_hex(6)}"
+
+
+def run_path(run_id: str) -> str:
+    """Runs are grouped by day so no single tree holds every run."""
+    return f"{RUNS_DIR}/{run_id[:8]}/{run_id}"
+
+
+def spool_root(git_dir: str) -> str:
+    return os.path.join(git_dir, SPOOL_DIR)
+
+
+def pending_ref(run_id: str) -> str:
+    return PENDING_PREFIX + run_id

@@ -1,0 +1,35 @@
+"""Recovering runs whose process died (SIGKILL, OOM, power) from their spools."""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+from florgit.codec import arrow
+from florgit.git import GitRepo
+from florgit.store import layout, spool
+from florgit.store.runs import persist_run
+
+
+def recover_abandoned(repo: GitRepo) -> list[str]:
+    """Commit every abandoned spool as a ``killed`` run; returns the recovered run ids."""
+    recovered = []
+    for abandoned in spool.abandoned(repo.git_dir):
+        meta = abandoned.meta()
+        if meta is None:
+            continue
+        records = arrow.read_stream(abandoned.path(layout.SPOOL_RECORDS), arrow.RECORD_SCHEMA)
+        events = arrow.read_stream(abandoned.path(layout.SPOOL_EVENTS), arrow.EVENT_SCHEMA)
+        if meta.status == "running":  # a run that had finished keeps its status
+            meta.status = "killed"
+        meta.end = meta.end or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(abandoned.last_write()))
+        meta.records = records.num_rows
+        try:
+            persist_run(repo, meta, records, arrow.fold_events(events))
+        except Exception as exc:  # keep the spool for the next attempt
+            warnings.warn(f"florgit: could not recover run {meta.run_id} yet: {exc}", stacklevel=2)
+            continue
+        abandoned.remove()
+        recovered.append(meta.run_id)
+    return recovered
+

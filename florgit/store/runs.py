@@ -1,0 +1,105 @@
+"""Runs on the shadow branch: writing a finished run, listing and reading runs back.
+
+Each run is a commit on ``flor.shadow`` adding ``runs/<day>/<run id>/`` with the run's
+``meta.json``, ``records.arrow``, ``contexts.arrow`` and ``code/`` (the snapshot tree).
+The tip's tree therefore holds every run; run paths never collide, so concurrent writers
+only ever race on the ref, which compare-and-swap resolves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from florgit.codec import arrow
+from florgit.errors import RunNotFoundError, StoreError
+from florgit.git import GitRepo
+from florgit.store import layout
+from florgit.store.meta import RunMeta
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    run_id: str
+    tree: str  # id of the run's tree on the shadow branch
+
+
+def persist_run(repo: GitRepo, meta: RunMeta, records: pa.Table, contexts: pa.Table) -> None:
+    """Write a finished run to the shadow branch and its note; safe to repeat."""
+    path = layout.run_path(meta.run_id)
+    entries = {
+        layout.META_FILE: repo.write_blob(meta.to_json()),
+        layout.RECORDS_FILE: repo.write_blob(arrow.to_file_bytes(records)),
+        layout.CONTEXTS_FILE: repo.write_blob(arrow.to_file_bytes(contexts)),
+    }
+    if meta.code_tree and repo.has_object(meta.code_tree):
+        entries[layout.CODE_DIR] = meta.code_tree
+    run_tree = repo.write_tree(entries)
+    repo.put_in_ref(layout.SHADOW_REF, path, run_tree, f"flor: run {meta.run_id} ({meta.status})")
+    if meta.user_commit:
+        _add_note(repo, meta, path)
+    repo.delete_ref(layout.pending_ref(meta.run_id))
+
+
+def _add_note(repo: GitRepo, meta: RunMeta, path: str) -> None:
+    line = meta.note_line(path)
+    marker = f'"run":"{meta.run_id}"'
+
+    def edit(old: str) -> str | None:
+        if marker in old:
+            return None
+        lines = [ln for ln in old.splitlines() if ln.strip()]
+        return "\n".join(sorted([*lines, line])) + "\n"
+
+    repo.update_note(layout.NOTES_REF, meta.user_commit, edit, f"flor: note run {meta.run_id}")
+
+
+def list_runs(repo: GitRepo) -> list[StoredRun]:
+    """Every run on the shadow branch, oldest first."""
+    runs_tree = repo.tree_at(layout.SHADOW_REF, layout.RUNS_DIR)
+    if runs_tree is None:
+        return []
+    found = []
+    for _day, kind, day_tree in repo.list_tree(runs_tree):
+        if kind != "tree":
+            continue
+        for run_id, run_kind, run_tree in repo.list_tree(day_tree):
+            if run_kind == "tree":
+                found.append(StoredRun(run_id, run_tree))
+    return sorted(found, key=lambda r: r.run_id)
+
+
+def find_run(repo: GitRepo, prefix: str) -> StoredRun:
+    """The run whose id is ``prefix`` or starts with it (it must be unique)."""
+    matches = [r for r in list_runs(repo) if r.run_id.startswith(prefix)]
+    exact = [r for r in matches if r.run_id == prefix]
+    if exact:
+        return exact[0]
+    if len(matches) != 1:
+        raise RunNotFoundError(prefix)
+    return matches[0]
+
+
+def read_meta(repo: GitRepo, run: StoredRun) -> RunMeta:
+    return RunMeta.from_json(_file(repo, run, layout.META_FILE))
+
+
+def read_records(repo: GitRepo, run: StoredRun) -> pa.Table:
+    return arrow.from_file_bytes(_file(repo, run, layout.RECORDS_FILE))
+
+
+def read_contexts(repo: GitRepo, run: StoredRun) -> pa.Table:
+    return arrow.from_file_bytes(_file(repo, run, layout.CONTEXTS_FILE))
+
+
+def _file(repo: GitRepo, run: StoredRun, name: str) -> bytes:
+    data = repo.blob_in_tree(run.tree, name)
+    if data is None:
+        raise StoreError(f"run {run.run_id} has no {name}; run `git flor verify` to see what is damaged")
+    return data
+
+
+def run_notes(repo: GitRepo) -> dict[str, list[str]]:
+    """``{user commit: [note lines]}`` from ``refs/notes/flor``."""
+    return {c: [ln for ln in text.splitlines() if ln.strip()] for c, text in repo.read_notes(layout.NOTES_REF).items()}
