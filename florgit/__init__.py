@@ -16,7 +16,7 @@ from florgit.api.functions import (  # noqa: E402
     set_echo,
 )
 from florgit.errors import FlorgitError  # noqa: E402
-from florgit.query import dataframe, query, runs, scan  # noqa: E402
+from florgit.frames import dataframe, query, runs, scan  # noqa: E402
 
 __all__ = [
     "FlorgitError",

@@ -39,10 +39,15 @@ class Echo:
             if not is_end:
                 known[ctx] = (parent, loop, iteration)
         grouped: dict[int, list[tuple[str, object]]] = {}
-        for ctx, name, value in records:
+        last_seen: dict[int, int] = {}  # ctx -> position of its newest record
+        keyed: list[tuple[int, str]] = []  # (position, line): lines print in log order
+        for pos, (ctx, name, value) in enumerate(records):
+            if ctx == 0:
+                if name not in self._quiet and len(keyed) < MAX_RUN_LEVEL:
+                    keyed.append((pos, f"{name}: {fmt(value)}"))
+                continue
             grouped.setdefault(ctx, []).append((name, value))
-        run_level = [(n, v) for n, v in grouped.pop(0, []) if n not in self._quiet]
-        out = [f"{name}: {fmt(v)}" for name, v in run_level[:MAX_RUN_LEVEL]]
+            last_seen[ctx] = pos
         newest_by_depth: dict[int, int] = {}
         outer: list[int] = []
         for ctx in grouped:
@@ -52,10 +57,11 @@ class Echo:
             elif depth > 1:
                 newest_by_depth[depth] = ctx
             # depth 0: its loop event lands in the next flush; the next line covers it
-        for ctx in outer[-MAX_OUTER_LINES:] + [newest_by_depth[d] for d in sorted(newest_by_depth)]:
+        for ctx in outer[-MAX_OUTER_LINES:] + list(newest_by_depth.values()):
             prefix = [f"{loop}: {it}" for loop, it in self._chain(ctx, known)]
             values = [f"{n}: {fmt(v)}" for n, v in _last_per_name(grouped[ctx])]
-            out.append(", ".join(prefix + values))
+            keyed.append((last_seen[ctx], ", ".join(prefix + values)))
+        out = [line for _pos, line in sorted(keyed)]
         for ctx, _p, _d, _l, _i, _v, _t, is_end in events:
             if is_end:
                 known.pop(ctx, None)

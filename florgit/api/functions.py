@@ -31,6 +31,7 @@ _hooks_installed = False
 _failure: tuple[str, str] | None = None
 _echo_on = echo.enabled_by_default()
 # Cut `--kwargs` out of sys.argv now, before the script's own argparse reads it.
+ARGV = list(sys.argv)  # as typed, recorded with each run
 KWARGS: dict[str, str] = kwargs_mod.extract(sys.argv) if kwargs_mod.FLAG in sys.argv else {}
 
 
@@ -41,7 +42,7 @@ def _start():
             from florgit.api.recorder import Recorder
 
             _install_hooks()
-            _rec = Recorder(KWARGS, _echo_on)
+            _rec = Recorder(ARGV, KWARGS, _echo_on)
         return _rec
 
 

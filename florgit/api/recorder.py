@@ -31,7 +31,7 @@ def _utc_iso(t: float) -> str:
 
 
 class Recorder:
-    def __init__(self, kwargs: dict[str, str], echo_on: bool) -> None:
+    def __init__(self, argv: list[str], kwargs: dict[str, str], echo_on: bool) -> None:
         from florgit.api.flusher import Flusher
         from florgit.git import open_repo
         from florgit.store import layout
@@ -51,7 +51,7 @@ class Recorder:
         self.meta = RunMeta(
             run_id=self.run_id,
             script=_script_path(self.repo.workdir),
-            argv=list(sys.argv),
+            argv=list(argv),
             start=_utc_iso(now),
             cwd=_relative(os.getcwd(), self.repo.workdir),
             user_commit=head.commit,

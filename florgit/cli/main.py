@@ -26,6 +26,12 @@ app = typer.Typer(
 _err = Console(stderr=True)
 
 
+def _out() -> Console:
+    # Piped output (less, grep, a file) gets wide lines instead of squeezed columns.
+    console = Console()
+    return console if console.is_terminal else Console(width=250)
+
+
 class Format(str, Enum):
     table = "table"
     csv = "csv"
@@ -50,13 +56,17 @@ def log_cmd(
                               "user_commit": m.user_commit, "dirty": m.dirty, "branch": m.branch,
                               "script": m.script, "args": m.args, "records": m.records}))
         return
-    table = Table("run", "started (UTC)", "status", "commit", "branch", "script", "args", "records")
+    table = Table()
+    for title in ("run", "started (UTC)", "status", "commit", "branch", "script"):
+        table.add_column(title, no_wrap=True)
+    table.add_column("args")
+    table.add_column("records", justify="right", no_wrap=True)
     for m in metas:
         commit = (m.user_commit or "-------")[:7] + ("+" if m.dirty else "")
         args = " ".join(f"{k}={v}" for k, v in m.args.items())
         table.add_row(m.run_id, m.start[:19].replace("T", " "), m.status, commit, m.branch or "(detached)",
                       m.script, args, f"{m.records:,}")
-    Console().print(table)
+    _out().print(table)
 
 
 @app.command("dataframe")
@@ -67,7 +77,7 @@ def dataframe_cmd(
     """Print flor.dataframe(NAME...) for this repository."""
     import polars as pl
 
-    from florgit.query import dataframe
+    from florgit.frames import dataframe
 
     frame = dataframe(*(names or []))
     if fmt is Format.csv:

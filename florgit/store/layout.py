@@ -25,10 +25,11 @@ SPOOL_EVENTS = "events.arrows"
 
 
 def new_run_id(now: float | None = None) -> str:
-    """Sortable by start time, unique without coordination (48 random bits)."""
+    """``YYYYMMDD-HHMMSS.mmm-<8 hex>``: readable, sorts by start time, and unique without
+    coordination (32 random bits on top of the millisecond)."""
     now = time.time() if now is None else now
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
-    return f"{stamp}{int(now * 1e6) % 1_000_000:06d}Z-{secrets.token_hex(6)}"
+    millis = int(now * 1000) % 1000
+    return f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime(now))}.{millis:03d}-{secrets.token_hex(4)}"
 
 
 def run_path(run_id: str) -> str:

@@ -3,6 +3,6 @@
 polars is imported on first use so that ``import florgit`` stays fast.
 """
 
-from florgit.query.frames import dataframe, query, runs, scan
+from florgit.frames.public import dataframe, query, runs, scan
 
 __all__ = ["dataframe", "query", "runs", "scan"]

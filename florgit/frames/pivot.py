@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import polars as pl
 
 from florgit.errors import QueryError
-from florgit.query.contexts import KEYS, Flat, chain_of
-from florgit.query.typing import dtype_for, kinds_of, value_expr
+from florgit.frames.contexts import KEYS, Flat, chain_of
+from florgit.frames.typing import dtype_for, kinds_of, value_expr
 
 
 @dataclass

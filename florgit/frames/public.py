@@ -20,9 +20,9 @@ def dataframe(*names: str, repo: str | None = None) -> pl.DataFrame:
     """
     import polars as pl
 
-    from florgit.query.contexts import flatten
-    from florgit.query.loader import load
-    from florgit.query.pivot import pivot
+    from florgit.frames.contexts import flatten
+    from florgit.frames.loader import load
+    from florgit.frames.pivot import pivot
 
     for name in names:
         if not isinstance(name, str):
@@ -60,8 +60,8 @@ def scan(repo: str | None = None) -> pl.LazyFrame:
     """
     import polars as pl
 
-    from florgit.query.contexts import flatten
-    from florgit.query.loader import load
+    from florgit.frames.contexts import flatten
+    from florgit.frames.loader import load
 
     loaded = load(repo)
     flat = flatten(loaded.contexts)
@@ -85,7 +85,7 @@ def scan(repo: str | None = None) -> pl.LazyFrame:
 
 def runs(repo: str | None = None) -> pl.DataFrame:
     """One row per recorded run: id, times, script, status, user commit, branch, dirty."""
-    from florgit.query.loader import load
+    from florgit.frames.loader import load
 
     return load(repo, names=[]).runs.drop("run")
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from florgit.codec.values import NULL
-from florgit.query.typing import dtype_for, kinds_of, value_expr
+from florgit.frames.typing import dtype_for, kinds_of, value_expr
 
 KEYS = ["run", "ctx"]
 

@@ -1,0 +1,127 @@
+"""Hermetic fixtures: a temp HOME and git identity, and real repositories built per test."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+IDENTITY = {
+    "GIT_AUTHOR_NAME": "Flor Tester",
+    "GIT_AUTHOR_EMAIL": "tester@example.com",
+    "GIT_COMMITTER_NAME": "Flor Tester",
+    "GIT_COMMITTER_EMAIL": "tester@example.com",
+}
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path_factory, monkeypatch):
+    """No developer config leaks in: temp HOME, no system config, fixed identity."""
+    home = tmp_path_factory.mktemp("home")
+    for key in list(os.environ):
+        if key.startswith("GIT_") or key.startswith("FLORGIT_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("FLORGIT_ECHO", "1")
+    for key, value in IDENTITY.items():
+        monkeypatch.setenv(key, value)
+    pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    monkeypatch.setenv("PYTHONPATH", pythonpath)
+    _reset_api_state()
+    yield home
+    _reset_api_state()
+
+
+def _reset_api_state() -> None:
+    from florgit.api import functions
+
+    if functions._rec is not None:
+        functions._end("ok")
+    functions._failure = None
+
+
+def git(cwd: Path | str, *args: str, check: bool = True) -> str:
+    out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    if check and out.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed: {out.stderr}")
+    return out.stdout
+
+
+@dataclass
+class Repo:
+    path: Path
+
+    def write(self, name: str, text: str) -> Path:
+        target = self.path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(textwrap.dedent(text))
+        return target
+
+    def commit(self, message: str = "change") -> str:
+        git(self.path, "add", "-A")
+        git(self.path, "commit", "-q", "-m", message)
+        return git(self.path, "rev-parse", "HEAD").strip()
+
+    def git(self, *args: str, check: bool = True) -> str:
+        return git(self.path, *args, check=check)
+
+    def run(self, script: str, *args: str, check: bool = True, env: dict | None = None, timeout: float = 120):
+        """Run ``python script args`` in the repository, as a user would."""
+        proc = subprocess.run(
+            [sys.executable, script, *args],
+            cwd=self.path,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **(env or {})},
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{script} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def state(self) -> dict[str, str]:
+        """Fingerprint of everything recording must leave alone."""
+        files = {}
+        for p in sorted(self.path.rglob("*")):
+            rel = p.relative_to(self.path)
+            if rel.parts[0] == ".git" or not p.is_file():
+                continue
+            files[str(rel)] = hashlib.sha256(p.read_bytes()).hexdigest()
+        index = self.path / ".git" / "index"
+        branches = self.git("for-each-ref", "--format=%(refname) %(objectname)", "refs/heads/")
+        user_branches = "\n".join(ln for ln in branches.splitlines() if not ln.startswith("refs/heads/flor.shadow"))
+        return {
+            "files": repr(files),
+            "index": hashlib.sha256(index.read_bytes()).hexdigest() if index.exists() else "",
+            "HEAD": (self.path / ".git" / "HEAD").read_text(),
+            "branches": user_branches,
+            "status": self.git("--no-optional-locks", "status", "--porcelain=v1", "--untracked-files=all", "--ignored"),
+        }
+
+
+def make_repo(path: Path, *, commit: bool = True) -> Repo:
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q", "-b", "main")
+    repo = Repo(path)
+    if commit:
+        repo.write("README.md", "# project\n")
+        repo.write(".gitignore", "*.ckpt\ndata/\n")
+        repo.commit("initial")
+    return repo
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch) -> Repo:
+    """A real repository with one commit; the current directory for in-process API calls."""
+    r = make_repo(tmp_path / "project")
+    monkeypatch.chdir(r.path)
+    return r

@@ -1,0 +1,106 @@
+"""Concurrent writers never lose runs; a SIGKILLed run is recovered with its records."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import polars as pl
+
+import florgit as flor
+from florgit.git import open_repo
+from florgit.store import layout, runs
+
+MANY = """
+import sys
+import florgit as flor
+flor.set_echo(False)
+worker = int(sys.argv[1])
+for r in range(25):
+    flor.log("worker", worker)
+    flor.log("r", r)
+    for step in flor.loop("step", range(20)):
+        flor.log("loss", step * 0.5)
+    flor.commit()
+"""
+
+
+def test_four_processes_times_25_runs_lose_nothing(repo):
+    repo.write("many.py", MANY)
+    head = repo.commit("add many")
+    procs = [
+        subprocess.Popen([sys.executable, "many.py", str(w)], cwd=repo.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for w in range(4)
+    ]
+    for p in procs:
+        _out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err.decode()
+    df = flor.dataframe("worker", "r")
+    assert df.height == 100 and df["run_id"].n_unique() == 100
+    assert df.group_by("worker").len().sort("worker")["len"].to_list() == [25] * 4
+    assert sorted(df.filter(pl.col("worker") == 3)["r"].to_list()) == list(range(25))
+    assert flor.dataframe("loss").height == 100 * 20
+    note = repo.git("notes", "--ref", layout.NOTES_REF, "show", head)
+    assert len({json.loads(ln)["run"] for ln in note.splitlines()}) == 100
+    repo.git("fsck", "--strict", "--no-dangling")
+
+
+KILLED = """
+import time
+import florgit as flor
+flor.arg("lr", 0.5)
+for epoch in flor.loop("epoch", range(1000)):
+    flor.log("loss", float(epoch))
+    if epoch == 49:
+        time.sleep(2.0)  # the flusher spools at least once a second
+        print("READY", flush=True)
+        time.sleep(600)
+"""
+
+
+def test_sigkilled_run_is_recovered_as_killed_with_its_records(repo):
+    repo.write("killed.py", KILLED)
+    repo.commit("add killed")
+    proc = subprocess.Popen([sys.executable, "killed.py"], cwd=repo.path, stdout=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith("READY"):
+            break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    spool_root = layout.spool_root(open_repo().git_dir)
+    assert len(os.listdir(spool_root)) == 1
+    assert runs.list_runs(open_repo()) == []
+    # The next florgit run in this repository recovers it.
+    flor.log("next", 1)
+    flor.commit()
+    frame = flor.runs()
+    assert sorted(frame["status"].to_list()) == ["killed", "ok"]
+    df = flor.dataframe("lr", "loss")
+    assert df["loss"].to_list() == [float(e) for e in range(50)]
+    assert set(df["lr"].to_list()) == {0.5}
+    assert os.listdir(spool_root) == []
+    assert repo.git("for-each-ref", layout.PENDING_PREFIX) == ""
+    # Recovering again changes nothing.
+    from florgit.store.recovery import recover_abandoned
+
+    assert recover_abandoned(open_repo()) == []
+
+
+def test_live_run_is_not_recovered_by_another_process(repo):
+    repo.write("killed.py", KILLED)
+    proc = subprocess.Popen([sys.executable, "killed.py"], cwd=repo.path, stdout=subprocess.PIPE, text=True)
+    try:
+        while not proc.stdout.readline().startswith("READY"):
+            pass
+        from florgit.store.recovery import recover_abandoned
+
+        assert recover_abandoned(open_repo()) == []
+    finally:
+        proc.kill()
+        proc.wait()
