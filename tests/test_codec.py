@@ -37,9 +37,9 @@ def _same(a: list[tuple], b: list[tuple]) -> bool:
 
 @settings(max_examples=150, deadline=None)
 @given(records)
-def test_file_round_trip_keeps_values_and_types(recs):
+def test_stored_round_trip_keeps_values_and_types(recs):
     table = pa.Table.from_batches([arrow.record_batch(recs)], schema=arrow.RECORD_SCHEMA)
-    back = arrow.from_file_bytes(arrow.to_file_bytes(table))
+    back = arrow.from_stream_bytes(arrow.to_stream_bytes(table))
     assert _same(_decode(back), recs)
 
 
@@ -73,9 +73,12 @@ def test_integers_beyond_64_bits_are_kept_exactly_as_text():
     assert back == [(0, "big", str(2**70)), (0, "f", math.pi)]
 
 
-def test_loop_events_fold_into_contexts():
-    events = arrow.event_batch(
-        [(1, 0, 1, "epoch", 0, None, 0.0, False), (1, 0, 1, "epoch", 0, None, 1.5, True), (2, 0, 1, "epoch", 1, "b", 1.5, False)]
-    )
-    ctx = arrow.fold_events(pa.Table.from_batches([events])).to_pylist()
-    assert [(c["ctx"], c["t_start"], c["t_end"], c["s"]) for c in ctx] == [(1, 0.0, 1.5, None), (2, 1.5, None, "b")]
+def test_loop_tables_round_trip():
+    loops = arrow.loop_batch([(1, 0, 1, "epoch"), (2, 1, 2, "step")])
+    starts = arrow.start_batch([(1, 1, 0, None, 0.0), (2, 2, 0, None, 0.1), (3, 1, 1, "b", 1.5)])
+    ends = arrow.end_batch([(2, 0.2), (1, 1.5)])
+    for batch in (loops, starts, ends):
+        table = pa.Table.from_batches([batch])
+        assert arrow.from_stream_bytes(arrow.to_stream_bytes(table)).equals(table)
+    assert starts.column("s").to_pylist() == [None, None, "b"]
+    assert starts.column("kind").to_pylist() == [0, 0, 4]

@@ -26,18 +26,20 @@ def fmt(value: object) -> str:
 
 
 class Echo:
-    """Tracks loop contexts seen in spooled events so lines can name their loop chain."""
+    """Tracks loops and open iterations seen in spooled rows so lines can name their chain."""
 
     def __init__(self, quiet_names=()) -> None:
         # Run-level names echoed elsewhere (args print when they are read).
         self._quiet = quiet_names
-        self._live: dict[int, tuple[int, str, int]] = {}  # ctx -> (parent, loop, iteration)
+        self._loops: dict[int, tuple[int, str]] = {}  # loop_id -> (parent ctx, loop name)
+        self._live: dict[int, tuple[int, int]] = {}  # open ctx -> (loop_id, iteration)
 
-    def lines(self, events: Sequence[tuple], records: Sequence[tuple]) -> list[str]:
-        known = dict(self._live)
-        for ctx, parent, _depth, loop, iteration, _v, _t, is_end in events:
-            if not is_end:
-                known[ctx] = (parent, loop, iteration)
+    def lines(self, loops: Sequence[tuple], starts: Sequence[tuple], ends: Sequence[tuple], records: Sequence[tuple]) -> list[str]:
+        for loop_id, parent, _depth, name in loops:
+            self._loops[loop_id] = (parent, name)
+        live = self._live
+        for ctx, loop_id, iteration, _value, _t in starts:
+            live[ctx] = (loop_id, iteration)
         grouped: dict[int, list[tuple[str, object]]] = {}
         last_seen: dict[int, int] = {}  # ctx -> position of its newest record
         keyed: list[tuple[int, str]] = []  # (position, line): lines print in log order
@@ -51,29 +53,26 @@ class Echo:
         newest_by_depth: dict[int, int] = {}
         outer: list[int] = []
         for ctx in grouped:
-            depth = len(self._chain(ctx, known))
+            depth = len(self._chain(ctx))
             if depth == 1:
                 outer.append(ctx)
             elif depth > 1:
                 newest_by_depth[depth] = ctx
-            # depth 0: its loop event lands in the next flush; the next line covers it
+            # depth 0: its loop rows land in the next flush; the next line covers it
         for ctx in outer[-MAX_OUTER_LINES:] + list(newest_by_depth.values()):
-            prefix = [f"{loop}: {it}" for loop, it in self._chain(ctx, known)]
+            prefix = [f"{loop}: {it}" for loop, it in self._chain(ctx)]
             values = [f"{n}: {fmt(v)}" for n, v in _last_per_name(grouped[ctx])]
             keyed.append((last_seen[ctx], ", ".join(prefix + values)))
-        out = [line for _pos, line in sorted(keyed)]
-        for ctx, _p, _d, _l, _i, _v, _t, is_end in events:
-            if is_end:
-                known.pop(ctx, None)
-        self._live = known
-        return out
+        for ctx, _t in ends:
+            live.pop(ctx, None)
+        return [line for _pos, line in sorted(keyed)]
 
-    @staticmethod
-    def _chain(ctx: int, known: dict[int, tuple[int, str, int]]) -> list[tuple[str, int]]:
+    def _chain(self, ctx: int) -> list[tuple[str, int]]:
         chain = []
-        while ctx and ctx in known:
-            parent, loop, iteration = known[ctx]
-            chain.append((loop, iteration))
+        while ctx and ctx in self._live:
+            loop_id, iteration = self._live[ctx]
+            parent, name = self._loops.get(loop_id, (0, "?"))
+            chain.append((name, iteration))
             ctx = parent
         return chain[::-1]
 

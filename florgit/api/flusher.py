@@ -1,10 +1,10 @@
 """The background thread that moves buffered records out of the training thread.
 
-Every ``INTERVAL`` seconds it pops what the hot path appended to the two deques (loop
-events first, so a record's context is never spooled after the record), turns them into
-Arrow batches, appends those to the run's spool streams, keeps them for the final files,
-and echoes a summary. ``deque.append``/``popleft`` are thread-safe, so the hot path takes
-no lock at all.
+Every ``INTERVAL`` seconds it pops what the hot path appended to the deques (loop
+instances, iteration starts and ends, then records, so nothing is spooled before what it
+refers to), turns them into Arrow batches, appends those to the run's spool streams,
+keeps them for the final files, and echoes a summary. ``deque.append``/``popleft`` are
+thread-safe, so the hot path takes no lock at all.
 """
 
 from __future__ import annotations
@@ -12,28 +12,44 @@ from __future__ import annotations
 import threading
 import warnings
 from collections import deque
+from dataclasses import dataclass, field
 
 from florgit.api import echo
 
 INTERVAL = 0.5
 
 
+@dataclass
+class Buffers:
+    """What the training thread appends to; the flusher drains it."""
+
+    loops: deque = field(default_factory=deque)  # (loop_id, parent ctx, depth, name)
+    starts: deque = field(default_factory=deque)  # (ctx, loop_id, iteration, item, t)
+    ends: deque = field(default_factory=deque)  # (ctx, t)
+    records: deque = field(default_factory=deque)  # (ctx, name, value)
+
+
 class Flusher:
-    def __init__(self, records: deque, events: deque, spool, echo_on: bool, quiet_names=()) -> None:
+    def __init__(self, buffers: Buffers, spool, echo_on: bool, quiet_names=()) -> None:
         from florgit.codec import arrow  # pyarrow loads here, off `import florgit`
+        from florgit.store import layout
 
         self._arrow = arrow
-        self._records = records
-        self._events = events
+        self._buffers = buffers
         self._spool = spool
+        self._kinds = [
+            (buffers.loops, arrow.loop_batch, arrow.LOOP_SCHEMA, layout.LOOPS),
+            (buffers.starts, arrow.start_batch, arrow.START_SCHEMA, layout.STARTS),
+            (buffers.ends, arrow.end_batch, arrow.END_SCHEMA, layout.ENDS),
+            (buffers.records, arrow.record_batch, arrow.RECORD_SCHEMA, layout.RECORDS),
+        ]
+        self.batches: list[list] = [[] for _ in self._kinds]
         self.echo_on = echo_on
         self._echo = echo.Echo(quiet_names)
-        self.record_batches: list = []
-        self.event_batches: list = []
         self.count = 0
         self._lock = threading.Lock()  # one flush at a time (thread, overflow, finish)
         self._stop = threading.Event()
-        self._streams = None
+        self._streams: list | None = None
         self._spool_failed = False
         self._thread = threading.Thread(target=self._run, name="florgit-flusher", daemon=True)
         self._thread.start()
@@ -44,32 +60,27 @@ class Flusher:
 
     def flush(self) -> None:
         with self._lock:
-            events = _pop_all(self._events)
-            records = _pop_all(self._records)
-            if not events and not records:
+            rows = [_pop_all(queue) for queue, *_ in self._kinds]
+            if not any(rows):
                 return
-            ev_batch = self._arrow.event_batch(events)
-            rec_batch = self._arrow.record_batch(records)
-            self.event_batches.append(ev_batch)
-            self.record_batches.append(rec_batch)
-            self.count += len(records)
-            self._spool_batches(ev_batch, rec_batch)
+            batches = [make(r) for r, (_q, make, _s, _f) in zip(rows, self._kinds)]
+            for kept, batch in zip(self.batches, batches):
+                kept.append(batch)
+            self.count += len(rows[3])
+            self._spool_batches(batches)
             if self.echo_on:
-                echo.write(self._echo.lines(events, records))
+                echo.write(self._echo.lines(*rows))
 
-    def _spool_batches(self, ev_batch, rec_batch) -> None:
+    def _spool_batches(self, batches: list) -> None:
         if self._spool_failed:
             return
         try:
             if self._streams is None:
-                from florgit.store import layout
-
-                self._streams = (
-                    self._arrow.StreamAppender(self._spool.path(layout.SPOOL_EVENTS), self._arrow.EVENT_SCHEMA),
-                    self._arrow.StreamAppender(self._spool.path(layout.SPOOL_RECORDS), self._arrow.RECORD_SCHEMA),
-                )
-            self._streams[0].append(ev_batch)
-            self._streams[1].append(rec_batch)
+                self._streams = [
+                    self._arrow.StreamAppender(self._spool.path(fname), schema) for _q, _m, schema, fname in self._kinds
+                ]
+            for stream, batch in zip(self._streams, batches):
+                stream.append(batch)
         except OSError as exc:  # disk full, spool deleted: keep training, keep records in memory
             self._spool_failed = True
             warnings.warn(f"florgit: cannot spool records ({exc}); they are kept in memory until the run ends", stacklevel=1)
@@ -80,21 +91,29 @@ class Flusher:
         if self._thread is not threading.current_thread():
             self._thread.join()
         self.flush()
-        if self._streams is not None:
-            for stream in self._streams:
-                try:
-                    stream.close()
-                except OSError:
-                    pass
-            self._streams = None
+        for stream in self._streams or []:
+            try:
+                stream.close()
+            except OSError:
+                pass
+        self._streams = None
 
-    def tables(self):
-        arrow = self._arrow
+    def streams(self) -> dict[str, bytes]:
+        """Each table as stored: the spooled stream file itself, or (if spooling failed)
+        the batches kept in memory, serialised."""
         import pyarrow as pa
 
-        records = pa.Table.from_batches(self.record_batches, schema=arrow.RECORD_SCHEMA)
-        events = pa.Table.from_batches(self.event_batches, schema=arrow.EVENT_SCHEMA)
-        return records, arrow.fold_events(events)
+        out = {}
+        for kept, (_q, _m, schema, fname) in zip(self.batches, self._kinds):
+            if self._spool_failed:
+                out[fname] = self._arrow.to_stream_bytes(pa.Table.from_batches(kept, schema=schema))
+            else:
+                try:
+                    with open(self._spool.path(fname), "rb") as f:
+                        out[fname] = f.read()
+                except FileNotFoundError:  # nothing was ever spooled to it
+                    out[fname] = self._arrow.to_stream_bytes(schema.empty_table())
+        return out
 
 
 def _pop_all(queue: deque) -> list:

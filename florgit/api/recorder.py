@@ -1,6 +1,6 @@
 """One run in progress: its buffers, loop contexts, args, and how it ends.
 
-The hot path (``functions.log`` and loop iterations) only appends tuples to two deques;
+The hot path (``functions.log`` and loop iterations) only appends tuples to deques;
 everything that touches disk or git happens at the run's start, in the flusher thread,
 or when the run ends.
 """
@@ -14,7 +14,6 @@ import socket
 import sys
 import time
 import warnings
-from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
@@ -32,7 +31,7 @@ def _utc_iso(t: float) -> str:
 
 class Recorder:
     def __init__(self, argv: list[str], kwargs: dict[str, str], echo_on: bool) -> None:
-        from florgit.api.flusher import Flusher
+        from florgit.api.flusher import Buffers, Flusher
         from florgit.git import open_repo
         from florgit.store import layout
         from florgit.store.meta import RunMeta
@@ -70,13 +69,15 @@ class Recorder:
         self.used_kwargs: set[str] = set()
         self.args: dict[str, object] = {}
         self.names: set[str] = set()
-        self.records: deque = deque()
-        self.events: deque = deque()
+        self.buffers = Buffers()
+        self.records = self.buffers.records  # read by functions.log on every call
         self.ctx = 0
         self.depth = 0
         self._next_ctx = itertools.count(1).__next__
+        self._next_loop = itertools.count(1).__next__
+        self._hand_loops: dict[tuple[int, str], int] = {}  # iteration(): (parent, name) -> loop_id
         self.spool = Spool(self.repo.git_dir, self.meta)
-        self.flusher = Flusher(self.records, self.events, self.spool, echo_on, self.args)
+        self.flusher = Flusher(self.buffers, self.spool, echo_on, self.args)
         self.finished = False
 
     # -- hot path helpers ------------------------------------------------------------
@@ -87,29 +88,41 @@ class Recorder:
         """Called by ``log`` only when the buffer is over its bound: flush inline."""
         self.flusher.flush()
 
-    def loop(self, name: str, iterable: Iterable) -> Iterator:
+    def _open_loop(self, name: str) -> tuple[int, int, int]:
         parent, depth = self.ctx, self.depth + 1
-        events, next_ctx, clock, t0 = self.events, self._next_ctx, time.perf_counter, self.t0
+        loop_id = self._next_loop()
+        self.buffers.loops.append((loop_id, parent, depth, name))
+        return loop_id, parent, depth
+
+    def loop(self, name: str, iterable: Iterable) -> Iterator:
+        loop_id, parent, depth = self._open_loop(name)
+        starts, ends, next_ctx, clock, t0 = self.buffers.starts, self.buffers.ends, self._next_ctx, time.perf_counter, self.t0
+        scalar = SCALAR_TYPES
         self.depth = depth
         ctx = 0
         try:
             for idx, item in enumerate(iterable):
                 ctx = next_ctx()
-                value = item if type(item) in SCALAR_TYPES and not (type(item) is int and item == idx) else None
-                events.append((ctx, parent, depth, name, idx, value, clock() - t0, False))
+                kind = type(item)
+                value = item if kind in scalar and not (kind is int and item == idx) else None
+                starts.append((ctx, loop_id, idx, value, clock() - t0))
                 self.ctx = ctx
                 yield item
-                events.append((ctx, parent, depth, name, idx, None, clock() - t0, True))
+                ends.append((ctx, clock() - t0))
                 self.ctx = parent
                 ctx = 0
         finally:
             if ctx:  # left by break, return or an exception: the iteration ends here
-                events.append((ctx, parent, depth, name, idx, None, clock() - t0, True))
+                ends.append((ctx, clock() - t0))
             self.ctx, self.depth = parent, depth - 1
 
     @contextmanager
     def iteration(self, name: str, idx: int, value: object) -> Iterator[int]:
         parent, depth = self.ctx, self.depth + 1
+        loop_id = self._hand_loops.get((parent, name))
+        if loop_id is None:  # successive iterations of one hand-written loop share its id
+            loop_id, _parent, _depth = self._open_loop(name)
+            self._hand_loops[(parent, name)] = loop_id
         ctx = self._next_ctx()
         clock, t0 = time.perf_counter, self.t0
         if value is not None and type(value) not in SCALAR_TYPES:
@@ -117,12 +130,12 @@ class Recorder:
                 value = to_scalar(value, name)
             except FlorgitError:
                 value = None  # like loop items: only scalars are kept
-        self.events.append((ctx, parent, depth, name, idx, value, clock() - t0, False))
+        self.buffers.starts.append((ctx, loop_id, idx, value, clock() - t0))
         self.ctx, self.depth = ctx, depth
         try:
             yield idx
         finally:
-            self.events.append((ctx, parent, depth, name, idx, None, clock() - t0, True))
+            self.buffers.ends.append((ctx, clock() - t0))
             self.ctx, self.depth = parent, depth - 1
 
     # -- args --------------------------------------------------------------------------
@@ -164,8 +177,7 @@ class Recorder:
             print(kwargs_mod.unused_message(meta.unused_kwargs, self.kwargs, sorted(self.args)), file=sys.stderr)
         try:
             self.spool.write_meta(meta)  # a crash from here on is recovered with this status
-            records, contexts = self.flusher.tables()
-            persist_run(self.repo, meta, records, contexts)
+            persist_run(self.repo, meta, self.flusher.streams())
         except Exception as exc:
             warnings.warn(
                 f"florgit: run {self.run_id} could not be committed ({exc}); it stays in "

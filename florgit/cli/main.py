@@ -90,12 +90,14 @@ def dataframe_cmd(
 
 
 @app.command("recover")
-def recover_cmd() -> None:
+def recover_cmd(quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing.")) -> None:
     """Commit runs left behind by killed processes (status 'killed')."""
     from florgit.git import open_repo
     from florgit.store.recovery import recover_abandoned
 
     recovered = recover_abandoned(open_repo(require_workdir=False))
+    if quiet:
+        return
     for run_id in recovered:
         print(f"recovered run {run_id} (killed)")
     if not recovered:

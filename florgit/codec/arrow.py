@@ -1,12 +1,12 @@
 """Arrow encodings of a run's records and loop contexts.
 
 A record is ``(ctx, name, value)``: the loop context it was logged in (0 = run level),
-its name, and its value stored as a kind tag plus one typed column per kind. Contexts
-are loop iterations: ``ctx, parent, depth, loop, iteration``, the loop item when it is a
-scalar, and start/end times in seconds since the run started.
+its name, and its value stored as a kind tag plus one typed column per kind. A context
+is one loop iteration (``ctx``); loops, iteration starts and iteration ends are kept as
+three small tables that queries join.
 
-While a run goes, batches are appended to Arrow IPC *streams* (readable up to the last
-complete batch after a kill); a finished run is stored as IPC *files* with zstd buffers.
+Everything is an Arrow IPC *stream* with zstd buffers: appended batch by batch while a run
+goes (readable up to the last complete batch after a kill) and stored in git unchanged.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from collections.abc import Iterable, Sequence
 from operator import itemgetter
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
 from florgit.codec.values import BOOL, FLOAT, INT, KIND_OF_TYPE, STR, fits_int64
@@ -29,32 +28,27 @@ VALUE_FIELDS = [
 RECORD_SCHEMA = pa.schema(
     [pa.field("ctx", pa.int64()), pa.field("name", pa.string()), *VALUE_FIELDS]
 )
-# One row per loop event: a start row (is_end false) when an iteration begins and an end
-# row when it finishes; finished runs fold them into one row with t_start and t_end.
-EVENT_SCHEMA = pa.schema(
+# While a run goes, loop bookkeeping is three small streams: one row per loop instance
+# (``loop_id, parent, depth, loop``), one per iteration start and one per iteration end.
+# Queries join them into one context row per iteration.
+LOOP_SCHEMA = pa.schema(
     [
-        pa.field("ctx", pa.int64()),
+        pa.field("loop_id", pa.int64()),
         pa.field("parent", pa.int64()),
         pa.field("depth", pa.int16()),
         pa.field("loop", pa.string()),
+    ]
+)
+START_SCHEMA = pa.schema(
+    [
+        pa.field("ctx", pa.int64()),
+        pa.field("loop_id", pa.int64()),
         pa.field("iteration", pa.int64()),
         *VALUE_FIELDS,
         pa.field("t", pa.float64()),
-        pa.field("is_end", pa.bool_()),
     ]
 )
-CONTEXT_SCHEMA = pa.schema(
-    [
-        pa.field("ctx", pa.int64()),
-        pa.field("parent", pa.int64()),
-        pa.field("depth", pa.int16()),
-        pa.field("loop", pa.string()),
-        pa.field("iteration", pa.int64()),
-        *VALUE_FIELDS,
-        pa.field("t_start", pa.float64()),
-        pa.field("t_end", pa.float64()),
-    ]
-)
+END_SCHEMA = pa.schema([pa.field("ctx", pa.int64()), pa.field("t", pa.float64())])
 _WRITE_OPTIONS = ipc.IpcWriteOptions(compression="zstd")
 
 
@@ -121,41 +115,48 @@ def _columns(rows: Sequence[tuple], width: int) -> list[list]:
     return [list(map(itemgetter(k), rows)) for k in range(width)]
 
 
-def event_batch(events: Sequence[tuple]) -> pa.RecordBatch:
-    """Build a loop-event batch from ``(ctx, parent, depth, loop, iteration, value, t, is_end)``."""
-    if not events:
-        return pa.RecordBatch.from_pylist([], EVENT_SCHEMA)
-    ctx, parent, depth, loop, iteration, values, t, is_end = _columns(events, 8)
+def loop_batch(loops: Sequence[tuple]) -> pa.RecordBatch:
+    """From ``(loop_id, parent, depth, name)`` tuples."""
+    return _plain_batch(loops, LOOP_SCHEMA)
+
+
+def start_batch(starts: Sequence[tuple]) -> pa.RecordBatch:
+    """From ``(ctx, loop_id, iteration, item value, t)`` tuples."""
+    if not starts:
+        return pa.RecordBatch.from_pylist([], START_SCHEMA)
+    ctx, loop_id, iteration, values, t = _columns(starts, 5)
     cols = [
         pa.array(ctx, pa.int64()),
-        pa.array(parent, pa.int64()),
-        pa.array(depth, pa.int16()),
-        pa.array(loop, pa.string()),
+        pa.array(loop_id, pa.int64()),
         pa.array(iteration, pa.int64()),
         *value_columns(values),
         pa.array(t, pa.float64()),
-        pa.array(is_end, pa.bool_()),
     ]
-    return pa.RecordBatch.from_arrays(cols, schema=EVENT_SCHEMA)
+    return pa.RecordBatch.from_arrays(cols, schema=START_SCHEMA)
 
 
-def fold_events(events: pa.Table) -> pa.Table:
-    """Fold start/end loop events into one context row per iteration."""
-    starts = events.filter(pc.invert(events["is_end"]))
-    ends = events.filter(events["is_end"]).select(["ctx", "t"]).rename_columns(["ctx", "t_end"])
-    starts = starts.drop_columns(["is_end"]).rename_columns(
-        [c if c != "t" else "t_start" for c in starts.column_names if c != "is_end"]
-    )
-    joined = starts.join(ends, "ctx", join_type="left outer")
-    return joined.select(CONTEXT_SCHEMA.names).cast(CONTEXT_SCHEMA).sort_by("ctx")
+def end_batch(ends: Sequence[tuple]) -> pa.RecordBatch:
+    """From ``(ctx, t)`` tuples."""
+    return _plain_batch(ends, END_SCHEMA)
+
+
+def _plain_batch(rows: Sequence[tuple], schema: pa.Schema) -> pa.RecordBatch:
+    if not rows:
+        return pa.RecordBatch.from_pylist([], schema)
+    cols = _columns(rows, len(schema))
+    return pa.RecordBatch.from_arrays([pa.array(c, f.type) for c, f in zip(cols, schema)], schema=schema)
 
 
 class StreamAppender:
-    """Appends batches to an Arrow IPC stream file, flushed to the OS after each batch."""
+    """Appends batches to an Arrow IPC stream file, flushed to the OS after each batch.
+
+    Buffers are zstd-compressed as they are spooled (off the training thread), so the
+    finished stream is stored in git as it is, with no second pass at the end of a run.
+    """
 
     def __init__(self, path: str, schema: pa.Schema) -> None:
         self._file = open(path, "ab")
-        self._writer = ipc.new_stream(self._file, schema)
+        self._writer = ipc.new_stream(self._file, schema, options=_WRITE_OPTIONS)
 
     def append(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows:
@@ -183,16 +184,16 @@ def read_stream(path: str, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_batches(batches, schema=schema)
 
 
-def to_file_bytes(table: pa.Table) -> bytes:
-    """Serialise a finished table as a zstd-compressed Arrow IPC file."""
+def to_stream_bytes(table: pa.Table) -> bytes:
+    """Serialise a table as a zstd-compressed Arrow IPC stream (the stored format)."""
     sink = pa.BufferOutputStream()
-    with ipc.new_file(sink, table.schema, options=_WRITE_OPTIONS) as writer:
-        writer.write_table(table.combine_chunks())
+    with ipc.new_stream(sink, table.schema, options=_WRITE_OPTIONS) as writer:
+        writer.write_table(table)
     return sink.getvalue().to_pybytes()
 
 
-def from_file_bytes(data: bytes) -> pa.Table:
-    return ipc.open_file(pa.BufferReader(data)).read_all()
+def from_stream_bytes(data: bytes) -> pa.Table:
+    return ipc.open_stream(pa.BufferReader(data)).read_all()
 
 
 def concat(tables: Iterable[pa.Table], schema: pa.Schema) -> pa.Table:
@@ -202,14 +203,16 @@ def concat(tables: Iterable[pa.Table], schema: pa.Schema) -> pa.Table:
 
 __all__ = [
     "RECORD_SCHEMA",
-    "EVENT_SCHEMA",
-    "CONTEXT_SCHEMA",
+    "LOOP_SCHEMA",
+    "START_SCHEMA",
+    "END_SCHEMA",
     "record_batch",
-    "event_batch",
-    "fold_events",
+    "loop_batch",
+    "start_batch",
+    "end_batch",
     "StreamAppender",
     "read_stream",
-    "to_file_bytes",
-    "from_file_bytes",
+    "to_stream_bytes",
+    "from_stream_bytes",
     "concat",
 ]

@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 
 from florgit.codec import arrow
 from florgit.git import open_repo
+from florgit.store import layout
 from florgit.store import runs as store_runs
 
 
@@ -27,16 +28,18 @@ class Loaded:
 def load(repo_path: str | None = None, names: list[str] | None = None) -> Loaded:
     repo = open_repo(repo_path, require_workdir=False)
     stored = store_runs.list_runs(repo)
-    metas, rec_tables, ctx_tables = [], [], []
+    metas = []
+    tables: dict[str, list[pa.Table]] = {name: [] for name in layout.TABLES}
     wanted = pa.array(names, pa.string()) if names is not None else None
     for idx, run in enumerate(stored):
         metas.append(store_runs.read_meta(repo, run))
-        records = store_runs.read_records(repo, run)
-        records = records.append_column("seq", pa.array(range(records.num_rows), pa.int64()))
-        if wanted is not None:
-            records = records.filter(pc.is_in(records["name"], value_set=wanted))
-        rec_tables.append(_with_run(records, idx))
-        ctx_tables.append(_with_run(store_runs.read_contexts(repo, run), idx))
+        for name in layout.TABLES:
+            table = store_runs.read_table(repo, run, name)
+            if name == layout.RECORDS:
+                table = table.append_column("seq", pa.array(range(table.num_rows), pa.int64()))
+                if wanted is not None:
+                    table = table.filter(pc.is_in(table["name"], value_set=wanted))
+            tables[name].append(_with_run(table, idx))
     runs_frame = pl.DataFrame(
         {
             "run": pl.Series(range(len(metas)), dtype=pl.UInt32),
@@ -52,10 +55,16 @@ def load(repo_path: str | None = None, names: list[str] | None = None) -> Loaded
         }
     )
     rec_schema = arrow.RECORD_SCHEMA.append(pa.field("seq", pa.int64()))
+    loops = _frame(tables[layout.LOOPS], arrow.LOOP_SCHEMA)
+    starts = _frame(tables[layout.STARTS], arrow.START_SCHEMA).rename({"t": "t_start"})
+    ends = _frame(tables[layout.ENDS], arrow.END_SCHEMA).rename({"t": "t_end"})
+    contexts = starts.join(loops, on=["run", "loop_id"], how="left").join(ends, on=["run", "ctx"], how="left")
     return Loaded(
         runs=runs_frame,
-        records=_frame(rec_tables, rec_schema),
-        contexts=_frame(ctx_tables, arrow.CONTEXT_SCHEMA),
+        records=_frame(tables[layout.RECORDS], rec_schema),
+        contexts=contexts.select(
+            "run", "ctx", "parent", "depth", "loop", "iteration", "kind", "i", "f", "s", "t_start", "t_end"
+        ),
     )
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pygit2
 
 from florgit.errors import BareRepositoryError, NotARepositoryError, StoreError
-from florgit.git import notes, refs, snapshot, trees
+from florgit.git import notes, objects, refs, snapshot, trees
 
 _FALLBACK_NAME = "florgit"
 _FALLBACK_EMAIL = "florgit@localhost"
@@ -68,7 +68,7 @@ class GitRepo:
 
     # -- objects -----------------------------------------------------------------
     def write_blob(self, data: bytes) -> str:
-        return str(self._repo.create_blob(data))
+        return str(objects.write_blob(self._repo, data))
 
     def read_blob(self, oid: str) -> bytes:
         obj = self._get(oid)
@@ -76,14 +76,11 @@ class GitRepo:
             raise StoreError(f"object {oid} is not a blob; run `git fsck` to check the repository")
         return obj.data
 
-    def write_tree(self, entries: dict[str, str]) -> str:
-        """A flat tree from ``name -> blob or tree id``."""
-        resolved = {}
-        for name, oid in entries.items():
-            obj = self._get(oid)
-            mode = trees.TREE_MODE if isinstance(obj, pygit2.Tree) else trees.BLOB_MODE
-            resolved[name] = (obj.id, mode)
-        return str(trees.build(self._repo, resolved))
+    def write_tree(self, blobs: dict[str, str], subtrees: dict[str, str] | None = None) -> str:
+        """A flat tree of ``name -> blob id`` and ``name -> tree id`` entries."""
+        entries = {name: (pygit2.Oid(hex=oid), trees.BLOB_MODE) for name, oid in blobs.items()}
+        entries.update({name: (pygit2.Oid(hex=oid), trees.TREE_MODE) for name, oid in (subtrees or {}).items()})
+        return str(trees.build(self._repo, entries))
 
     def has_object(self, oid: str) -> bool:
         return oid in self._repo
@@ -116,16 +113,15 @@ class GitRepo:
         sig = self.signature()
         return str(self._repo.create_commit(None, sig, sig, message, pygit2.Oid(hex=tree), [pygit2.Oid(hex=p) for p in parents]))
 
-    def put_in_ref(self, ref: str, path: str, oid: str, message: str) -> str | None:
-        """Commit on ``ref`` a tree where ``path`` holds ``oid``; skipped if already there."""
-        obj = self._get(oid)
-        mode = trees.TREE_MODE if isinstance(obj, pygit2.Tree) else trees.BLOB_MODE
-        parts = path.split("/")
+    def put_tree_in_ref(self, ref: str, path: str, tree: str, message: str) -> str | None:
+        """Commit on ``ref`` a tree where ``path`` holds the tree ``tree``; skipped if
+        ``path`` is already there (so writing a run twice is harmless)."""
+        oid, parts = pygit2.Oid(hex=tree), path.split("/")
 
         def make_tree(base: pygit2.Tree | None) -> pygit2.Oid | None:
             if trees.lookup(self._repo, base, path) is not None:
                 return None
-            return trees.put(self._repo, base, parts, obj.id, mode)
+            return trees.put(self._repo, base, parts, oid, trees.TREE_MODE)
 
         return refs.commit_cas(self._repo, ref, make_tree, message, self.signature())
 

@@ -13,15 +13,17 @@ PENDING_PREFIX = "refs/flor/pending/"
 
 RUNS_DIR = "runs"
 META_FILE = "meta.json"
-RECORDS_FILE = "records.arrow"
-CONTEXTS_FILE = "contexts.arrow"
 CODE_DIR = "code"
+# A run's tables: Arrow IPC streams, the same files in the spool and in the run's tree.
+RECORDS = "records.arrows"
+LOOPS = "loops.arrows"
+STARTS = "starts.arrows"
+ENDS = "ends.arrows"
+TABLES = (LOOPS, STARTS, ENDS, RECORDS)
 
 SPOOL_DIR = os.path.join("flor", "spool")
 SPOOL_LOCK = "lock"
 SPOOL_META = "meta.json"
-SPOOL_RECORDS = "records.arrows"
-SPOOL_EVENTS = "events.arrows"
 
 
 def new_run_id(now: float | None = None) -> str:

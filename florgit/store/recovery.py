@@ -10,6 +10,13 @@ from florgit.git import GitRepo
 from florgit.store import layout, spool
 from florgit.store.runs import persist_run
 
+SCHEMAS = {
+    layout.LOOPS: arrow.LOOP_SCHEMA,
+    layout.STARTS: arrow.START_SCHEMA,
+    layout.ENDS: arrow.END_SCHEMA,
+    layout.RECORDS: arrow.RECORD_SCHEMA,
+}
+
 
 def recover_abandoned(repo: GitRepo) -> list[str]:
     """Commit every abandoned spool as a ``killed`` run; returns the recovered run ids."""
@@ -18,14 +25,14 @@ def recover_abandoned(repo: GitRepo) -> list[str]:
         meta = abandoned.meta()
         if meta is None:
             continue
-        records = arrow.read_stream(abandoned.path(layout.SPOOL_RECORDS), arrow.RECORD_SCHEMA)
-        events = arrow.read_stream(abandoned.path(layout.SPOOL_EVENTS), arrow.EVENT_SCHEMA)
+        # Re-serialised from the complete batches: a kill may have torn the last one.
+        tables = {name: arrow.read_stream(abandoned.path(name), schema) for name, schema in SCHEMAS.items()}
         if meta.status == "running":  # a run that had finished keeps its status
             meta.status = "killed"
         meta.end = meta.end or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(abandoned.last_write()))
-        meta.records = records.num_rows
+        meta.records = tables[layout.RECORDS].num_rows
         try:
-            persist_run(repo, meta, records, arrow.fold_events(events))
+            persist_run(repo, meta, {name: arrow.to_stream_bytes(t) for name, t in tables.items()})
         except Exception as exc:  # keep the spool for the next attempt
             warnings.warn(f"florgit: could not recover run {meta.run_id} yet: {exc}", stacklevel=2)
             continue

@@ -1,7 +1,8 @@
 """Runs on the shadow branch: writing a finished run, listing and reading runs back.
 
 Each run is a commit on ``flor.shadow`` adding ``runs/<day>/<run id>/`` with the run's
-``meta.json``, ``records.arrow``, ``contexts.arrow`` and ``code/`` (the snapshot tree).
+``meta.json``, its Arrow streams (``records``, ``loops``, ``starts``, ``ends``) and
+``code/`` (the snapshot tree).
 The tip's tree therefore holds every run; run paths never collide, so concurrent writers
 only ever race on the ref, which compare-and-swap resolves.
 """
@@ -25,18 +26,15 @@ class StoredRun:
     tree: str  # id of the run's tree on the shadow branch
 
 
-def persist_run(repo: GitRepo, meta: RunMeta, records: pa.Table, contexts: pa.Table) -> None:
-    """Write a finished run to the shadow branch and its note; safe to repeat."""
+def persist_run(repo: GitRepo, meta: RunMeta, tables: dict[str, bytes]) -> None:
+    """Write a finished run (its Arrow streams by file name) to the shadow branch and its
+    note; safe to repeat."""
     path = layout.run_path(meta.run_id)
-    entries = {
-        layout.META_FILE: repo.write_blob(meta.to_json()),
-        layout.RECORDS_FILE: repo.write_blob(arrow.to_file_bytes(records)),
-        layout.CONTEXTS_FILE: repo.write_blob(arrow.to_file_bytes(contexts)),
-    }
-    if meta.code_tree and repo.has_object(meta.code_tree):
-        entries[layout.CODE_DIR] = meta.code_tree
-    run_tree = repo.write_tree(entries)
-    repo.put_in_ref(layout.SHADOW_REF, path, run_tree, f"flor: run {meta.run_id} ({meta.status})")
+    blobs = {name: repo.write_blob(data) for name, data in tables.items()}
+    blobs[layout.META_FILE] = repo.write_blob(meta.to_json())
+    code = {layout.CODE_DIR: meta.code_tree} if meta.code_tree and repo.has_object(meta.code_tree) else {}
+    run_tree = repo.write_tree(blobs, code)
+    repo.put_tree_in_ref(layout.SHADOW_REF, path, run_tree, f"flor: run {meta.run_id} ({meta.status})")
     if meta.user_commit:
         _add_note(repo, meta, path)
     repo.delete_ref(layout.pending_ref(meta.run_id))
@@ -85,12 +83,9 @@ def read_meta(repo: GitRepo, run: StoredRun) -> RunMeta:
     return RunMeta.from_json(_file(repo, run, layout.META_FILE))
 
 
-def read_records(repo: GitRepo, run: StoredRun) -> pa.Table:
-    return arrow.from_file_bytes(_file(repo, run, layout.RECORDS_FILE))
-
-
-def read_contexts(repo: GitRepo, run: StoredRun) -> pa.Table:
-    return arrow.from_file_bytes(_file(repo, run, layout.CONTEXTS_FILE))
+def read_table(repo: GitRepo, run: StoredRun, name: str) -> pa.Table:
+    """One of the run's tables (``layout.RECORDS``, ``LOOPS``, ``STARTS``, ``ENDS``)."""
+    return arrow.from_stream_bytes(_file(repo, run, name))
 
 
 def _file(repo: GitRepo, run: StoredRun, name: str) -> bytes:
