@@ -4,7 +4,8 @@ Records are grouped by their loop chain (``dims``: "", "epoch", "epoch/step", ..
 Within a group, names are joined on the context. A value from a coarser group whose
 chain is a prefix (run level, then outer loops) is broadcast onto the finer group's rows;
 coarse rows that were broadcast are not repeated on their own, and coarse rows with no
-finer rows (an epoch with no steps logged) stay as rows of their own.
+finer rows (an epoch with no steps logged) stay as rows of their own. Rows come in the
+order they were logged.
 """
 
 from __future__ import annotations
@@ -14,26 +15,31 @@ from dataclasses import dataclass
 import polars as pl
 
 from florgit.errors import QueryError
-from florgit.frames.contexts import KEYS, Flat, chain_of
-from florgit.frames.typing import dtype_for, kinds_of, value_expr
+from florgit.frames.contexts import Resolved, chain_of
+from florgit.frames.typing import dtype_for, value_expr
 
 
 @dataclass
 class Group:
-    dims: str
     loops: list[str]
     names: list[str]
-    frame: pl.DataFrame
+    frame: pl.DataFrame  # run, ctx, seq, loop columns, one column per name
 
 
-def pivot(records: pl.DataFrame, flat: Flat, names: list[str]) -> pl.DataFrame:
+def pivot(res: Resolved, names: list[str]) -> pl.DataFrame:
     """Rows for ``names`` keyed by ``run`` and loop columns (no run metadata yet)."""
-    _check_collisions(names, flat)
-    recs = records.join(flat.frame.select(*KEYS, "dims"), on=KEYS, how="left").with_columns(pl.col("dims").fill_null(""))
-    dtypes = {n: dtype_for(kinds_of(recs.filter(pl.col("name") == n))) for n in names}
-    groups = [_group(recs, flat, dims, names, dtypes) for dims in sorted(recs.get_column("dims").unique().to_list())]
+    _check_collisions(names, res)
+    recs = res.records
+    kinds = recs.group_by("name").agg(pl.col("kind").unique())
+    kinds_by_name = {n: set(k) for n, k in kinds.iter_rows()}
+    dtypes = {n: dtype_for(kinds_by_name.get(n, set())) for n in names}
+    all_dims = recs.get_column("dims").unique().to_list()
+    groups = [_group(recs if len(all_dims) == 1 else recs.filter(pl.col("dims") == d), res, d, names, dtypes) for d in all_dims]
+    groups = [g for g in groups if g.names]
+    if not groups:
+        return pl.DataFrame(schema={"run": pl.UInt32, "seq": pl.Int64, **{n: dtypes[n] for n in names}})
     groups.sort(key=lambda g: -len(g.loops))
-    covering: dict[str, list[pl.DataFrame]] = {g.dims: [] for g in groups}
+    covering: dict[int, list[pl.DataFrame]] = {id(g): [] for g in groups}
     out = []
     for g in groups:
         frame = g.frame
@@ -44,41 +50,54 @@ def pivot(records: pl.DataFrame, flat: Flat, names: list[str]) -> pl.DataFrame:
             spread = [n for n in p.names if n not in shared]
             keys = ["run", *p.loops]
             if spread:
-                frame = frame.join(p.frame.select(*keys, *spread).unique(keys, keep="last", maintain_order=True), on=keys, how="left")
+                coarse = p.frame.select(*keys, *spread).unique(keys, keep="last", maintain_order=True)
+                frame = frame.join(coarse, on=keys, how="left", maintain_order="left")
             if not shared:
-                covering[p.dims].append(g.frame.select(keys).unique())
-        for cover in covering[g.dims]:
-            frame = frame.join(cover, on=["run", *g.loops], how="anti")
+                covering[id(p)].append(g.frame.select(keys).unique())
+        for cover in covering[id(g)]:
+            frame = frame.join(cover, on=["run", *g.loops], how="anti", maintain_order="left")
         out.append(frame.drop("ctx"))
-    if not out:
-        return pl.DataFrame(schema={"run": pl.UInt32, **{n: dtypes.get(n, pl.Null()) for n in names}})
-    return pl.concat(out, how="diagonal_relaxed")
+    if len(out) == 1:
+        return out[0]
+    return pl.concat(out, how="diagonal_relaxed").sort("run", "seq", maintain_order=True)
 
 
-def _group(recs: pl.DataFrame, flat: Flat, dims: str, names: list[str], dtypes: dict) -> Group:
-    sub = recs.filter(pl.col("dims") == dims)
-    frame = None
-    present = []
+def _group(sub: pl.DataFrame, res: Resolved, dims: str, names: list[str], dtypes: dict) -> Group:
+    loops = chain_of(dims)
+    loop_cols = [c for loop in loops for c in (loop, res.value_columns.get(loop)) if c]
+    parts, present = [], []
     for name in names:
         part = sub.filter(pl.col("name") == name)
         if part.is_empty():
             continue
         present.append(name)
-        part = part.unique(KEYS, keep="last", maintain_order=True).select(*KEYS, value_expr(dtypes[name]).alias(name))
-        frame = part if frame is None else frame.join(part, on=KEYS, how="full", coalesce=True)
-    loops = chain_of(dims)
-    loop_cols = [c for loop in loops for c in (loop, flat.value_columns.get(loop)) if c]
-    if loops:
-        frame = frame.join(flat.frame.select(*KEYS, *loop_cols), on=KEYS, how="left")
-    return Group(dims, loops, present, frame)
+        part = _last_per_context(part)
+        parts.append(part.select("run", "ctx", "seq", *loop_cols, value_expr(dtypes[name]).alias(name)))
+    if len(parts) <= 1:
+        return Group(loops, present, parts[0] if parts else pl.DataFrame())
+    both = pl.concat(parts, how="diagonal")
+    merged = both.group_by("run", "ctx", maintain_order=True).agg(
+        pl.col("seq").max(), *(pl.col(c).first() for c in loop_cols), *(pl.col(n).drop_nulls().last() for n in present)
+    )
+    return Group(loops, present, merged.sort("run", "seq", maintain_order=True))
+
+
+def _last_per_context(part: pl.DataFrame) -> pl.DataFrame:
+    """Keep the last value a name got in each context (a name logged twice in one step)."""
+    run, ctx = pl.col("run"), pl.col("ctx")
+    in_order = ((run.diff() > 0) | ((run.diff() == 0) & (ctx.diff() >= 0))).fill_null(True).all()
+    if part.select(in_order).item():
+        repeated = ((run == run.shift(-1)) & (ctx == ctx.shift(-1))).fill_null(False)
+        return part.filter(~repeated)
+    return part.unique(["run", "ctx"], keep="last", maintain_order=True)
 
 
 def _is_strict_prefix(short: list[str], long: list[str]) -> bool:
     return len(short) < len(long) and long[: len(short)] == short
 
 
-def _check_collisions(names: list[str], flat: Flat) -> None:
-    taken = {*flat.loops, *flat.value_columns.values()}
+def _check_collisions(names: list[str], res: Resolved) -> None:
+    taken = {*res.loops, *res.value_columns.values()}
     clash = [n for n in names if n in taken]
     if clash:
         raise QueryError(

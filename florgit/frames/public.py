@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from florgit.codec.values import BOOL, FLOAT, INT, KIND_NAMES, STR
+from florgit.errors import QueryError
 
 if TYPE_CHECKING:
     import polars as pl
@@ -20,36 +21,31 @@ def dataframe(*names: str, repo: str | None = None) -> pl.DataFrame:
     """
     import polars as pl
 
-    from florgit.frames.contexts import flatten
+    from florgit.frames.contexts import resolve
     from florgit.frames.loader import load
     from florgit.frames.pivot import pivot
 
     for name in names:
         if not isinstance(name, str):
-            from florgit.errors import QueryError
-
             raise QueryError(f"dataframe() takes names as str, got {name!r}; e.g. flor.dataframe('lr', 'loss')")
     loaded = load(repo, list(names) if names else None)
+    run_meta = loaded.runs.select("run", *RUN_COLUMNS)
     if not names:
         run_level = loaded.records.filter(pl.col("ctx") == 0)
         wanted = run_level.get_column("name").unique(maintain_order=True).to_list()
-        body = pivot(run_level, flatten(loaded.contexts.clear()), wanted)
-        return _finish(loaded.runs.select("run", *RUN_COLUMNS).join(body, on="run", how="left"), [], wanted)
-    flat = flatten(loaded.contexts)
-    body = pivot(loaded.records, flat, list(names))
-    loop_cols = [c for loop in flat.loops for c in (loop, flat.value_columns.get(loop)) if c and c in body.columns]
-    return _finish(loaded.runs.select("run", *RUN_COLUMNS).join(body, on="run", how="inner"), loop_cols, list(names))
+        body = pivot(resolve(run_level, loaded.starts.clear(), loaded.loops.clear()), wanted)
+        return _finish(run_meta.join(body, on="run", how="left", maintain_order="left"), [], wanted)
+    res = resolve(loaded.records, loaded.starts, loaded.loops)
+    body = pivot(res, list(names))
+    loop_cols = [c for loop in res.loops for c in (loop, res.value_columns.get(loop)) if c and c in body.columns]
+    return _finish(body.join(run_meta, on="run", how="left", maintain_order="left"), loop_cols, list(names))
 
 
 def _finish(frame: pl.DataFrame, loop_cols: list[str], names: list[str]) -> pl.DataFrame:
     import polars as pl
 
-    loops = [c for c in loop_cols if not c.endswith("_value")]
-    frame = frame.sort(["start_time", "run_id", *loops], nulls_last=False)
-    for name in names:
-        if name not in frame.columns:
-            frame = frame.with_columns(pl.lit(None).alias(name))
-    return frame.select(*RUN_COLUMNS, *loop_cols, *names)
+    missing = [pl.lit(None).alias(n) for n in names if n not in frame.columns]
+    return frame.with_columns(missing).select(*RUN_COLUMNS, *loop_cols, *names)
 
 
 def scan(repo: str | None = None) -> pl.LazyFrame:
@@ -60,15 +56,14 @@ def scan(repo: str | None = None) -> pl.LazyFrame:
     """
     import polars as pl
 
-    from florgit.frames.contexts import flatten
+    from florgit.frames.contexts import resolve
     from florgit.frames.loader import load
 
     loaded = load(repo)
-    flat = flatten(loaded.contexts)
-    loop_cols = [c for loop in flat.loops for c in (loop, flat.value_columns.get(loop)) if c]
+    res = resolve(loaded.records, loaded.starts, loaded.loops)
+    loop_cols = [c for loop in res.loops for c in (loop, res.value_columns.get(loop)) if c]
     kind = pl.col("kind")
-    recs = loaded.records.join(flat.frame.drop("dims"), on=["run", "ctx"], how="left")
-    recs = recs.join(loaded.runs.select("run", *RUN_COLUMNS), on="run", how="left")
+    recs = res.records.join(loaded.runs.select("run", *RUN_COLUMNS), on="run", how="left", maintain_order="left")
     out = recs.select(
         *RUN_COLUMNS,
         "seq",

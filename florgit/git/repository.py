@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pygit2
@@ -139,6 +140,28 @@ class GitRepo:
         """``(name, kind, id)`` of each entry, kind being 'tree' or 'blob'."""
         for entry in self._get(tree):
             yield entry.name, entry.type_str, str(entry.id)
+
+    @contextmanager
+    def unverified_reads(self) -> Iterator[None]:
+        """Skip libgit2's re-hashing of every object read (it doubles read time); for bulk
+        reads whose content is validated otherwise."""
+        option = pygit2.enums.Option.ENABLE_STRICT_HASH_VERIFICATION
+        pygit2.option(option, 0)
+        try:
+            yield
+        finally:
+            pygit2.option(option, 1)
+
+    def blobs_in_tree(self, tree: str, names: tuple[str, ...]) -> dict[str, bytes]:
+        """``name -> content`` for the named top-level blobs of ``tree`` that exist."""
+        obj = self._get(tree)
+        out = {}
+        for name in names:
+            if name in obj:
+                entry = obj[name]
+                if entry.type_str == "blob":
+                    out[name] = self._repo[entry.id].data
+        return out
 
     def blob_in_tree(self, tree: str, path: str) -> bytes | None:
         obj = trees.lookup(self._repo, self._get(tree), path)

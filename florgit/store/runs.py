@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
-from florgit.codec import arrow
 from florgit.errors import RunNotFoundError, StoreError
 from florgit.git import GitRepo
 from florgit.store import layout
 from florgit.store.meta import RunMeta
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @dataclass(frozen=True)
@@ -80,11 +82,26 @@ def find_run(repo: GitRepo, prefix: str) -> StoredRun:
 
 
 def read_meta(repo: GitRepo, run: StoredRun) -> RunMeta:
-    return RunMeta.from_json(_file(repo, run, layout.META_FILE))
+    return meta_from(_file(repo, run, layout.META_FILE))
+
+
+def meta_from(data: bytes) -> RunMeta:
+    return RunMeta.from_json(data)
+
+
+def read_files(repo: GitRepo, run: StoredRun, names: tuple[str, ...]) -> dict[str, bytes]:
+    """Several files of one run, reading its tree once."""
+    found = repo.blobs_in_tree(run.tree, names)
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise StoreError(f"run {run.run_id} has no {missing[0]}; run `git flor verify` to see what is damaged")
+    return found
 
 
 def read_table(repo: GitRepo, run: StoredRun, name: str) -> pa.Table:
     """One of the run's tables (``layout.RECORDS``, ``LOOPS``, ``STARTS``, ``ENDS``)."""
+    from florgit.codec import arrow
+
     return arrow.from_stream_bytes(_file(repo, run, name))
 
 
