@@ -13,8 +13,10 @@ from florgit.api.functions import (  # noqa: E402
     iteration,
     log,
     loop,
+    set_checkpoint_period,
     set_echo,
 )
+from florgit.api.restore import checkpoints, load_checkpoint  # noqa: E402
 from florgit.errors import FlorgitError  # noqa: E402
 from florgit.frames import dataframe, query, runs, scan  # noqa: E402
 
@@ -23,14 +25,17 @@ __all__ = [
     "__version__",
     "arg",
     "checkpointing",
+    "checkpoints",
     "commit",
     "current_run_id",
     "dataframe",
     "iteration",
+    "load_checkpoint",
     "log",
     "loop",
     "query",
     "runs",
     "scan",
+    "set_checkpoint_period",
     "set_echo",
 ]

@@ -10,7 +10,8 @@
     │   └── KwargsError
     ├── StoreError                 recorded data cannot be read or written
     │   ├── RefUpdateConflict      a compare-and-swap kept losing to other writers
-    │   └── RunNotFoundError
+    │   ├── RunNotFoundError
+    │   └── CheckpointError        a checkpoint cannot be taken, found or trusted
     └── QueryError                 a dataframe/query request cannot be answered
 """
 
@@ -96,6 +97,10 @@ class RunNotFoundError(StoreError):
         )
 
 
+class CheckpointError(StoreError):
+    """A checkpoint cannot be taken, found, or trusted (missing or corrupted objects)."""
+
+
 class QueryError(FlorgitError):
     """A query over recorded runs cannot be answered as asked."""
 
@@ -112,5 +117,6 @@ __all__ = [
     "StoreError",
     "RefUpdateConflict",
     "RunNotFoundError",
+    "CheckpointError",
     "QueryError",
 ]

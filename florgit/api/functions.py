@@ -30,19 +30,26 @@ _start_lock = threading.Lock()
 _hooks_installed = False
 _failure: tuple[str, str] | None = None
 _echo_on = echo.enabled_by_default()
+_checkpoint_period: int | None = None  # None: adaptive; set from the environment at first use
+_period_set = False
 # Cut `--kwargs` out of sys.argv now, before the script's own argparse reads it.
 ARGV = list(sys.argv)  # as typed, recorded with each run
 KWARGS: dict[str, str] = kwargs_mod.extract(sys.argv) if kwargs_mod.FLAG in sys.argv else {}
 
 
 def _start():
-    global _rec
+    global _rec, _checkpoint_period, _period_set
     with _start_lock:
         if _rec is None:
             from florgit.api.recorder import Recorder
 
+            if not _period_set:
+                from florgit.api.checkpointer import period_from_env
+
+                _checkpoint_period, _period_set = period_from_env(), True
+
             _install_hooks()
-            _rec = Recorder(ARGV, KWARGS, _echo_on)
+            _rec = Recorder(ARGV, KWARGS, _echo_on, _checkpoint_period)
         return _rec
 
 
@@ -100,7 +107,11 @@ def iteration(name: str, idx: int, value: object = None) -> AbstractContextManag
 
 @contextmanager
 def checkpointing(**objs: object) -> Iterator[None]:
-    """Mark the objects whose state checkpoints capture (modules, optimizers, ...)."""
+    """Checkpoint these objects (modules, optimizers, LR schedulers, grad scalers: anything
+    with ``state_dict()``/``load_state_dict()``) at iteration boundaries of the outermost
+    ``flor.loop`` inside the block, with parameter ``.grad``s and RNG states. Which
+    iterations follows an adaptive rule (under 1/15 of loop time); see
+    :func:`set_checkpoint_period`."""
     for key, obj in objs.items():
         if not (callable(getattr(obj, "state_dict", None)) and callable(getattr(obj, "load_state_dict", None))):
             raise UsageError(
@@ -108,12 +119,20 @@ def checkpointing(**objs: object) -> Iterator[None]:
                 "state_dict()/load_state_dict(); pass modules, optimizers or schedulers"
             )
     rec = _rec or _start()
-    previous = getattr(rec, "checkpoint_objs", {})
-    rec.checkpoint_objs = {**previous, **objs}
+    previous = rec.open_checkpointing(objs)
     try:
         yield
     finally:
-        rec.checkpoint_objs = previous
+        rec.close_checkpointing(previous)
+
+
+def set_checkpoint_period(period: int | None) -> None:
+    """Checkpoint every ``period`` iterations (1: every one); None restores the adaptive
+    rule. Env: ``FLORGIT_CHECKPOINT_PERIOD=N|adaptive``. Applies to runs started later."""
+    global _checkpoint_period, _period_set
+    if period is not None and (type(period) is not int or period < 1):
+        raise UsageError(f"set_checkpoint_period takes a positive int or None, not {period!r}")
+    _checkpoint_period, _period_set = period, True
 
 
 def commit() -> None:
@@ -200,6 +219,12 @@ class _ForkedChild:
 
     def iteration(self, name: str, idx: int, value: object):
         return contextmanager(lambda: (yield idx))()
+
+    def open_checkpointing(self, objs: dict) -> None:
+        return None
+
+    def close_checkpointing(self, previous: object) -> None:
+        pass
 
 
 def _forked_child() -> None:

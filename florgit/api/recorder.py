@@ -30,7 +30,7 @@ def _utc_iso(t: float) -> str:
 
 
 class Recorder:
-    def __init__(self, argv: list[str], kwargs: dict[str, str], echo_on: bool) -> None:
+    def __init__(self, argv: list[str], kwargs: dict[str, str], echo_on: bool, checkpoint_period: int | None) -> None:
         from florgit.api.flusher import Buffers, Flusher
         from florgit.git import open_repo
         from florgit.store import layout
@@ -76,6 +76,8 @@ class Recorder:
         self._next_ctx = itertools.count(1).__next__
         self._next_loop = itertools.count(1).__next__
         self._hand_loops: dict[tuple[int, str], int] = {}  # iteration(): (parent, name) -> loop_id
+        self.checkpointer = None  # created by the first flor.checkpointing block
+        self.checkpoint_period = checkpoint_period
         self.spool = Spool(self.repo.git_dir, self.meta)
         self.flusher = Flusher(self.buffers, self.spool, echo_on, self.args)
         self.finished = False
@@ -99,6 +101,11 @@ class Recorder:
         starts, ends, next_ctx, clock, t0 = self.buffers.starts, self.buffers.ends, self._next_ctx, time.perf_counter, self.t0
         scalar = SCALAR_TYPES
         self.depth = depth
+        ckpt = self.checkpointer
+        checkpointed = ckpt is not None and ckpt.bind(loop_id, depth)
+        if checkpointed:
+            loop_start = clock()
+            ckpt.capture(name, loop_id, 0)  # the state before the first item is fetched
         ctx = 0
         try:
             for idx, item in enumerate(iterable):
@@ -111,10 +118,30 @@ class Recorder:
                 ends.append((ctx, clock() - t0))
                 self.ctx = parent
                 ctx = 0
+                if checkpointed and ckpt.due(idx + 1, clock() - loop_start):
+                    ckpt.capture(name, loop_id, idx + 1)  # the state at the start of iteration idx + 1
         finally:
             if ctx:  # left by break, return or an exception: the iteration ends here
                 ends.append((ctx, clock() - t0))
+            if checkpointed:
+                ckpt.unbind(loop_id)
             self.ctx, self.depth = parent, depth - 1
+
+    def open_checkpointing(self, objs: dict[str, object]) -> tuple:
+        """Start a ``flor.checkpointing`` block; returns what ``close_checkpointing`` restores."""
+        if self.checkpointer is None:
+            from florgit.api.checkpointer import Checkpointer
+
+            self.checkpointer = Checkpointer(self.repo.git_dir, self.run_id, self.checkpoint_period)
+        ckpt = self.checkpointer
+        previous = (dict(ckpt.objs), ckpt.depth)
+        ckpt.objs.update(objs)
+        if ckpt.depth is None:
+            ckpt.depth = self.depth
+        return previous
+
+    def close_checkpointing(self, previous: tuple) -> None:
+        self.checkpointer.objs, self.checkpointer.depth = previous
 
     @contextmanager
     def iteration(self, name: str, idx: int, value: object) -> Iterator[int]:
@@ -166,8 +193,12 @@ class Recorder:
         self.finished = True
         from florgit.store.runs import persist_run
 
+        if self.checkpointer is not None:
+            self.checkpointer.close()  # every pending checkpoint is committed before the run
         self.flusher.stop()
         meta = self.meta
+        if self.checkpointer is not None:
+            meta.checkpoints = self.checkpointer.taken - len(self.checkpointer.failed)
         meta.status, meta.error = status, error
         meta.end = _utc_iso(time.time())
         meta.records = self.flusher.count

@@ -89,6 +89,54 @@ def dataframe_cmd(
             print(frame)
 
 
+@app.command("checkpoints")
+def checkpoints_cmd(
+    run: str = typer.Argument(None, help="Run id or unique prefix (default: the newest run)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+) -> None:
+    """List a run's checkpoints: iteration, size, and bytes new to the repository."""
+    from florgit.git import open_repo
+    from florgit.store import checkpoints as store
+    from florgit.store.runs import find_run, list_runs
+
+    repo = open_repo(require_workdir=False)
+    if run is None:
+        stored = list_runs(repo)
+        if not stored:
+            raise typer.BadParameter("there are no runs yet")
+        run_id = stored[-1].run_id
+    else:
+        run_id = find_run(repo, run).run_id
+    seen: set[str] = set()
+    for other in list_runs(repo):  # chunks of earlier runs are not new to this one
+        if other.run_id >= run_id:
+            break
+        for info in store.list_checkpoints(repo, other.run_id):
+            seen.update(info.chunks)
+    rows = []
+    for info in store.list_checkpoints(repo, run_id):
+        new = {c for c in info.chunks if c not in seen}
+        new_bytes = sum(repo.object_size(c) for c in new)
+        seen.update(new)
+        rows.append((info, new_bytes))
+    if as_json:
+        for info, new_bytes in rows:
+            print(json.dumps({"run_id": run_id, "loop": info.loop, "iteration": info.iteration,
+                              "boundary": info.boundary, "nbytes": info.nbytes, "stored": info.stored,
+                              "new_bytes": new_bytes, "manifest": info.path}))
+        return
+    table = Table(title=f"checkpoints of {run_id}")
+    for title in ("loop", "iteration", "size", "stored", "new (dedup)"):
+        table.add_column(title, justify="right" if title != "loop" else "left", no_wrap=True)
+    for info, new_bytes in rows:
+        table.add_row(info.loop, str(info.iteration), _mb(info.nbytes), _mb(info.stored), _mb(new_bytes))
+    _out().print(table)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.2f} MB"
+
+
 @app.command("recover")
 def recover_cmd(quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing.")) -> None:
     """Commit runs left behind by killed processes (status 'killed')."""

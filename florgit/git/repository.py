@@ -126,6 +126,21 @@ class GitRepo:
 
         return refs.commit_cas(self._repo, ref, make_tree, message, self.signature())
 
+    def put_blobs_in_ref(self, ref: str, entries: dict[str, str], message: str) -> str | None:
+        """Commit on ``ref`` a tree where each ``path -> blob id`` of ``entries`` is in place
+        (content-addressed paths: adding one that is there already changes nothing)."""
+        wanted = {path: (pygit2.Oid(hex=oid), trees.BLOB_MODE) for path, oid in entries.items()}
+
+        def make_tree(base: pygit2.Tree | None) -> pygit2.Oid | None:
+            missing = {p: v for p, v in wanted.items() if _entry_id(base, p) != v[0]}
+            return trees.put_many(self._repo, base, missing) if missing else None
+
+        return refs.commit_cas(self._repo, ref, make_tree, message, self.signature())
+
+    def object_size(self, oid: str) -> int:
+        """Size of an object's content, read from its header only."""
+        return self._repo.odb.read_header(pygit2.Oid(hex=oid))[1]
+
     # -- reading trees on refs -------------------------------------------------------
     def tree_at(self, ref: str, path: str = "") -> str | None:
         head = refs.tip(self._repo, ref)
@@ -163,6 +178,11 @@ class GitRepo:
                     out[name] = self._repo[entry.id].data
         return out
 
+    def blob_at(self, ref: str, path: str) -> bytes | None:
+        head = refs.tip(self._repo, ref)
+        obj = trees.lookup(self._repo, head.tree, path) if head is not None else None
+        return obj.data if isinstance(obj, pygit2.Blob) else None
+
     def blob_in_tree(self, tree: str, path: str) -> bytes | None:
         obj = trees.lookup(self._repo, self._get(tree), path)
         return obj.data if isinstance(obj, pygit2.Blob) else None
@@ -176,6 +196,15 @@ class GitRepo:
 
     def update_note(self, ref: str, target: str, edit: Callable[[str], str | None], message: str) -> str | None:
         return notes.update(self._repo, ref, target, edit, message, self.signature())
+
+
+def _entry_id(tree: pygit2.Tree | None, path: str) -> pygit2.Oid | None:
+    if tree is None:
+        return None
+    try:
+        return tree[path].id
+    except KeyError:
+        return None
 
 
 def _unborn_branch(repo: pygit2.Repository) -> str | None:

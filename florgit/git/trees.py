@@ -44,3 +44,22 @@ def build(repo: pygit2.Repository, entries: dict[str, tuple[pygit2.Oid, int]]) -
     for name, (oid, mode) in entries.items():
         builder.insert(name, oid, mode)
     return builder.write()
+
+
+def put_many(repo: pygit2.Repository, base: pygit2.Tree | None, entries: dict[str, tuple[pygit2.Oid, int]]) -> pygit2.Oid:
+    """Return ``base`` with every ``path -> (oid, mode)`` of ``entries`` in place; each
+    subtree is rewritten once however many entries land in it."""
+    here: dict[str, tuple[pygit2.Oid, int]] = {}
+    below: dict[str, dict[str, tuple[pygit2.Oid, int]]] = {}
+    for path, value in entries.items():
+        head, _, rest = path.partition("/")
+        if rest:
+            below.setdefault(head, {})[rest] = value
+        else:
+            here[head] = value
+    builder = repo.TreeBuilder(base) if base is not None else repo.TreeBuilder()
+    for name, (oid, mode) in here.items():
+        builder.insert(name, oid, mode)
+    for name, sub in below.items():
+        builder.insert(name, put_many(repo, _subtree(repo, base, name), sub), TREE_MODE)
+    return builder.write()

@@ -8,6 +8,10 @@ import time
 
 SHADOW_REF = "refs/heads/flor.shadow"
 NOTES_REF = "refs/notes/flor"
+# Checkpoints hang off their own ref so sharing logs never moves checkpoint bytes.
+CHECKPOINTS_REF = "refs/flor/checkpoints"
+CHECKPOINT_BLOBS = "blobs"  # content-addressed chunks: blobs/<2 hex>/<38 hex>
+CHECKPOINT_INDEX = os.path.join("flor", "checkpoint-index")  # raw sha1 -> chunks, for dedup
 # While a run goes, a commit of its code snapshot hangs here so `git gc` cannot prune it.
 PENDING_PREFIX = "refs/flor/pending/"
 

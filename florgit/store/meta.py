@@ -29,6 +29,7 @@ class RunMeta:
     unused_kwargs: list[str] = field(default_factory=list)
     error: str | None = None
     records: int = 0
+    checkpoints: int = 0
     python: str = ""
     florgit: str = ""
     torch: str | None = None

@@ -1,0 +1,197 @@
+"""Taking checkpoints while training runs, with near-zero cost to the training loop.
+
+The training thread only snapshots: ``state_dict()`` of every object passed to
+``flor.checkpointing``, parameter ``.grad``s and RNG states, copied to CPU. A background
+thread hashes, compresses and writes them (a bounded queue of two checkpoints) and
+commits each one. Which iterations are checkpointed follows the FlorDB paper's adaptive
+rule: only while the time the training thread spends on checkpoints stays under 1/15 of
+the loop's time; a fixed period can be forced instead.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import random
+import sys
+import threading
+import time
+import warnings
+
+from florgit.codec import statetree, tensors
+
+QUEUE_DEPTH = 2
+ADAPTIVE_SHARE = 1 / 15  # of loop time, at most, spent on checkpoints (FlorDB, VLDB 2021)
+PROGRESS_AFTER = 1.0  # seconds of waiting at the end of a run before progress is shown
+
+
+def period_from_env() -> int | None:
+    """``FLORGIT_CHECKPOINT_PERIOD``: unset/"adaptive" -> None, else every N iterations."""
+    text = os.environ.get("FLORGIT_CHECKPOINT_PERIOD", "adaptive").strip().lower()
+    if text in ("", "adaptive", "auto"):
+        return None
+    try:
+        return max(1, int(text))
+    except ValueError:
+        warnings.warn(f"florgit: FLORGIT_CHECKPOINT_PERIOD={text!r} is not a number; using adaptive", stacklevel=2)
+        return None
+
+
+class Checkpointer:
+    def __init__(self, git_dir: str, run_id: str, period: int | None) -> None:
+        self.run_id = run_id
+        self.period = period
+        self.objs: dict[str, object] = {}
+        self.depth: int | None = None  # loop depth of the checkpointing block, when open
+        self.bound_loop: int | None = None  # loop_id whose iterations are checkpointed
+        self.cost = 0.0  # training-thread seconds spent on checkpoints
+        self.last_cost = 0.0
+        self.taken = 0
+        self.skipped = 0
+        self.failed: list[str] = []
+        self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
+        self._git_dir = git_dir
+        self._thread = threading.Thread(target=self._write_loop, name="florgit-checkpoints", daemon=True)
+        self._thread.start()
+
+    # -- training thread -----------------------------------------------------------------
+    def bind(self, loop_id: int, depth: int) -> bool:
+        """Is this loop the outermost loop inside the open checkpointing block?"""
+        if self.depth is None or self.bound_loop is not None or depth != self.depth + 1:
+            return False
+        self.bound_loop = loop_id
+        return True
+
+    def unbind(self, loop_id: int) -> None:
+        if self.bound_loop == loop_id:
+            self.bound_loop = None
+
+    def due(self, boundary: int, loop_seconds: float) -> bool:
+        if boundary == 0:
+            return True  # the state before the loop: replay of the first iteration needs it
+        if self.period is not None:
+            return boundary % self.period == 0
+        return self.cost + self.last_cost <= ADAPTIVE_SHARE * loop_seconds
+
+    def capture(self, loop: str, loop_id: int, boundary: int) -> None:
+        start = time.perf_counter()
+        try:
+            item = self._snapshot(loop, loop_id, boundary)
+        except Exception as exc:  # a florgit failure must not kill hours of training
+            self._fail(f"{loop} boundary {boundary}: {exc}")
+            return
+        self._queue.put(item)  # blocks only while two checkpoints are still being written
+        self.last_cost = time.perf_counter() - start
+        self.cost += self.last_cost
+        self.taken += 1
+
+    def _snapshot(self, loop: str, loop_id: int, boundary: int) -> tuple:
+        states = {name: obj.state_dict() for name, obj in self.objs.items()}
+        grads = {name: _grads(obj) for name, obj in self.objs.items() if hasattr(obj, "named_parameters")}
+        arrays: list = []
+        encoded = {
+            "objects": statetree.encode(states, arrays),
+            "grads": statetree.encode(grads, arrays),
+            "rng": statetree.encode(_rng_state(), arrays),
+        }
+        metas = [tensors.describe(a) for a in arrays]
+        copies = [tensors.snapshot(a) for a in arrays]
+        types = {name: f"{type(obj).__module__}.{type(obj).__qualname__}" for name, obj in self.objs.items()}
+        return (loop, loop_id, boundary, encoded, types, metas, copies)
+
+    def close(self) -> None:
+        """Wait for every pending checkpoint (showing progress when it takes a while)."""
+        self._queue.put(None)
+        waited = 0.0
+        while self._thread.is_alive():
+            self._thread.join(timeout=0.25)
+            waited += 0.25
+            if waited >= PROGRESS_AFTER and self._thread.is_alive() and waited % 1.0 < 0.25:
+                print(f"florgit: writing checkpoints ({self._queue.qsize()} queued)...", file=sys.stderr, flush=True)
+
+    # -- writer thread -------------------------------------------------------------------
+    def _write_loop(self) -> None:
+        from florgit.git import open_repo
+        from florgit.store.checkpoints import ChunkIndex
+
+        repo = open_repo(self._git_dir, require_workdir=False)  # its own handle: libgit2 objects are per thread
+        index = ChunkIndex(repo)
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            try:
+                self._write(repo, index, item)
+            except Exception as exc:
+                self._fail(f"{item[0]} boundary {item[2]}: {exc}")
+
+    def _write(self, repo, index, item: tuple) -> None:
+        from florgit.store.checkpoints import FORMAT_VERSION, commit_checkpoint, store_array
+
+        loop, loop_id, boundary, encoded, types, metas, copies = item
+        arrays = []
+        for meta, copy in zip(metas, copies):
+            data = tensors.raw_bytes(copy)
+            raw_sha, chunks, _new = store_array(repo, index, data)
+            arrays.append(
+                {
+                    "kind": meta.kind,
+                    "dtype": meta.dtype,
+                    "shape": meta.shape,
+                    "device": meta.device,
+                    "nbytes": len(data),
+                    "sha1": raw_sha,
+                    "chunks": [{"id": oid, "size": size} for oid, size in chunks],
+                }
+            )
+        manifest = {
+            "format": FORMAT_VERSION,
+            "run": self.run_id,
+            "loop": loop,
+            "loop_id": loop_id,
+            "boundary": boundary,
+            "time": time.time(),
+            "types": types,
+            **encoded,
+            "arrays": arrays,
+        }
+        commit_checkpoint(repo, self.run_id, manifest)
+
+    def _fail(self, why: str) -> None:
+        if not self.failed:
+            warnings.warn(f"florgit: a checkpoint failed and training goes on: {why}", stacklevel=3)
+        self.failed.append(why)
+
+
+def _grads(module: object) -> dict:
+    return {name: p.grad for name, p in module.named_parameters() if getattr(p, "grad", None) is not None}
+
+
+def _rng_state() -> dict:
+    state: dict = {"python": random.getstate()}
+    np = sys.modules.get("numpy")
+    if np is not None:
+        state["numpy"] = np.random.get_state()
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        state["torch"] = torch.get_rng_state()
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["torch_cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict) -> None:
+    if "python" in state:
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+    if "numpy" in state:
+        import numpy as np
+
+        np.random.set_state(tuple(state["numpy"]))
+    if "torch" in state or "torch_cuda" in state:
+        import torch
+
+        if "torch" in state:
+            torch.set_rng_state(state["torch"])
+        if "torch_cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["torch_cuda"])

@@ -1,0 +1,85 @@
+"""Reading checkpoints back: list a run's checkpoints, restore one into live objects.
+
+Restoring verifies every chunk (libgit2 checks each object's hash as it reads it, and
+florgit checks each array's sha1) and never unpickles anything.
+"""
+
+from __future__ import annotations
+
+from florgit.errors import CheckpointError, RunNotFoundError
+
+
+def checkpoints(run: str, repo: str | None = None) -> list:
+    """The checkpoints of ``run`` (an id or unique prefix), oldest first.
+
+    Each item has ``loop``, ``iteration`` (-1: before the loop ran), ``boundary``
+    (completed iterations), ``nbytes`` and ``stored`` (compressed bytes).
+    """
+    from florgit.git import open_repo
+    from florgit.store import checkpoints as store
+
+    git = open_repo(repo, require_workdir=False)
+    return store.list_checkpoints(git, _run_id(git, run))
+
+
+def load_checkpoint(run: str, iteration: int | None = None, *, rng: bool = True, **objs: object):
+    """Restore the checkpoint of ``run`` taken at the end of ``iteration`` (-1: before the
+    loop; None: the latest) into ``objs``, named as they were in ``flor.checkpointing``.
+    Parameter ``.grad``s and, with ``rng=True``, the random states come back too.
+    Returns the checkpoint's info."""
+    from florgit.git import open_repo
+    from florgit.store import checkpoints as store
+
+    git = open_repo(require_workdir=False)
+    run_id = _run_id(git, run)
+    found = store.list_checkpoints(git, run_id)
+    if not found:
+        raise CheckpointError(f"run {run_id} has no checkpoints; wrap its training loop in flor.checkpointing(...)")
+    if iteration is None:
+        info = max(found, key=lambda c: (c.loop_id, c.boundary))
+    else:
+        matches = [c for c in found if c.iteration == iteration]
+        if not matches:
+            have = ", ".join(str(c.iteration) for c in found)
+            raise CheckpointError(f"run {run_id} has no checkpoint at the end of iteration {iteration}; it has: {have}")
+        info = matches[-1]
+    restore(git, info, objs, rng=rng)
+    return info
+
+
+def restore(git, info, objs: dict[str, object], *, rng: bool = True) -> None:
+    """Load checkpoint ``info`` into ``objs`` (used by load_checkpoint and replay)."""
+    from florgit.api.checkpointer import restore_rng
+    from florgit.codec import statetree
+    from florgit.store import checkpoints as store
+
+    where = f"run {info.run_id} {info.loop} iteration {info.iteration}"
+    manifest = store.read_manifest(git, info)
+    arrays = store.load_arrays(git, manifest, where)
+    states = statetree.decode(manifest["objects"], arrays)
+    grads = statetree.decode(manifest.get("grads", {}), arrays)
+    for name, obj in objs.items():
+        if name not in states:
+            raise CheckpointError(f"{where} has no object {name!r}; it has {sorted(states)}")
+        obj.load_state_dict(states[name])
+        if hasattr(obj, "named_parameters"):
+            saved = grads.get(name, {})
+            for pname, param in obj.named_parameters():
+                grad = saved.get(pname)
+                param.grad = None if grad is None else grad.to(device=param.device, dtype=param.dtype).clone()
+    if rng:
+        restore_rng(statetree.decode(manifest.get("rng", {}), arrays))
+
+
+def _run_id(git, run: str) -> str:
+    from florgit.store import layout
+    from florgit.store.runs import find_run
+
+    try:
+        return find_run(git, run).run_id
+    except RunNotFoundError:
+        # A run still going (or killed, not yet recovered) has checkpoints but no run entry.
+        day = git.tree_at(layout.CHECKPOINTS_REF, layout.run_path(run).rsplit("/", 1)[0]) if len(run) >= 8 else None
+        if day is not None and any(name == run for name, _k, _o in git.list_tree(day)):
+            return run
+        raise
