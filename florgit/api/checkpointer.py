@@ -2,10 +2,12 @@
 
 The training thread only snapshots: ``state_dict()`` of every object passed to
 ``flor.checkpointing``, parameter ``.grad``s and RNG states, copied to CPU. A background
-thread hashes, compresses and writes them (a bounded queue of two checkpoints) and
-commits each one. Which iterations are checkpointed follows the FlorDB paper's adaptive
-rule: only while the time the training thread spends on checkpoints stays under 1/15 of
-the loop's time; a fixed period can be forced instead.
+thread at lower priority hashes, compresses and writes them (a bounded queue of two
+checkpoints) and commits each one. Which iterations are checkpointed follows the FlorDB
+paper's adaptive rule: only while checkpoints cost under 1/15 of the loop's time, where
+the cost is the training thread's time on them plus the writer's CPU time (on a machine
+whose cores training keeps busy, that CPU time is taken from training); a fixed period
+can be forced instead.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from florgit.codec import statetree, tensors
 QUEUE_DEPTH = 2
 ADAPTIVE_SHARE = 1 / 15  # of loop time, at most, spent on checkpoints (FlorDB, VLDB 2021)
 PROGRESS_AFTER = 1.0  # seconds of waiting at the end of a run before progress is shown
+WRITER_NICE = 10
 
 
 def period_from_env() -> int | None:
@@ -46,6 +49,8 @@ class Checkpointer:
         self.bound_loop: int | None = None  # loop_id whose iterations are checkpointed
         self.cost = 0.0  # training-thread seconds spent on checkpoints
         self.last_cost = 0.0
+        self.write_cpu = 0.0  # writer-thread CPU seconds, summed (written by the writer)
+        self.last_write_cpu = 0.0
         self.taken = 0
         self.skipped = 0
         self.failed: list[str] = []
@@ -71,7 +76,8 @@ class Checkpointer:
             return True  # the state before the loop: replay of the first iteration needs it
         if self.period is not None:
             return boundary % self.period == 0
-        return self.cost + self.last_cost <= ADAPTIVE_SHARE * loop_seconds
+        spent = self.cost + self.write_cpu
+        return spent + self.last_cost + self.last_write_cpu <= ADAPTIVE_SHARE * loop_seconds
 
     def capture(self, loop: str, loop_id: int, boundary: int) -> None:
         start = time.perf_counter()
@@ -114,16 +120,20 @@ class Checkpointer:
         from florgit.git import open_repo
         from florgit.store.checkpoints import ChunkIndex
 
+        _lower_priority()  # training threads come first; writes soak up idle CPU
         repo = open_repo(self._git_dir, require_workdir=False)  # its own handle: libgit2 objects are per thread
         index = ChunkIndex(repo)
         while True:
             item = self._queue.get()
             if item is None:
                 return
+            cpu = time.thread_time()
             try:
                 self._write(repo, index, item)
             except Exception as exc:
                 self._fail(f"{item[0]} boundary {item[2]}: {exc}")
+            self.last_write_cpu = time.thread_time() - cpu
+            self.write_cpu += self.last_write_cpu
 
     def _write(self, repo, index, item: tuple) -> None:
         from florgit.store.checkpoints import FORMAT_VERSION, commit_checkpoint, store_array
@@ -161,6 +171,13 @@ class Checkpointer:
         if not self.failed:
             warnings.warn(f"florgit: a checkpoint failed and training goes on: {why}", stacklevel=3)
         self.failed.append(why)
+
+
+def _lower_priority() -> None:
+    try:  # on Linux, nice applies to the calling thread alone
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICE)
+    except (OSError, AttributeError):
+        pass
 
 
 def _grads(module: object) -> dict:

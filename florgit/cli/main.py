@@ -47,7 +47,10 @@ def log_cmd(
     from florgit.git import open_repo
     from florgit.store import runs
 
+    from florgit.store.recovery import recover_abandoned
+
     repo = open_repo(require_workdir=False)
+    recover_abandoned(repo)
     stored = runs.list_runs(repo)[::-1]
     metas = [runs.read_meta(repo, r) for r in (stored[:n] if n else stored)]
     if as_json:

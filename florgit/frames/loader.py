@@ -16,6 +16,7 @@ import polars as pl
 from florgit.git import open_repo
 from florgit.store import layout
 from florgit.store import runs as store_runs
+from florgit.store.recovery import recover_abandoned
 
 _RECORD_COLUMNS = ["run", "seq", "ctx", "name", "kind", "i", "f", "s", "sidx"]
 _START_COLUMNS = ["run", "ctx", "loop_id", "loop_row", "iteration", "kind", "i", "f", "s", "t"]
@@ -32,6 +33,7 @@ class Loaded:
 
 def load(repo_path: str | None = None, names: list[str] | None = None) -> Loaded:
     repo = open_repo(repo_path, require_workdir=False)
+    recover_abandoned(repo)  # runs of killed processes show up in the next query
     metas: list = []
     tables: dict[str, list] = {layout.RECORDS: [], layout.STARTS: [], layout.LOOPS: []}
     with repo.unverified_reads():  # Arrow decoding checks structure; `git flor verify` checks hashes

@@ -2,9 +2,10 @@
 
 libgit2's ``create_blob`` deflates at zlib's default level before it checks whether the
 object already exists (~26 MB/s on incompressible data). florgit's large blobs are Arrow
-files with zstd buffers (and, later, zstd tensors): deflating them again gains nothing.
-So large blobs are hashed first (skipped when present) and stored with zlib level 0,
-which ``git fsck`` accepts and ``git gc`` later packs like any other loose object.
+files with zstd buffers and zstd tensor chunks: deflating them again gains nothing.
+So large blobs are hashed first (skipped when present) and stored in zlib's "stored"
+blocks (level 0) written straight from the buffer; ``git fsck`` accepts them and ``git gc``
+later packs them like any other loose object.
 """
 
 from __future__ import annotations
@@ -35,21 +36,21 @@ def write_blob(repo: pygit2.Repository, data: bytes) -> pygit2.Oid:
     sha = hashlib.sha1(header)
     sha.update(data)
     oid = pygit2.Oid(hex=sha.hexdigest())
-    if oid in repo:
+    if repo.odb.exists(oid):  # `oid in repo` would read and inflate the whole object
         return oid
     root = objects_dir(repo)
     if root is None or _object_format(repo) != "sha1":
         return repo.create_blob(data)
-    level = 0 if len(data) >= STORED_LEVEL_FROM else zlib.Z_DEFAULT_COMPRESSION
-    packer = zlib.compressobj(level)
-    payload = packer.compress(header) + packer.compress(data) + packer.flush()
     hexid = str(oid)
     folder = os.path.join(root, hexid[:2])
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="tmp_obj_")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(payload)
+            if len(data) >= STORED_LEVEL_FROM:
+                _write_stored(f, header, memoryview(data).cast("B"))
+            else:
+                f.write(zlib.compress(header + bytes(data)))
         os.chmod(tmp, 0o444)
         os.replace(tmp, os.path.join(folder, hexid[2:]))  # same content if a racer won
     except BaseException:
@@ -57,6 +58,25 @@ def write_blob(repo: pygit2.Repository, data: bytes) -> pygit2.Oid:
             os.unlink(tmp)
         raise
     return oid
+
+
+_STORED_MAX = 0xFFFF  # bytes in one stored deflate block
+
+
+def _write_stored(f, header: bytes, data: memoryview) -> None:
+    """A zlib stream of stored (uncompressed) deflate blocks, written without copying the
+    data: what ``zlib.compress(level=0)`` produces, at the speed of adler32 and write."""
+    checksum = zlib.adler32(data, zlib.adler32(header))
+    f.write(b"\x78\x01")  # zlib header: deflate, 32K window, fastest
+    first = _STORED_MAX - len(header)
+    pieces = [header + bytes(data[:first])]
+    pieces += [data[i : i + _STORED_MAX] for i in range(first, len(data), _STORED_MAX)]
+    for n, piece in enumerate(pieces):
+        size = len(piece)
+        final = 1 if n == len(pieces) - 1 else 0
+        f.write(bytes((final, size & 0xFF, size >> 8, ~size & 0xFF, (~size >> 8) & 0xFF)))
+        f.write(piece)
+    f.write(checksum.to_bytes(4, "big"))
 
 
 def _object_format(repo: pygit2.Repository) -> str:

@@ -84,7 +84,11 @@ class GitRepo:
         return str(trees.build(self._repo, entries))
 
     def has_object(self, oid: str) -> bool:
-        return oid in self._repo
+        # `oid in repo` reads the whole object; the object database only checks it is there
+        try:
+            return self._repo.odb.exists(pygit2.Oid(hex=oid))
+        except (ValueError, pygit2.GitError):
+            return False
 
     def _get(self, oid: str) -> pygit2.Object:
         try:

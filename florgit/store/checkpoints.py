@@ -144,19 +144,20 @@ def list_checkpoints(repo: GitRepo, run_id: str) -> list[CheckpointInfo]:
 
 
 def read_manifest_blob(repo: GitRepo, oid: str) -> dict:
-    manifest = statetree.loads(repo.read_blob(oid))
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_VERSION or "arrays" not in manifest:
-        raise CheckpointError("not a florgit checkpoint manifest (format 1); refusing to load it")
-    return manifest
+    return _parse_manifest(repo.read_blob(oid), oid)
 
 
 def read_manifest(repo: GitRepo, info: CheckpointInfo) -> dict:
     data = repo.blob_at(layout.CHECKPOINTS_REF, info.path)
     if data is None:
         raise CheckpointError(f"run {info.run_id} has no checkpoint at {info.loop} boundary {info.boundary}")
+    return _parse_manifest(data, info.path)
+
+
+def _parse_manifest(data: bytes, where: str) -> dict:
     manifest = statetree.loads(data)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_VERSION or "arrays" not in manifest:
-        raise CheckpointError(f"{info.path} is not a florgit checkpoint manifest; refusing to load it")
+        raise CheckpointError(f"{where} is not a florgit checkpoint manifest (format {FORMAT_VERSION}); refusing to load it")
     return manifest
 
 

@@ -5,17 +5,9 @@ from __future__ import annotations
 import time
 import warnings
 
-from florgit.codec import arrow
 from florgit.git import GitRepo
 from florgit.store import layout, spool
 from florgit.store.runs import persist_run
-
-SCHEMAS = {
-    layout.LOOPS: arrow.LOOP_SCHEMA,
-    layout.STARTS: arrow.START_SCHEMA,
-    layout.ENDS: arrow.END_SCHEMA,
-    layout.RECORDS: arrow.RECORD_SCHEMA,
-}
 
 
 def recover_abandoned(repo: GitRepo) -> list[str]:
@@ -25,8 +17,16 @@ def recover_abandoned(repo: GitRepo) -> list[str]:
         meta = abandoned.meta()
         if meta is None:
             continue
+        from florgit.codec import arrow  # pyarrow only when there is something to recover
+
+        schemas = {
+            layout.LOOPS: arrow.LOOP_SCHEMA,
+            layout.STARTS: arrow.START_SCHEMA,
+            layout.ENDS: arrow.END_SCHEMA,
+            layout.RECORDS: arrow.RECORD_SCHEMA,
+        }
         # Re-serialised from the complete batches: a kill may have torn the last one.
-        tables = {name: arrow.read_stream(abandoned.path(name), schema) for name, schema in SCHEMAS.items()}
+        tables = {name: arrow.read_stream(abandoned.path(name), schema) for name, schema in schemas.items()}
         if meta.status == "running":  # a run that had finished keeps its status
             meta.status = "killed"
         meta.end = meta.end or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(abandoned.last_write()))
