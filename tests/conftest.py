@@ -125,3 +125,15 @@ def repo(tmp_path, monkeypatch) -> Repo:
     r = make_repo(tmp_path / "project")
     monkeypatch.chdir(r.path)
     return r
+
+
+@pytest.fixture
+def git_flor_on_path(tmp_path, monkeypatch):
+    """Make `git flor` resolve to this checkout, installed or not."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    exe = bindir / "git-flor"
+    exe.write_text(f"#!{sys.executable}\nimport sys\nfrom florgit.cli.main import main\nsys.exit(main())\n")
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    return exe

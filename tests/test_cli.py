@@ -21,18 +21,6 @@ for epoch in flor.loop("epoch", range(2)):
 """
 
 
-@pytest.fixture
-def git_flor_on_path(tmp_path, monkeypatch):
-    """Make `git flor` resolve to this checkout, installed or not."""
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    exe = bindir / "git-flor"
-    exe.write_text(f"#!{sys.executable}\nimport sys\nfrom florgit.cli.main import main\nsys.exit(main())\n")
-    exe.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
-    return exe
-
-
 def _git_flor(repo_path: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["git", "flor", *args], cwd=repo_path, capture_output=True, text=True, timeout=60)
 

@@ -140,6 +140,73 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:,.2f} MB"
 
 
+@app.command("push")
+def push_cmd(
+    remote: str = typer.Argument("origin", help="Remote to share with."),
+    checkpoints: bool = typer.Option(False, "--checkpoints", help="Also push checkpoint bytes."),
+) -> None:
+    """Share runs (shadow branch and notes) with REMOTE; merges, never forces."""
+    from florgit.git import open_repo
+    from florgit.store import sharing
+
+    result = sharing.push(open_repo(require_workdir=False), remote, checkpoints)
+    for ref, state in result.items():
+        print(f"{ref}: {state}")
+    if not result:
+        print("no runs to push yet")
+
+
+@app.command("pull")
+def pull_cmd(
+    remote: str = typer.Argument("origin", help="Remote to fetch runs from."),
+    checkpoints: bool = typer.Option(False, "--checkpoints", help="Also fetch checkpoint bytes."),
+) -> None:
+    """Fetch teammates' runs from REMOTE and merge them into yours."""
+    from florgit.git import open_repo
+    from florgit.store import sharing
+
+    result = sharing.pull(open_repo(require_workdir=False), remote, checkpoints)
+    for ref, state in result.items():
+        print(f"{ref}: {state}")
+    if not result:
+        print(f"{remote} has no runs yet")
+
+
+@app.command("install")
+def install_cmd() -> None:
+    """Install florgit's git hooks (yours keep running) and the flor git config."""
+    from florgit.git import open_repo
+    from florgit.git import hooks as git_hooks
+    from florgit.git.command import run_git
+    from florgit.store import sharing
+
+    repo = open_repo()
+    for line in git_hooks.install(repo.workdir):
+        print(line)
+    remotes = run_git(repo.workdir, "remote").stdout.split() or [None]
+    for remote in remotes:
+        for setting in sharing.configure(repo, remote):
+            print(f"config: {setting}")
+
+
+@app.command("uninstall")
+def uninstall_cmd() -> None:
+    """Remove florgit's git hooks and restore the ones that were there."""
+    from florgit.git import hooks as git_hooks
+    from florgit.git import open_repo
+
+    for line in git_hooks.uninstall(open_repo().workdir):
+        print(line)
+
+
+@app.command("hook", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def hook_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Hook name.")) -> None:
+    """Run florgit's part of a git hook (the installed hooks call this)."""
+    from florgit.cli.hook import main as hook_main
+
+    raise typer.Exit(hook_main([name, *ctx.args]))
+
+
 @app.command("recover")
 def recover_cmd(quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing.")) -> None:
     """Commit runs left behind by killed processes (status 'killed')."""

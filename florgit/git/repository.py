@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pygit2
 
 from florgit.errors import BareRepositoryError, NotARepositoryError, StoreError
-from florgit.git import notes, objects, refs, snapshot, trees
+from florgit.git import merge, notes, objects, refs, snapshot, trees
 
 _FALLBACK_NAME = "florgit"
 _FALLBACK_EMAIL = "florgit@localhost"
@@ -190,6 +190,11 @@ class GitRepo:
     def blob_in_tree(self, tree: str, path: str) -> bytes | None:
         obj = trees.lookup(self._repo, self._get(tree), path)
         return obj.data if isinstance(obj, pygit2.Blob) else None
+
+    def merge_ref(self, ref: str, other: str, *, union_notes: bool = False) -> str:
+        """Union-merge commit ``other`` (already fetched) into ``ref``; see git.merge."""
+        resolve = merge.union_lines if union_notes else merge.keep_ours
+        return merge.merge_into(self._repo, ref, other, resolve, self.signature())
 
     # -- notes -----------------------------------------------------------------------
     def read_note(self, ref: str, target: str) -> str:

@@ -55,6 +55,25 @@ def _add_note(repo: GitRepo, meta: RunMeta, path: str) -> None:
     repo.update_note(layout.NOTES_REF, meta.user_commit, edit, f"flor: note run {meta.run_id}")
 
 
+def copy_notes(repo: GitRepo, pairs: list[tuple[str, str]]) -> int:
+    """Carry run notes from rewritten commits to their new ones (amend, rebase); lines
+    are unioned, so running after git's own ``notes.rewriteRef`` copy changes nothing."""
+    copied = 0
+    for old, new in pairs:
+        text = repo.read_note(layout.NOTES_REF, old)
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        if not lines:
+            continue
+
+        def edit(current: str, lines: list[str] = lines) -> str | None:
+            merged = sorted({*lines, *(ln for ln in current.splitlines() if ln.strip())})
+            return None if merged == sorted(ln for ln in current.splitlines() if ln.strip()) else "\n".join(merged) + "\n"
+
+        if repo.update_note(layout.NOTES_REF, new, edit, f"flor: carry notes {old[:12]} -> {new[:12]}"):
+            copied += 1
+    return copied
+
+
 def list_runs(repo: GitRepo) -> list[StoredRun]:
     """Every run on the shadow branch, oldest first."""
     runs_tree = repo.tree_at(layout.SHADOW_REF, layout.RUNS_DIR)

@@ -1,0 +1,116 @@
+"""Sharing runs through any git remote: push and pull florgit's refs with the git CLI.
+
+Pushing never forces: it fetches the remote's flor refs into tracking refs
+(``refs/flor/remotes/<remote>/...``), union-merges them into the local refs (run paths
+never collide; notes lines are unioned), pushes, and retries when someone pushed in
+between. Checkpoints travel only when asked, so sharing logs stays light.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from florgit.errors import StoreError
+from florgit.git import GitRepo
+from florgit.git.command import GitCommandError, ensure_config, run_git
+from florgit.store import layout
+
+PUSH_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class SharedRef:
+    local: str
+    name: str  # tracking ref suffix
+    notes: bool = False
+
+
+LOGS = (SharedRef(layout.SHADOW_REF, "shadow"), SharedRef(layout.NOTES_REF, "notes", notes=True))
+CHECKPOINTS = (SharedRef(layout.CHECKPOINTS_REF, "checkpoints"),)
+
+
+def tracking_ref(remote: str, ref: SharedRef) -> str:
+    return f"refs/flor/remotes/{remote}/{ref.name}"
+
+
+def shared_refs(checkpoints: bool) -> tuple[SharedRef, ...]:
+    return LOGS + (CHECKPOINTS if checkpoints else ())
+
+
+def configure(repo: GitRepo, remote: str | None = None) -> list[str]:
+    """What users would otherwise forget; returns the settings that changed."""
+    cwd = _cwd(repo)
+    changed = []
+    for key, value, multi in (
+        ("notes.rewriteRef", layout.NOTES_REF, True),
+        ("notes.flor.mergeStrategy", "cat_sort_uniq", False),
+    ):
+        if ensure_config(cwd, key, value, multi=multi):
+            changed.append(f"{key}={value}")
+    if remote:
+        for ref in LOGS:
+            spec = f"+{ref.local}:{tracking_ref(remote, ref)}"
+            if ensure_config(cwd, f"remote.{remote}.fetch", spec, multi=True):
+                changed.append(f"remote.{remote}.fetch={spec}")
+    return changed
+
+
+def fetch(repo: GitRepo, remote: str, checkpoints: bool = False) -> list[SharedRef]:
+    """Fetch the remote's flor refs into tracking refs; returns those the remote has."""
+    cwd = _cwd(repo)
+    wanted = shared_refs(checkpoints)
+    listed = run_git(cwd, "ls-remote", remote, *(r.local for r in wanted)).stdout
+    present = {line.split("\t")[1] for line in listed.splitlines() if "\t" in line}
+    have = [r for r in wanted if r.local in present]
+    if have:
+        run_git(cwd, "fetch", "--quiet", "--no-tags", remote, *(f"+{r.local}:{tracking_ref(remote, r)}" for r in have))
+    return have
+
+
+def merge_tracking(repo: GitRepo, remote: str, refs: list[SharedRef] | tuple[SharedRef, ...]) -> dict[str, str]:
+    """Union-merge each fetched tracking ref into its local ref."""
+    done = {}
+    for ref in refs:
+        other = repo.ref_tip(tracking_ref(remote, ref))
+        if other is not None:
+            done[ref.local] = repo.merge_ref(ref.local, other, union_notes=ref.notes)
+    return done
+
+
+def pull(repo: GitRepo, remote: str = "origin", checkpoints: bool = False) -> dict[str, str]:
+    configure(repo, remote)
+    return merge_tracking(repo, remote, fetch(repo, remote, checkpoints))
+
+
+def push(repo: GitRepo, remote: str = "origin", checkpoints: bool = False) -> dict[str, str]:
+    """Share the flor refs with ``remote``; never forced, retried when others push too."""
+    configure(repo, remote)
+    cwd = _cwd(repo)
+    last_error = ""
+    for _ in range(PUSH_ATTEMPTS):
+        merge_tracking(repo, remote, fetch(repo, remote, checkpoints))
+        local = [r for r in shared_refs(checkpoints) if repo.ref_tip(r.local) is not None]
+        if not local:
+            return {}
+        specs = [f"{r.local}:{r.local}" for r in local]
+        proc = run_git(cwd, "push", "--porcelain", "--no-verify", remote, *specs, check=False)
+        if proc.returncode == 0:
+            return _push_results(proc.stdout)
+        last_error = proc.stderr.strip() or proc.stdout.strip()
+        if "rejected" not in proc.stdout and "rejected" not in last_error:
+            raise GitCommandError(["push", remote, *specs], proc.returncode, last_error)
+    raise StoreError(f"could not push flor refs to {remote!r}: others kept pushing ({last_error}); run `git flor push` again")
+
+
+def _push_results(porcelain: str) -> dict[str, str]:
+    out = {}
+    for line in porcelain.splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 3 and ":" in parts[1]:
+            flag = parts[0].strip()
+            out[parts[1].split(":")[1]] = {"=": "up to date", "*": "new", " ": "updated", "": "updated"}.get(flag, parts[2])
+    return out
+
+
+def _cwd(repo: GitRepo) -> str:
+    return repo.workdir or repo.git_dir
