@@ -40,8 +40,8 @@ def test_log_json_and_dataframe_csv(repo, git_flor_on_path):
     out = _git_flor(repo.path, "log", "--json")
     assert out.returncode == 0, out.stderr
     rows = [json.loads(ln) for ln in out.stdout.splitlines()]
-    assert [r["args"]["lr"] for r in rows] == [0.5, 0.01]  # newest first
-    assert all(r["status"] == "ok" and r["records"] == 3 for r in rows)
+    assert [r["lr"] for r in rows] == [0.5, 0.01]  # newest first
+    assert all(r["status"] == "ok" and r["loss"] == 0.5 for r in rows)
     assert len(json.loads(_git_flor(repo.path, "log", "--json", "-n", "1").stdout.splitlines()[0])) > 0
     csv = _git_flor(repo.path, "dataframe", "lr", "loss", "--format", "csv").stdout.splitlines()
     assert csv[0] == "run_id,start_time,script,epoch,lr,loss" and len(csv) == 5
@@ -70,3 +70,61 @@ def test_installed_console_script_if_present(repo):
         pytest.skip("florgit is not installed in this environment")
     out = subprocess.run(["git", "flor", "-h"], cwd=repo.path, capture_output=True, text=True)
     assert out.returncode == 0 and "dataframe" in out.stdout
+
+
+def test_log_where_csv_and_show(repo, capsys):
+    repo.write("train.py", TRAIN)
+    repo.commit("train")
+    repo.run("train.py")
+    repo.run("train.py", "--kwargs", "lr=0.5")
+    assert main(["log", "--where", "lr > 0.1", "--json"]) == 0
+    rows = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 1 and rows[0]["lr"] == 0.5 and rows[0]["loss"] == 0.5  # last value
+    assert main(["log", "--csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("run_id,date,commit,branch,script,status,lr,loss") and len(lines) == 3
+    assert main(["log", "--where", "no_such_column = 1"]) == 1
+    run = rows[0]["run_id"]
+    assert main(["show", run[:20]]) == 0
+    report = capsys.readouterr().out
+    assert f"run      {run}" in report and "args     lr=0.5" in report and "loss" in report
+
+
+def test_dataframe_formats_and_output_file(repo, tmp_path, capsys):
+    import polars as pl
+
+    repo.write("train.py", TRAIN)
+    repo.run("train.py")
+    out = tmp_path / "df.parquet"
+    assert main(["dataframe", "lr", "loss", "--format", "parquet", "-o", str(out)]) == 0
+    assert pl.read_parquet(out)["loss"].to_list() == [1.0, 0.5]
+    assert main(["dataframe", "loss", "--format", "json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 2
+
+
+def test_verify_detects_a_deleted_object_and_gc_keeps_every_run(repo, capsys):
+    import florgit as flor
+    from florgit.git import open_repo
+    from florgit.store import layout, runs
+
+    repo.write("train.py", TRAIN)
+    repo.commit("train")
+    for lr in ("0.1", "0.2"):
+        repo.run("train.py", "--kwargs", f"lr={lr}")
+    assert main(["gc"]) == 0
+    assert main(["verify"]) == 0
+    assert "ok: 2 runs, 2 notes" in capsys.readouterr().out
+    assert sorted(flor.dataframe("lr")["lr"].to_list()) == [0.1, 0.2]
+    # unpack so single objects can be removed, then delete one run's records table
+    git_dir = repo.path / ".git"
+    for pack in (git_dir / "objects" / "pack").glob("*.pack"):
+        moved = pack.with_suffix(".old")
+        pack.rename(moved)
+        pack.with_suffix(".idx").unlink()
+        subprocess.run(["git", "unpack-objects", "-q"], cwd=repo.path, stdin=open(moved, "rb"), check=True)
+        moved.unlink()
+    stored = runs.list_runs(open_repo())[0]
+    oid = dict((n, o) for n, _k, o in open_repo().list_tree(stored.tree))[layout.RECORDS]
+    (git_dir / "objects" / oid[:2] / oid[2:]).unlink()
+    assert main(["verify"]) == 1
+    assert oid in capsys.readouterr().err

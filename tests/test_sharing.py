@@ -188,3 +188,13 @@ def test_hook_is_fast_and_light(tmp_path):
     imported = out.stderr
     assert " torch" not in imported and " polars" not in imported and " typer" not in imported
     assert time.perf_counter() - start < 30  # sanity only; the 0.3 s figure is in the benchmark
+
+
+def test_hooks_folder_matches_what_install_writes():
+    from florgit.git.hooks import HOOKS, script
+
+    root = Path(__file__).resolve().parents[1] / "hooks"
+    assert sorted(p.name for p in root.iterdir()) == sorted(HOOKS)
+    for name in HOOKS:
+        assert (root / name).read_text() == script(name)
+        assert os.access(root / name, os.X_OK)

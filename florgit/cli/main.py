@@ -32,64 +32,80 @@ def _out() -> Console:
     return console if console.is_terminal else Console(width=250)
 
 
+@app.command("log")
+def log_cmd(
+    n: int = typer.Option(0, "-n", help="Show at most N runs (0: all)."),
+    where: str = typer.Option(None, "--where", help="SQL predicate over the columns, e.g. \"lr < 0.01 AND status = 'ok'\"."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+    as_csv: bool = typer.Option(False, "--csv", help="CSV with a header line."),
+) -> None:
+    """List recorded runs, newest first: id, date, commit (+ dirty), branch, script,
+    status, args and the last value of each metric."""
+    from florgit.cli.listing import run_table
+
+    frame = run_table(where)
+    if n:
+        frame = frame.head(n)
+    if as_json:
+        for row in frame.iter_rows(named=True):
+            print(json.dumps(row, default=str))
+    elif as_csv:
+        sys.stdout.write(frame.write_csv())
+    else:
+        _out().print(_rich_table(frame))
+
+
+def _rich_table(frame) -> Table:
+    table = Table()
+    for name in frame.columns:
+        table.add_column(name, no_wrap=name in ("run_id", "date", "commit", "status"))
+    for row in frame.iter_rows():
+        table.add_row(*("" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v) for v in row))
+    return table
+
+
+@app.command("show")
+def show_cmd(run: str = typer.Argument(..., help="Run id or unique prefix.")) -> None:
+    """A run's metadata, args, metrics, code diff, checkpoints and replays."""
+    from florgit.cli.listing import show_run
+
+    _out().print(show_run(run), highlight=False)
+
+
 class Format(str, Enum):
     table = "table"
     csv = "csv"
     json = "json"
-
-
-@app.command("log")
-def log_cmd(
-    n: int = typer.Option(0, "-n", help="Show at most N runs (0: all)."),
-    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
-) -> None:
-    """List recorded runs, newest first."""
-    from florgit.git import open_repo
-    from florgit.store import runs
-
-    from florgit.store.recovery import recover_abandoned
-
-    repo = open_repo(require_workdir=False)
-    recover_abandoned(repo)
-    stored = runs.list_runs(repo)[::-1]
-    metas = [runs.read_meta(repo, r) for r in (stored[:n] if n else stored)]
-    if as_json:
-        for m in metas:
-            print(json.dumps({"run_id": m.run_id, "start": m.start, "end": m.end, "status": m.status,
-                              "user_commit": m.user_commit, "dirty": m.dirty, "branch": m.branch,
-                              "script": m.script, "args": m.args, "records": m.records}))
-        return
-    table = Table()
-    for title in ("run", "started (UTC)", "status", "commit", "branch", "script"):
-        table.add_column(title, no_wrap=True)
-    table.add_column("args")
-    table.add_column("records", justify="right", no_wrap=True)
-    for m in metas:
-        commit = (m.user_commit or "-------")[:7] + ("+" if m.dirty else "")
-        args = " ".join(f"{k}={v}" for k, v in m.args.items())
-        table.add_row(m.run_id, m.start[:19].replace("T", " "), m.status, commit, m.branch or "(detached)",
-                      m.script, args, f"{m.records:,}")
-    _out().print(table)
+    parquet = "parquet"
 
 
 @app.command("dataframe")
 def dataframe_cmd(
     names: list[str] = typer.Argument(None, help="Logged names to pivot into columns."),
-    fmt: Format = typer.Option(Format.table, "--format", help="table, csv or json."),
+    fmt: Format = typer.Option(Format.table, "--format", help="table, csv, json or parquet."),
+    output: str = typer.Option(None, "-o", "--output", help="Write to FILE instead of the terminal."),
 ) -> None:
-    """Print flor.dataframe(NAME...) for this repository."""
+    """Print (or write) flor.dataframe(NAME...) for this repository."""
     import polars as pl
 
     from florgit.frames import dataframe
 
     frame = dataframe(*(names or []))
-    if fmt is Format.csv:
-        sys.stdout.write(frame.write_csv())
-    elif fmt is Format.json:
-        sys.stdout.write(frame.write_json() + "\n")
-    else:
+    if fmt is Format.parquet:
+        if not output:
+            raise typer.BadParameter("parquet is binary: give a file with -o FILE")
+        frame.write_parquet(output)
+        return
+    if fmt is Format.table:
         with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=40):
-            print(frame)
+            text = str(frame) + "\n"
+    else:
+        text = frame.write_csv() if fmt is Format.csv else frame.write_json() + "\n"
+    if output:
+        with open(output, "w") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
 
 
 @app.command("checkpoints")
@@ -205,6 +221,32 @@ def hook_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Hook name
     from florgit.cli.hook import main as hook_main
 
     raise typer.Exit(hook_main([name, *ctx.args]))
+
+
+@app.command("verify")
+def verify_cmd(quick: bool = typer.Option(False, "--quick", help="Check objects only; skip decoding tables and arrays.")) -> None:
+    """Check that every object a run, note or checkpoint refers to is present and intact."""
+    from florgit.git import open_repo
+    from florgit.store.maintenance import verify
+
+    report = verify(open_repo(require_workdir=False), deep=not quick)
+    for problem in report.problems:
+        _err.print(f"[red]problem:[/] {problem}", highlight=False, soft_wrap=True)
+    summary = f"{report.runs} runs, {report.notes} notes, {report.checkpoints} checkpoints, {report.objects} objects"
+    if report.problems:
+        _err.print(f"{len(report.problems)} problems in {summary}; fetch the missing data again (`git flor pull --checkpoints`)")
+        raise typer.Exit(1)
+    print(f"ok: {summary} verified")
+
+
+@app.command("gc")
+def gc_cmd() -> None:
+    """Recover killed runs, drop leftovers, and pack objects (tuned for incompressible blobs)."""
+    from florgit.git import open_repo
+    from florgit.store.maintenance import gc
+
+    for line in gc(open_repo(require_workdir=False)):
+        print(line)
 
 
 @app.command("recover")

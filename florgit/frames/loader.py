@@ -131,5 +131,7 @@ def _runs_frame(metas: list) -> pl.DataFrame:
             "branch": pl.Series([m.branch for m in metas], dtype=pl.String),
             "dirty": pl.Series([m.dirty for m in metas], dtype=pl.Boolean),
             "records": pl.Series([m.records for m in metas], dtype=pl.Int64),
+            "checkpoints": pl.Series([m.checkpoints for m in metas], dtype=pl.Int64),
+            "args": pl.Series([list(m.args) for m in metas], dtype=pl.List(pl.String)),
         }
     )

@@ -171,6 +171,24 @@ class GitRepo:
         finally:
             pygit2.option(option, 1)
 
+    def walk(self, tree: str) -> Iterator[tuple[str, str, str]]:
+        """``(path, kind, id)`` of every entry below ``tree``, depth first."""
+        for name, kind, oid in self.list_tree(tree):
+            yield name, kind, oid
+            if kind == "tree":
+                for path, sub_kind, sub_oid in self.walk(oid):
+                    yield f"{name}/{path}", sub_kind, sub_oid
+
+    def check_object(self, oid: str) -> str | None:
+        """None if the object is present and its content hashes to its id, else why not."""
+        try:
+            obj = self._repo.odb.read(pygit2.Oid(hex=oid))  # libgit2 re-hashes what it reads
+        except (KeyError, ValueError):
+            return "missing"
+        except pygit2.GitError as exc:
+            return f"unreadable ({exc})"
+        return None if obj is not None else "missing"
+
     def blobs_in_tree(self, tree: str, names: tuple[str, ...]) -> dict[str, bytes]:
         """``name -> content`` for the named top-level blobs of ``tree`` that exist."""
         obj = self._get(tree)

@@ -75,6 +75,20 @@ class ChunkIndex:
                 f.write(line)
 
 
+def compact_index(repo: GitRepo) -> int:
+    """Rewrite the dedup index without lines whose chunks are gone; returns lines dropped."""
+    path = os.path.join(repo.git_dir, layout.CHECKPOINT_INDEX)
+    known = _read_index(path)
+    alive = {raw: chunks for raw, chunks in known.items() if all(repo.has_object(oid) for oid, _ in chunks)}
+    if len(alive) != len(known):
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            for raw, chunks in alive.items():
+                f.write(raw + " " + ",".join(f"{oid}:{size}" for oid, size in chunks) + "\n")
+        os.replace(tmp, path)
+    return len(known) - len(alive)
+
+
 def _read_index(path: str) -> dict[str, list[tuple[str, int]]]:
     known: dict[str, list[tuple[str, int]]] = {}
     try:
