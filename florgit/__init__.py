@@ -16,6 +16,7 @@ from florgit.api.functions import (  # noqa: E402
     set_checkpoint_period,
     set_echo,
 )
+from florgit.api.replay_call import replay  # noqa: E402
 from florgit.api.restore import checkpoints, load_checkpoint  # noqa: E402
 from florgit.errors import FlorgitError  # noqa: E402
 from florgit.frames import dataframe, query, runs, scan  # noqa: E402
@@ -34,6 +35,7 @@ __all__ = [
     "log",
     "loop",
     "query",
+    "replay",
     "runs",
     "scan",
     "set_checkpoint_period",

@@ -310,7 +310,7 @@ def test_period_forces_every_nth(repo):
     run = flor.current_run_id()
     flor.commit()
     flor.set_checkpoint_period(None)
-    assert [c.boundary for c in flor.checkpoints(run)] == [0, 3, 6]
+    assert [c.boundary for c in flor.checkpoints(run)] == [0, 3, 6, 7]  # and always the end state
 
 
 def test_cli_lists_checkpoints(repo, capsys):

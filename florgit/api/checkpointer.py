@@ -46,7 +46,11 @@ class Checkpointer:
         self.period = period
         self.objs: dict[str, object] = {}
         self.depth: int | None = None  # loop depth of the checkpointing block, when open
-        self.bound_loop: int | None = None  # loop_id whose iterations are checkpointed
+        self.bound: tuple[str, int] | None = None  # (name, loop_id) of the checkpointed loop
+        self.bound_depth = 0
+        self.loop_start = 0.0
+        self.iteration = -1  # the bound loop's current iteration
+        self.last_boundary: tuple[int, int] | None = None  # (loop_id, boundary) captured last
         self.cost = 0.0  # training-thread seconds spent on checkpoints
         self.last_cost = 0.0
         self.write_cpu = 0.0  # writer-thread CPU seconds, summed (written by the writer)
@@ -60,38 +64,46 @@ class Checkpointer:
         self._thread.start()
 
     # -- training thread -----------------------------------------------------------------
-    def bind(self, loop_id: int, depth: int) -> bool:
+    def bind(self, name: str, loop_id: int, depth: int) -> bool:
         """Is this loop the outermost loop inside the open checkpointing block?"""
-        if self.depth is None or self.bound_loop is not None or depth != self.depth + 1:
+        if self.depth is None or self.bound is not None or depth != self.depth + 1:
             return False
-        self.bound_loop = loop_id
+        self.bound, self.bound_depth, self.loop_start = (name, loop_id), depth, time.perf_counter()
         return True
 
-    def unbind(self, loop_id: int) -> None:
-        if self.bound_loop == loop_id:
-            self.bound_loop = None
+    def is_inner(self, depth: int) -> bool:
+        """Is a loop at ``depth`` directly inside an iteration of the checkpointed loop?"""
+        return self.bound is not None and depth == self.bound_depth + 1
 
-    def due(self, boundary: int, loop_seconds: float) -> bool:
+    def unbind(self, loop_id: int) -> None:
+        if self.bound is not None and self.bound[1] == loop_id:
+            self.bound = None
+
+    def due(self, boundary: int) -> bool:
         if boundary == 0:
             return True  # the state before the loop: replay of the first iteration needs it
         if self.period is not None:
             return boundary % self.period == 0
-        spent = self.cost + self.write_cpu
-        return spent + self.last_cost + self.last_write_cpu <= ADAPTIVE_SHARE * loop_seconds
+        spent = self.cost + self.write_cpu + self.last_cost + self.last_write_cpu
+        return spent <= ADAPTIVE_SHARE * (time.perf_counter() - self.loop_start)
 
-    def capture(self, loop: str, loop_id: int, boundary: int) -> None:
+    def capture(self, loop: str, loop_id: int, boundary: int, phase: str = "start") -> None:
+        """Checkpoint now: phase "start" at an iteration boundary, "after:<inner loop>"
+        right after an inner loop ended (outer-level replay resumes from it)."""
         start = time.perf_counter()
         try:
-            item = self._snapshot(loop, loop_id, boundary)
+            item = self._snapshot(loop, loop_id, boundary, phase)
         except Exception as exc:  # a florgit failure must not kill hours of training
             self._fail(f"{loop} boundary {boundary}: {exc}")
             return
         self._queue.put(item)  # blocks only while two checkpoints are still being written
+        if phase == "start":
+            self.last_boundary = (loop_id, boundary)
         self.last_cost = time.perf_counter() - start
         self.cost += self.last_cost
         self.taken += 1
 
-    def _snapshot(self, loop: str, loop_id: int, boundary: int) -> tuple:
+    def _snapshot(self, loop: str, loop_id: int, boundary: int, phase: str) -> tuple:
         states = {name: obj.state_dict() for name, obj in self.objs.items()}
         grads = {name: _grads(obj) for name, obj in self.objs.items() if hasattr(obj, "named_parameters")}
         arrays: list = []
@@ -103,7 +115,7 @@ class Checkpointer:
         metas = [tensors.describe(a) for a in arrays]
         copies = [tensors.snapshot(a) for a in arrays]
         types = {name: f"{type(obj).__module__}.{type(obj).__qualname__}" for name, obj in self.objs.items()}
-        return (loop, loop_id, boundary, encoded, types, metas, copies)
+        return (loop, loop_id, boundary, phase, encoded, types, metas, copies)
 
     def close(self) -> None:
         """Wait for every pending checkpoint (showing progress when it takes a while)."""
@@ -138,7 +150,7 @@ class Checkpointer:
     def _write(self, repo, index, item: tuple) -> None:
         from florgit.store.checkpoints import FORMAT_VERSION, commit_checkpoint, store_array
 
-        loop, loop_id, boundary, encoded, types, metas, copies = item
+        loop, loop_id, boundary, phase, encoded, types, metas, copies = item
         arrays = []
         for meta, copy in zip(metas, copies):
             data = tensors.raw_bytes(copy)
@@ -160,6 +172,7 @@ class Checkpointer:
             "loop": loop,
             "loop_id": loop_id,
             "boundary": boundary,
+            "phase": phase,
             "time": time.time(),
             "types": types,
             **encoded,

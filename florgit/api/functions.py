@@ -49,7 +49,14 @@ def _start():
                 _checkpoint_period, _period_set = period_from_env(), True
 
             _install_hooks()
-            _rec = Recorder(ARGV, KWARGS, _echo_on, _checkpoint_period)
+            replay = os.environ.get("FLORGIT_REPLAY")
+            if replay:  # this process replays an old run: see florgit.replay
+                from florgit.api.replaying import ReplayRecorder
+                from florgit.hindsight.spec import ReplaySpec
+
+                _rec = ReplayRecorder(ReplaySpec.load(replay))
+            else:
+                _rec = Recorder(ARGV, KWARGS, _echo_on, _checkpoint_period)
         return _rec
 
 
@@ -144,8 +151,9 @@ def set_echo(enabled: bool) -> None:
     """Turn the printed echo of args and logs on or off (env: ``FLORGIT_ECHO=0``)."""
     global _echo_on
     _echo_on = bool(enabled)
-    if _rec is not None:
-        _rec.flusher.echo_on = _echo_on
+    flusher = getattr(_rec, "flusher", None)
+    if flusher is not None:
+        flusher.echo_on = _echo_on
 
 
 def current_run_id() -> str | None:

@@ -102,11 +102,11 @@ class Recorder:
         scalar = SCALAR_TYPES
         self.depth = depth
         ckpt = self.checkpointer
-        checkpointed = ckpt is not None and ckpt.bind(loop_id, depth)
+        checkpointed = ckpt is not None and ckpt.bind(name, loop_id, depth)
+        inner = not checkpointed and ckpt is not None and ckpt.is_inner(depth)
         if checkpointed:
-            loop_start = clock()
             ckpt.capture(name, loop_id, 0)  # the state before the first item is fetched
-        ctx = 0
+        ctx, last = 0, -1
         try:
             for idx, item in enumerate(iterable):
                 ctx = next_ctx()
@@ -114,18 +114,25 @@ class Recorder:
                 value = item if kind in scalar and not (kind is int and item == idx) else None
                 starts.append((ctx, loop_id, idx, value, clock() - t0))
                 self.ctx = ctx
+                if checkpointed:
+                    ckpt.iteration = idx
                 yield item
                 ends.append((ctx, clock() - t0))
                 self.ctx = parent
-                ctx = 0
-                if checkpointed and ckpt.due(idx + 1, clock() - loop_start):
+                ctx, last = 0, idx
+                if checkpointed and ckpt.due(idx + 1):
                     ckpt.capture(name, loop_id, idx + 1)  # the state at the start of iteration idx + 1
+            if checkpointed and ckpt.last_boundary != (loop_id, last + 1):
+                ckpt.capture(name, loop_id, last + 1)  # the end state: run-level replay resumes there
         finally:
             if ctx:  # left by break, return or an exception: the iteration ends here
                 ends.append((ctx, clock() - t0))
             if checkpointed:
                 ckpt.unbind(loop_id)
             self.ctx, self.depth = parent, depth - 1
+        if inner and ckpt.bound is not None and ckpt.due(ckpt.iteration + 1):
+            outer_name, outer_loop = ckpt.bound  # outer-level replay skips this loop from here
+            ckpt.capture(outer_name, outer_loop, ckpt.iteration, phase=f"after:{name}")
 
     def open_checkpointing(self, objs: dict[str, object]) -> tuple:
         """Start a ``flor.checkpointing`` block; returns what ``close_checkpointing`` restores."""

@@ -32,7 +32,7 @@ def load_checkpoint(run: str, iteration: int | None = None, *, rng: bool = True,
 
     git = open_repo(require_workdir=False)
     run_id = _run_id(git, run)
-    found = store.list_checkpoints(git, run_id)
+    found = [c for c in store.list_checkpoints(git, run_id) if c.phase == "start"]
     if not found:
         raise CheckpointError(f"run {run_id} has no checkpoints; wrap its training loop in flor.checkpointing(...)")
     if iteration is None:

@@ -45,7 +45,7 @@ def resolve(records: pl.DataFrame, starts: pl.DataFrame, loops: pl.DataFrame) ->
             value_columns[name] = f"{name}_value"
             own_value, anc_value = value_expr(dtype_for(kinds), "own_"), value_expr(dtype_for(kinds), f"{name}__")
             columns.append(pl.when(is_own[name]).then(own_value).otherwise(anc_value).alias(f"{name}_value"))
-    out = recs.select("run", "seq", "ctx", "name", *_VALUE, pl.col("dims").fill_null(""), *columns)
+    out = recs.select("run", "seq", "ctx", "name", "replayed", *_VALUE, pl.col("dims").fill_null(""), *columns)
     return Resolved(out, loop_names, value_columns)
 
 

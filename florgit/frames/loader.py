@@ -17,8 +17,9 @@ from florgit.git import open_repo
 from florgit.store import layout
 from florgit.store import runs as store_runs
 from florgit.store.recovery import recover_abandoned
+from florgit.store.replays import read_replays
 
-_RECORD_COLUMNS = ["run", "seq", "ctx", "name", "kind", "i", "f", "s", "sidx"]
+_RECORD_COLUMNS = ["run", "seq", "ctx", "name", "kind", "i", "f", "s", "sidx", "replayed"]
 _START_COLUMNS = ["run", "ctx", "loop_id", "loop_row", "iteration", "kind", "i", "f", "s", "t"]
 _LOOP_COLUMNS = ["run", "loop_id", "parent", "depth", "loop", "parent_sidx"]
 
@@ -26,7 +27,7 @@ _LOOP_COLUMNS = ["run", "loop_id", "parent", "depth", "loop", "parent_sidx"]
 @dataclass
 class Loaded:
     runs: pl.DataFrame  # run, run_id, start_time, end_time, script, status, ... one row per run
-    records: pl.DataFrame  # run, seq, ctx, name, kind, i, f, s, sidx
+    records: pl.DataFrame  # run, seq, ctx, name, kind, i, f, s, sidx, replayed
     starts: pl.DataFrame  # run, ctx, loop_id, loop_row, iteration, kind, i, f, s, t: one per iteration
     loops: pl.DataFrame  # run, loop_id, parent, depth, loop, parent_sidx: one row per loop instance
 
@@ -35,6 +36,7 @@ def load(repo_path: str | None = None, names: list[str] | None = None) -> Loaded
     repo = open_repo(repo_path, require_workdir=False)
     recover_abandoned(repo)  # runs of killed processes show up in the next query
     metas: list = []
+    originals: list[int] = []  # each run's own record count (replayed ones follow)
     tables: dict[str, list] = {layout.RECORDS: [], layout.STARTS: [], layout.LOOPS: []}
     with repo.unverified_reads():  # Arrow decoding checks structure; `git flor verify` checks hashes
         for run in store_runs.list_runs(repo):
@@ -42,6 +44,10 @@ def load(repo_path: str | None = None, names: list[str] | None = None) -> Loaded
             metas.append(store_runs.meta_from(files[layout.META_FILE]))
             for name, frames in tables.items():
                 frames.append(_read(files[name], _STORED_COLUMNS[name]))
+            originals.append(tables[layout.RECORDS][-1].height)
+            replayed = [_read(data, _STORED_COLUMNS[layout.RECORDS]) for _m, data in read_replays(repo, run)]
+            if replayed:  # replay values come after the run's own, so they win per context
+                tables[layout.RECORDS][-1] = pl.concat([tables[layout.RECORDS][-1], *replayed])
     # Per-run columns are added once over the concatenation: per-run frame operations
     # cost more than the data when runs are many.
     records, rec_offsets = _concat_with_run(tables[layout.RECORDS], _STORED_COLUMNS[layout.RECORDS])
@@ -52,6 +58,7 @@ def load(repo_path: str | None = None, names: list[str] | None = None) -> Loaded
         (pl.int_range(pl.len(), dtype=pl.Int64) - _per_run(rec_offsets, run)).alias("seq"),
         pl.when(pl.col("ctx") > 0).then(pl.col("ctx") - 1 + _per_run(start_offsets, run)).alias("sidx"),
     )
+    records = records.with_columns((pl.col("seq") >= _per_run(originals, run)).alias("replayed"))
     if names is not None:
         records = records.filter(pl.col("name").is_in(names))
     # Loop ids, like context ids, count from 1 in each run: the loop's row is arithmetic.
@@ -114,7 +121,7 @@ def _read(data: bytes, columns: list[str]) -> pl.DataFrame:
 _EMPTY_TYPES = {
     "run": pl.UInt32, "seq": pl.Int64, "ctx": pl.Int64, "name": pl.String, "kind": pl.Int8, "i": pl.Int64,
     "f": pl.Float64, "s": pl.String, "sidx": pl.Int64, "loop_id": pl.Int64, "iteration": pl.Int64,
-    "t": pl.Float64, "parent": pl.Int64, "loop_row": pl.Int64, "depth": pl.Int16, "loop": pl.String, "parent_sidx": pl.Int64,
+    "t": pl.Float64, "parent": pl.Int64, "loop_row": pl.Int64, "replayed": pl.Boolean, "depth": pl.Int16, "loop": pl.String, "parent_sidx": pl.Int64,
 }  # fmt: skip
 
 

@@ -52,7 +52,8 @@ def scan(repo: str | None = None) -> pl.LazyFrame:
     """Every record of every run in long format, as a LazyFrame.
 
     Columns: run_id, start_time, script, seq, name, the loop columns, ``kind`` (the
-    value's type name) and ``value_bool``/``value_int``/``value_float``/``value_str``.
+    value's type name), ``value_bool``/``value_int``/``value_float``/``value_str``, and
+    ``replayed`` (the value was computed afterwards by ``git flor replay``).
     """
     import polars as pl
 
@@ -68,6 +69,7 @@ def scan(repo: str | None = None) -> pl.LazyFrame:
         *RUN_COLUMNS,
         "seq",
         "name",
+        "replayed",
         *loop_cols,
         kind.replace_strict(KIND_NAMES, return_dtype=pl.String).alias("kind"),
         pl.when(kind == BOOL).then(pl.col("i").cast(pl.Boolean)).alias("value_bool"),

@@ -27,11 +27,13 @@ class CheckpointInfo:
     run_id: str
     loop: str
     loop_id: int
-    boundary: int  # completed iterations: the state at the start of iteration `boundary`
+    boundary: int  # phase "start": completed iterations (the state at the start of iteration
+    # `boundary`); phase "after:<inner>": the iteration whose inner loop had just ended
     path: str  # manifest path on the checkpoints ref
     nbytes: int  # raw bytes of every array
     stored: int  # compressed bytes of every chunk it uses
     chunks: tuple[str, ...]
+    phase: str = "start"
 
     @property
     def iteration(self) -> int:
@@ -39,8 +41,16 @@ class CheckpointInfo:
         return self.boundary - 1
 
 
-def manifest_path(run_id: str, loop: str, loop_id: int, boundary: int) -> str:
-    return f"{layout.run_path(run_id)}/{loop}-{loop_id}/{boundary:08d}.json"
+def manifest_path(run_id: str, loop: str, loop_id: int, boundary: int, phase: str = "start") -> str:
+    suffix = "" if phase == "start" else f".after.{phase.removeprefix('after:')}"
+    return f"{layout.run_path(run_id)}/{loop}-{loop_id}/{boundary:08d}{suffix}.json"
+
+
+def _parse_name(name: str) -> tuple[int, str] | None:
+    stem, _, inner = name.removesuffix(".json").partition(".after.")
+    if not stem.isdigit():
+        return None
+    return int(stem), (f"after:{inner}" if inner else "start")
 
 
 def blob_path(oid: str) -> str:
@@ -121,7 +131,7 @@ def store_array(repo: GitRepo, index: ChunkIndex, data: memoryview) -> tuple[str
 
 def commit_checkpoint(repo: GitRepo, run_id: str, manifest: dict) -> str:
     """Make the checkpoint durable: manifest and chunks reachable from the checkpoints ref."""
-    path = manifest_path(run_id, manifest["loop"], manifest["loop_id"], manifest["boundary"])
+    path = manifest_path(run_id, manifest["loop"], manifest["loop_id"], manifest["boundary"], manifest.get("phase", "start"))
     entries = {blob_path(c["id"]): c["id"] for a in manifest["arrays"] for c in a["chunks"]}
     entries[path] = repo.write_blob(statetree.dumps(manifest))
     repo.put_blobs_in_ref(layout.CHECKPOINTS_REF, entries, f"flor: checkpoint {run_id} {manifest['loop']} {manifest['boundary']}")
@@ -139,7 +149,8 @@ def list_checkpoints(repo: GitRepo, run_id: str) -> list[CheckpointInfo]:
         if kind != "tree" or not loop_id.isdigit():
             continue
         for name, kind, oid in repo.list_tree(loop_tree):
-            if kind == "blob" and name.endswith(".json"):
+            parsed = _parse_name(name)
+            if kind == "blob" and name.endswith(".json") and parsed is not None:
                 manifest = read_manifest_blob(repo, oid)
                 chunks = tuple(c["id"] for a in manifest.get("arrays", []) for c in a["chunks"])
                 found.append(
@@ -147,14 +158,15 @@ def list_checkpoints(repo: GitRepo, run_id: str) -> list[CheckpointInfo]:
                         run_id=run_id,
                         loop=loop,
                         loop_id=int(loop_id),
-                        boundary=int(name.removesuffix(".json")),
+                        boundary=parsed[0],
                         path=f"{layout.run_path(run_id)}/{loop_dir}/{name}",
                         nbytes=sum(a["nbytes"] for a in manifest.get("arrays", [])),
                         stored=sum(c["size"] for a in manifest.get("arrays", []) for c in a["chunks"]),
                         chunks=chunks,
+                        phase=parsed[1],
                     )
                 )
-    return sorted(found, key=lambda c: (c.loop_id, c.boundary))
+    return sorted(found, key=lambda c: (c.loop_id, c.boundary, c.phase != "start"))
 
 
 def read_manifest_blob(repo: GitRepo, oid: str) -> dict:

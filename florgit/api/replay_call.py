@@ -1,0 +1,34 @@
+"""``florgit.replay``: hindsight logging from Python (``git flor replay`` from the shell)."""
+
+from __future__ import annotations
+
+
+def replay(
+    names: str | list[str],
+    *,
+    where: str | None = None,
+    runs: list[str] | None = None,
+    jobs: int = 1,
+    dry_run: bool = False,
+    partition: tuple[int, int] | None = None,
+    repo: str | None = None,
+):
+    """Compute ``flor.log(NAME, ...)`` statements added to today's code for past runs.
+
+    Each selected run (``runs``: ids or prefixes; ``where``: a SQL predicate over its
+    run-level values) gets the statements carried into its own code version and is
+    replayed from its checkpoints, ``jobs`` processes at a time. With ``dry_run`` only
+    the plan (patched code in ``plan.runs[i].diff``) is returned. ``partition=(k, n)``
+    executes the k-th of n shares of the work, for cluster schedulers. Returns the plan,
+    with ``plan.results`` filled in after execution.
+    """
+    from florgit.git import open_repo
+    from florgit.hindsight.execute import execute
+    from florgit.hindsight.plan import make_plan
+
+    names = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
+    git = open_repo(repo)
+    plan = make_plan(git, names, where, runs)
+    if not dry_run:
+        execute(git, plan, jobs=jobs, partition=partition)
+    return plan

@@ -1,0 +1,187 @@
+"""The recorder of a replay process: the old script runs again, but only the work the
+plan needs is done, from checkpoints, and only the replayed names are kept.
+
+- ``arg`` returns the value the original run recorded.
+- The checkpointed loop yields only the iterations to execute; each starts from the
+  checkpoint at its start (unless the previous iteration just ran). Strategy "run"
+  executes only the last iteration (so variables the code after the loop reads exist,
+  with their final values); "outer" skips the inner loops of each iteration by
+  restoring the state right after them.
+- When the process ends, the new records are mapped onto the original run's loop
+  contexts (same loop names and iterations) and stored with the run, marked as replayed.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+from florgit.api.flusher import Buffers
+from florgit.codec.values import SCALAR_TYPES, check_name, to_scalar
+from florgit.errors import FlorgitError
+from florgit.hindsight.spec import ReplaySpec
+
+
+class ReplayRecorder:
+    def __init__(self, spec: ReplaySpec) -> None:
+        from florgit.git import open_repo
+        from florgit.store import checkpoints, runs
+
+        self.spec = spec
+        self.repo = open_repo(spec.git_dir, require_workdir=False)
+        self.stored = runs.find_run(self.repo, spec.run_id)
+        self.meta = runs.read_meta(self.repo, self.stored)
+        self.run_id = spec.run_id
+        self.wanted = set(spec.names)
+        self.execute = None if spec.execute is None else set(spec.execute)
+        self.checkpoints = {
+            (c.phase, c.boundary): c for c in checkpoints.list_checkpoints(self.repo, spec.run_id) if c.loop == spec.loop
+        }
+        self.buffers = Buffers()
+        self.records = self.buffers.records
+        self.names: set[str] = set()
+        self.ctx = 0
+        self.depth = 0
+        self._next_ctx = itertools.count(1).__next__
+        self._next_loop = itertools.count(1).__next__
+        self.objs: dict[str, object] = {}
+        self.ckpt_depth: int | None = None
+        self.bound_depth: int | None = None
+        self.outer_iteration = -1
+        self.started = time.time()
+        self.finished = False
+        self.restored = 0
+
+    # -- what functions.py calls ---------------------------------------------------------
+    def add_name(self, name: str) -> None:
+        self.names.add(check_name(name))
+
+    def drain(self) -> None:
+        pass  # a replay keeps its (few) records in memory until it ends
+
+    def arg(self, name: str, default: object, missing: object) -> object:
+        if name not in self.meta.args:
+            return None if default is missing else default
+        value = self.meta.args[name]
+        if isinstance(value, str) and isinstance(default, (list, tuple, dict)):
+            value = ast.literal_eval(value)  # recorded as its literal text
+        return value
+
+    def open_checkpointing(self, objs: dict[str, object]) -> tuple:
+        previous = (dict(self.objs), self.ckpt_depth)
+        self.objs.update(objs)
+        if self.ckpt_depth is None:
+            self.ckpt_depth = self.depth
+        return previous
+
+    def close_checkpointing(self, previous: tuple) -> None:
+        self.objs, self.ckpt_depth = previous
+
+    def iteration(self, name: str, idx: int, value: object):
+        return self._context(name, idx, value)
+
+    def loop(self, name: str, iterable: Iterable) -> Iterator:
+        depth = self.depth + 1
+        if self.bound_depth is None and self.ckpt_depth is not None and depth == self.ckpt_depth + 1 and name == self.spec.loop:
+            return self._bound_loop(name, iterable, depth)
+        if self.spec.strategy == "outer" and self.bound_depth is not None and depth == self.bound_depth + 1:
+            after = self.checkpoints.get((f"after:{name}", self.outer_iteration))
+            if after is not None:
+                return self._skipped_loop(after)
+        return self._plain_loop(name, iterable)
+
+    # -- loops -----------------------------------------------------------------------------
+    def _open(self, name: str) -> tuple[int, int, int]:
+        parent, depth = self.ctx, self.depth + 1
+        loop_id = self._next_loop()
+        self.buffers.loops.append((loop_id, parent, depth, name))
+        return loop_id, parent, depth
+
+    def _plain_loop(self, name: str, iterable: Iterable) -> Iterator:
+        loop_id, parent, depth = self._open(name)
+        self.depth = depth
+        try:
+            for idx, item in enumerate(iterable):
+                self._start(loop_id, idx, item)
+                yield item
+                self.ctx = parent
+        finally:
+            self.ctx, self.depth = parent, depth - 1
+
+    def _skipped_loop(self, after) -> Iterator:
+        self._restore(after)  # the state right after this inner loop ran
+        return iter(())
+
+    def _bound_loop(self, name: str, iterable: Iterable, depth: int) -> Iterator:
+        loop_id, parent, _ = self._open(name)
+        self.depth, self.bound_depth = depth, depth
+        strategy = self.spec.strategy
+        try:
+            ran_previous = False
+            for idx, item in enumerate(iterable):
+                if strategy != "full" and self.execute is not None and idx not in self.execute:
+                    ran_previous = False
+                    continue
+                if strategy != "full" and not ran_previous:
+                    start = self.checkpoints.get(("start", idx))
+                    if start is None:
+                        raise FlorgitError(f"run {self.run_id} has no checkpoint at the start of {name} {idx}")
+                    self._restore(start)
+                self.outer_iteration = idx
+                self._start(loop_id, idx, item)
+                yield item
+                self.ctx = parent
+                ran_previous = True
+        finally:
+            self.ctx, self.depth, self.bound_depth = parent, depth - 1, None
+        if strategy in ("outer", "inner"):
+            self.finish("ok")  # the new statement lives in this loop: nothing after it matters
+            sys.stdout.flush()
+            os._exit(0)
+
+    def _start(self, loop_id: int, idx: int, item: object) -> None:
+        ctx = self._next_ctx()
+        kind = type(item)
+        value = item if kind in SCALAR_TYPES and not (kind is int and item == idx) else None
+        self.buffers.starts.append((ctx, loop_id, idx, value, 0.0))
+        self.ctx = ctx
+
+    @contextmanager
+    def _context(self, name: str, idx: int, value: object):
+        loop_id, parent, depth = self._open(name)
+        if value is not None and type(value) not in SCALAR_TYPES:
+            try:
+                value = to_scalar(value, name)
+            except FlorgitError:
+                value = None
+        self.depth = depth
+        self._start(loop_id, idx, value if value is not None else idx)
+        try:
+            yield idx
+        finally:
+            self.ctx, self.depth = parent, depth - 1
+
+    def _restore(self, info) -> None:
+        from florgit.api.restore import restore
+
+        restore(self.repo, info, self.objs)
+        self.restored += 1
+
+    # -- the end -----------------------------------------------------------------------------
+    def finish(self, status: str, error: str | None = None) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        if status != "ok":
+            print(f"florgit: replay of {self.run_id} failed ({error}); nothing stored", file=sys.stderr)
+            return
+        from florgit.store.replays import store_replay
+
+        stored, dropped = store_replay(self.repo, self.spec, self.stored, self.buffers, self.started)
+        print(f"florgit: replayed {', '.join(self.spec.names)} for run {self.run_id}: {stored} values"
+              + (f" ({dropped} outside the original run's loops were dropped)" if dropped else ""))
