@@ -70,7 +70,12 @@ def show_run(prefix: str) -> str:
     lines += ["", f"checkpoints {len(taken)}" + (f" ({sum(c.stored for c in taken) / 1e6:.1f} MB stored)" if taken else "")]
     for info in taken[:20]:
         lines.append(f"  {info.loop} iteration {info.iteration:>4}: {info.nbytes / 1e6:.2f} MB")
-    lines += ["", "replays  none recorded"]
+    from florgit.store.replays import read_replays
+
+    done = read_replays(repo, stored)
+    lines += ["", f"replays  {len(done) or 'none recorded'}"]
+    for replay_meta, _data in done:
+        lines.append(f"  {', '.join(replay_meta['names'])}: {replay_meta['values']} values, strategy {replay_meta['strategy']}, part {replay_meta['part']}")
     if meta.user_commit and meta.code_tree:
         diff = run_git(cwd, "diff", "--stat", "--patch", "--no-color", meta.user_commit, meta.code_tree, check=False).stdout
         lines += ["", f"code diff against {meta.user_commit[:12]}:", diff.rstrip() or "  (the run used the committed code)"]

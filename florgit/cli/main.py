@@ -156,6 +156,81 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:,.2f} MB"
 
 
+@app.command("replay")
+def replay_cmd(
+    names: str = typer.Argument(..., help="Name(s) to compute, comma-separated: the NAME of flor.log(NAME, ...)."),
+    where: str = typer.Option(None, "--where", help="SQL predicate selecting runs by their run-level values."),
+    run: list[str] = typer.Option(None, "--run", help="Replay this run (id or prefix); repeatable."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Processes to run at once."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before replaying."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan and the patched code; run nothing."),
+    partition: str = typer.Option(None, "--partition", help="K/N: run only the K-th of N shares of the work."),
+) -> None:
+    """Hindsight logging: compute new flor.log statements for past runs, from checkpoints."""
+    from rich.progress import Progress
+
+    from florgit.git import open_repo
+    from florgit.hindsight.execute import execute, tasks
+    from florgit.hindsight.plan import make_plan
+
+    share = _partition(partition)
+    repo = open_repo()
+    plan = make_plan(repo, [n.strip() for n in names.split(",") if n.strip()], where, run or None)
+    _out().print(_plan_table(plan, jobs))
+    if dry_run:
+        shown = set()
+        for item in plan.todo:
+            if item.replay_id not in shown:
+                shown.add(item.replay_id)
+                print(f"\n# code of run {item.run_id} with the new statement(s):\n{item.diff}")
+        return
+    work = tasks(plan, jobs, share)
+    if not work:
+        print("nothing to replay")
+        return
+    if not yes and not typer.confirm(f"Replay {len(work)} task(s)?", default=False):
+        raise typer.Exit(1)
+    with Progress(console=Console(stderr=True)) as bar:
+        task = bar.add_task("replaying", total=len(work))
+        results = execute(repo, plan, jobs=jobs, partition=share, progress=lambda _r: bar.advance(task))
+    failed = [r for r in results if not r.ok]
+    for result in results:
+        state = "ok" if result.ok else "FAILED"
+        print(f"{result.run_id} [{result.part}]: {state} in {result.seconds:.1f} s")
+    for result in failed:
+        _err.print(f"[red]{result.run_id} [{result.part}] failed:[/]\n{result.output.strip()[-1500:]}", highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _partition(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise typer.BadParameter("--partition takes K/N, e.g. 2/4") from None
+    if not 1 <= k <= n:
+        raise typer.BadParameter("--partition K/N needs 1 <= K <= N")
+    return k, n
+
+
+def _plan_table(plan, jobs: int) -> Table:
+    table = Table(title=f"replay {', '.join(plan.names)}")
+    for title in ("run", "version", "strategy", "iterations", "estimate", "note"):
+        table.add_column(title, no_wrap=title != "note")
+    total = 0.0
+    for item in plan.runs:
+        executed = "-" if item.skip else ("all" if item.execute is None else ",".join(map(str, item.execute)))
+        estimate = "-" if item.skip else f"{item.estimate_s:.1f} s"
+        total += 0 if item.skip else item.estimate_s
+        table.add_row(item.run_id, (item.code_tree or "")[:7], item.strategy if not item.skip else "skip",
+                      f"{executed} of {item.iterations}" if not item.skip else "-", estimate,
+                      item.skip or f"original {item.original_s:.1f} s")  # fmt: skip
+    table.caption = f"estimated {total / max(1, jobs):.1f} s with {jobs} job(s), plus process start-up"
+    return table
+
+
 @app.command("push")
 def push_cmd(
     remote: str = typer.Argument("origin", help="Remote to share with."),

@@ -121,9 +121,10 @@ def _choose_strategy(repo: GitRepo, plan: RunPlan, loops: list[str]) -> None:
     plan.iterations = timing["iterations"]
     last = plan.iterations - 1
     if not loops:
-        if last >= 0 and last in plan.starts:  # run only the last iteration, from its start
-            plan.strategy, plan.execute = "run", [last]
-            plan.estimate_s = plan.original_s - timing["loop"] * (1 - 1 / plan.iterations)
+        begin = max((b for b in plan.starts if b <= last), default=None)
+        if begin is not None:  # from the last checkpoint before the end, run to the end
+            plan.strategy, plan.execute = "run", list(range(begin, plan.iterations))
+            plan.estimate_s = plan.original_s - timing["loop"] * begin / plan.iterations
         else:
             plan.strategy, plan.estimate_s = "full", plan.original_s
     elif loops[0] == plan.loop and len(loops) == 1 and 0 in plan.starts:

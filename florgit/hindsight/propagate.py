@@ -33,6 +33,7 @@ class Statement:
     after: list[str]  # normalised next sibling statements, nearest first
     first_in_body: bool
     identifiers: set[str] = field(default_factory=set)  # names it reads that today's code defines
+    code_lines: list[str] = field(default_factory=list)  # today's file, as token strings
 
 
 def find_statements(code: str, name: str) -> list[Statement]:
@@ -55,6 +56,7 @@ def find_statements(code: str, name: str) -> list[Statement]:
                         after=[_key(lines, s) for s in body[i + 1 :] if not _logs(s, name)],
                         first_in_body=i == 0,
                         identifiers=_identifiers(stmt) & defined,
+                        code_lines=[" ".join(_tokens(ln.strip())) for ln in lines if ln.strip()],
                     )
                 )
                 continue
@@ -134,7 +136,9 @@ def _renamed(statement: Statement, old_code: str) -> str:
 
 
 def _rename_map(statement: Statement, old_code: str, missing: set[str]) -> dict[str, str]:
-    new_lines = [s.split(" ") for s in statement.before + statement.after]
+    # Evidence: lines of today's file that differ from a line of the old file by exactly one
+    # identifier, the same way every time.
+    new_lines = [s.split(" ") for s in statement.code_lines]
     old_lines = [_tokens(ln.strip()) for ln in old_code.splitlines() if ln.strip()]
     votes: dict[str, set[str]] = {}
     for new in new_lines:
