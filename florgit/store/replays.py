@@ -91,7 +91,12 @@ def read_replays(repo: GitRepo, run: StoredRun) -> list[tuple[dict, bytes]]:
             files = repo.blobs_in_tree(part_tree, (layout.META_FILE, layout.RECORDS))
             if len(files) == 2:
                 found.append((json.loads(files[layout.META_FILE]), files[layout.RECORDS]))
-    return sorted(found, key=lambda f: f[0].get("ended", 0))
+    # Replays in the order they were made (later ones win per context); the parts of one
+    # replay in loop order, however the processes that computed them finished.
+    first = {}
+    for meta, _data in found:
+        first[meta["replay_id"]] = min(first.get(meta["replay_id"], meta["started"]), meta["started"])
+    return sorted(found, key=lambda f: (first[f[0]["replay_id"]], (f[0].get("execute") or [0])[0]))
 
 
 def _subtree(repo: GitRepo, tree: str, name: str) -> str | None:
