@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark florgit's checkpoints (figures printed, never asserted).
 
-  1. Record overhead: a CPU training script (~50 MB MLP, --epochs epochs of ~2 s) run
+  1. Record overhead: a CPU training script (~50 MB MLP, --epochs epochs of ~3 s) run
      without florgit, with `flor.checkpointing` under the default adaptive rule, and with
      a checkpoint forced at every epoch (FLORGIT_CHECKPOINT_PERIOD=1), alternated --repeat
      times in fresh processes; the median wall times are compared.
@@ -188,7 +188,7 @@ def _refs(tree) -> set[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=12, help="steps per epoch (~0.25 s each here)")
+    parser.add_argument("--steps", type=int, default=20, help="steps per epoch (~0.15 s each here)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="2 epochs, 1 repeat, 64 MB")
     args = parser.parse_args()

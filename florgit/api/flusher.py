@@ -31,19 +31,11 @@ class Buffers:
 
 class Flusher:
     def __init__(self, buffers: Buffers, spool, echo_on: bool, quiet_names=()) -> None:
-        from florgit.codec import arrow  # pyarrow loads here, off `import florgit`
-        from florgit.store import layout
-
-        self._arrow = arrow
+        self._arrow = None  # pyarrow is imported by the thread, so the run starts at once
         self._buffers = buffers
         self._spool = spool
-        self._kinds = [
-            (buffers.loops, arrow.loop_batch, arrow.LOOP_SCHEMA, layout.LOOPS),
-            (buffers.starts, arrow.start_batch, arrow.START_SCHEMA, layout.STARTS),
-            (buffers.ends, arrow.end_batch, arrow.END_SCHEMA, layout.ENDS),
-            (buffers.records, arrow.record_batch, arrow.RECORD_SCHEMA, layout.RECORDS),
-        ]
-        self.batches: list[list] = [[] for _ in self._kinds]
+        self._kinds: list = []
+        self.batches: list[list] = [[], [], [], []]
         self.echo_on = echo_on
         self._echo = echo.Echo(quiet_names)
         self.count = 0
@@ -54,12 +46,30 @@ class Flusher:
         self._thread = threading.Thread(target=self._run, name="florgit-flusher", daemon=True)
         self._thread.start()
 
+    def _load(self) -> None:
+        if self._arrow is not None:
+            return
+        from florgit.codec import arrow
+        from florgit.store import layout
+
+        b = self._buffers
+        self._kinds = [
+            (b.loops, arrow.loop_batch, arrow.LOOP_SCHEMA, layout.LOOPS),
+            (b.starts, arrow.start_batch, arrow.START_SCHEMA, layout.STARTS),
+            (b.ends, arrow.end_batch, arrow.END_SCHEMA, layout.ENDS),
+            (b.records, arrow.record_batch, arrow.RECORD_SCHEMA, layout.RECORDS),
+        ]
+        self._arrow = arrow
+
     def _run(self) -> None:
+        with self._lock:
+            self._load()
         while not self._stop.wait(INTERVAL):
             self.flush()
 
     def flush(self) -> None:
         with self._lock:
+            self._load()
             rows = [_pop_all(queue) for queue, *_ in self._kinds]
             if not any(rows):
                 return
@@ -103,6 +113,7 @@ class Flusher:
         the batches kept in memory, serialised."""
         import pyarrow as pa
 
+        self._load()
         out = {}
         for kept, (_q, _m, schema, fname) in zip(self.batches, self._kinds):
             if self._spool_failed:

@@ -17,7 +17,11 @@ from florgit.errors import FlorgitError
 
 app = typer.Typer(
     name="git flor",
-    help="florgit: runs, logs and hindsight replay, stored in this git repository.",
+    help=(
+        "florgit: runs, logs, checkpoints and hindsight replay, stored in this git repository.\n\n"
+        "Exit codes: 0 success; 1 a florgit error (the message says how to fix it), a failed "
+        "`verify` or a failed replay; 2 bad usage."
+    ),
     context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
     add_completion=False,
