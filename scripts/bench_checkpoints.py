@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -73,11 +74,15 @@ def overhead(tmp: Path, epochs: int, steps: int, repeat: int) -> None:
     (repo / "train.py").write_text(SCRIPT)
     variants = {"plain": ("plain", {}), "adaptive": ("florgit", {}), "every epoch": ("florgit", {"FLORGIT_CHECKPOINT_PERIOD": "1"})}
     times: dict[str, list[float]] = {v: [] for v in variants}
+    cpu: dict[str, list[float]] = {v: [] for v in variants}
     for _ in range(repeat):
         for variant, (mode, extra) in variants.items():
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             out = subprocess.run([sys.executable, "train.py", mode, str(epochs), str(steps)], cwd=repo,
                                  env={**env, **extra}, capture_output=True, text=True, check=True)  # fmt: skip
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
             times[variant].append(float(out.stdout.strip().splitlines()[-1]))
+            cpu[variant].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
     sys.path.insert(0, str(ROOT))
     os.chdir(repo)
     import florgit as flor
@@ -86,9 +91,11 @@ def overhead(tmp: Path, epochs: int, steps: int, repeat: int) -> None:
     plain = statistics.median(times["plain"])
     print(f"record overhead, {epochs} epochs of ~{plain / epochs:.1f} s, ~50 MB model (+50 MB of .grad), "
           f"median of {repeat}: plain {plain:.2f} s {_runs(times['plain'])}")  # fmt: skip
+    plain_cpu = statistics.median(cpu["plain"])
     for variant in ("adaptive", "every epoch"):
-        ours = statistics.median(times[variant])
-        print(f"  {variant:11s}: {ours:.2f} s -> {100 * (ours - plain) / plain:+.2f}% {_runs(times[variant])}")
+        ours, ours_cpu = statistics.median(times[variant]), statistics.median(cpu[variant])
+        print(f"  {variant:11s}: {ours:.2f} s -> {100 * (ours - plain) / plain:+.2f}% {_runs(times[variant])}; "
+              f"CPU {ours_cpu:.1f} s vs {plain_cpu:.1f} s -> {100 * (ours_cpu - plain_cpu) / plain_cpu:+.1f}% of work added")  # fmt: skip
     print(f"  checkpoints per florgit run, in run order (adaptive and every-epoch runs alternate): {taken}")
 
 
