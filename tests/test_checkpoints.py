@@ -74,6 +74,17 @@ def _data():
     return x, y
 
 
+def _checkpoint_once(model) -> str:
+    """One run that checkpoints ``model`` around a one-iteration loop; returns its id."""
+    flor.set_checkpoint_period(1)
+    with flor.checkpointing(model=model):
+        for _ in flor.loop("epoch", range(1)):
+            pass
+    run = flor.current_run_id()
+    flor.commit()
+    return run
+
+
 def _only_run():
     return flor.runs()["run_id"].to_list()[-1]
 
@@ -199,12 +210,7 @@ def test_frozen_layers_and_identical_runs_are_stored_once(repo):
 
 def test_corrupted_or_missing_chunk_is_a_clear_error(repo):
     model = torch.nn.Linear(32, 32)
-    flor.set_checkpoint_period(1)
-    with flor.checkpointing(model=model):
-        for _ in flor.loop("epoch", range(1)):
-            pass
-    run = flor.current_run_id()
-    flor.commit()
+    run = _checkpoint_once(model)
     info = flor.checkpoints(run)[-1]
     manifest = store.read_manifest(open_repo(), info)
     chunk = next(a for a in manifest["arrays"] if a["shape"] == [32, 32])["chunks"][0]["id"]
@@ -237,12 +243,7 @@ def test_checkpoints_survive_gc_and_fsck_is_clean(repo):
 
 def test_loading_never_unpickles(repo, monkeypatch):
     model = torch.nn.Linear(3, 3)
-    flor.set_checkpoint_period(1)
-    with flor.checkpointing(model=model):
-        for _ in flor.loop("epoch", range(1)):
-            pass
-    run = flor.current_run_id()
-    flor.commit()
+    run = _checkpoint_once(model)
 
     def refuse(*_a, **_k):
         raise AssertionError("pickle must never be used to load checkpoints")
@@ -261,12 +262,7 @@ class _Evil:
 
 def test_crafted_malicious_manifest_is_refused(repo):
     model = torch.nn.Linear(3, 3)
-    flor.set_checkpoint_period(1)
-    with flor.checkpointing(model=model):
-        for _ in flor.loop("epoch", range(1)):
-            pass
-    run = flor.current_run_id()
-    flor.commit()
+    run = _checkpoint_once(model)
     info = flor.checkpoints(run)[-1]
     git = open_repo()
     payload = git.write_blob(pickle.dumps({"format": 1, "arrays": [], "objects": _Evil()}))

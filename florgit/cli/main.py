@@ -244,11 +244,7 @@ def push_cmd(
     from florgit.git import open_repo
     from florgit.store import sharing
 
-    result = sharing.push(open_repo(require_workdir=False), remote, checkpoints)
-    for ref, state in result.items():
-        print(f"{ref}: {state}")
-    if not result:
-        print("no runs to push yet")
+    _report(sharing.push(open_repo(require_workdir=False), remote, checkpoints), "no runs to push yet")
 
 
 @app.command("pull")
@@ -260,11 +256,14 @@ def pull_cmd(
     from florgit.git import open_repo
     from florgit.store import sharing
 
-    result = sharing.pull(open_repo(require_workdir=False), remote, checkpoints)
+    _report(sharing.pull(open_repo(require_workdir=False), remote, checkpoints), f"{remote} has no runs yet")
+
+
+def _report(result: dict[str, str], nothing: str) -> None:
     for ref, state in result.items():
         print(f"{ref}: {state}")
     if not result:
-        print(f"{remote} has no runs yet")
+        print(nothing)
 
 
 @app.command("install")
