@@ -3,8 +3,10 @@
 
   1. Record overhead: a CPU training script (~50 MB MLP, --epochs epochs of ~3 s) run
      without florgit, with `flor.checkpointing` under the default adaptive rule, and with
-     a checkpoint forced at every epoch (FLORGIT_CHECKPOINT_PERIOD=1), alternated --repeat
-     times in fresh processes; the median wall times are compared.
+     a checkpoint forced at every epoch (FLORGIT_CHECKPOINT_PERIOD=1), after an untimed
+     warm-up run, --repeat times in a rotating order, each in a fresh process; medians of
+     wall time are compared (CPU time is printed too, but torch's OpenMP threads spin while
+     they wait, so it measures contention as much as work).
   2. Object write throughput: 256 MB of incompressible float32 tensors through the
      chunk writer (hash, zstd, loose objects), MB/s.
   3. Dedup: 8 equal 512x512 layers, 4 frozen, 5 checkpoints: unique stored bytes against
@@ -75,8 +77,13 @@ def overhead(tmp: Path, epochs: int, steps: int, repeat: int) -> None:
     variants = {"plain": ("plain", {}), "adaptive": ("florgit", {}), "every epoch": ("florgit", {"FLORGIT_CHECKPOINT_PERIOD": "1"})}
     times: dict[str, list[float]] = {v: [] for v in variants}
     cpu: dict[str, list[float]] = {v: [] for v in variants}
-    for _ in range(repeat):
-        for variant, (mode, extra) in variants.items():
+    # An untimed warm-up (page cache, CPU clocks), then the variants in a rotating order so
+    # no variant always runs first.
+    subprocess.run([sys.executable, "train.py", "plain", str(epochs), str(steps)], cwd=repo, env=env, capture_output=True, check=True)
+    names = list(variants)
+    for r in range(repeat):
+        for variant in names[r % len(names):] + names[: r % len(names)]:
+            mode, extra = variants[variant]
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             out = subprocess.run([sys.executable, "train.py", mode, str(epochs), str(steps)], cwd=repo,
                                  env={**env, **extra}, capture_output=True, text=True, check=True)  # fmt: skip

@@ -48,7 +48,9 @@ class Echo:
             if name not in self._quiet:
                 keyed.append((int(pos), f"{name}: {fmt(value)}"))
         ended = batches[2].column(0).to_numpy() if len(ends) else np.empty(0, np.int64)
-        outer_done = [int(c) for c in ended if int(c) in self._outer][-MAX_OUTER_LINES:]
+        outer_ids = np.fromiter(self._outer, dtype=np.int64, count=len(self._outer))
+        outer_ended = [int(c) for c in ended[np.isin(ended, outer_ids)]]  # few: outermost iterations
+        outer_done = outer_ended[-MAX_OUTER_LINES:]
         printed = set()
         for ctx in outer_done:
             where = np.flatnonzero(rec_ctx == ctx)
@@ -59,8 +61,8 @@ class Echo:
             newest = int(rec_ctx[-1])
             tail = [r for r in records[-_SCAN_BACK:] if r[0] == newest]
             keyed.append((len(records) - 1, self._line(newest, tail)))
-        for ctx in ended:
-            self._outer.pop(int(ctx), None)
+        for ctx in outer_ended:
+            self._outer.pop(ctx, None)
         return [line for _pos, line in sorted(keyed)]
 
     def _track_starts(self, starts: Sequence[tuple], batch) -> None:
