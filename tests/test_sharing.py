@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 import florgit as flor
-from florgit.cli.main import main
 from florgit.store import layout
 from tests.conftest import Repo, git, make_repo
 

@@ -11,7 +11,7 @@ goes (readable up to the last complete batch after a kill) and stored in git unc
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from operator import itemgetter
 
 import pyarrow as pa
@@ -196,11 +196,6 @@ def from_stream_bytes(data: bytes) -> pa.Table:
     return ipc.open_stream(pa.BufferReader(data)).read_all()
 
 
-def concat(tables: Iterable[pa.Table], schema: pa.Schema) -> pa.Table:
-    tables = [t for t in tables if t.num_rows]
-    return pa.concat_tables(tables) if tables else schema.empty_table()
-
-
 __all__ = [
     "RECORD_SCHEMA",
     "LOOP_SCHEMA",
@@ -214,5 +209,4 @@ __all__ = [
     "read_stream",
     "to_stream_bytes",
     "from_stream_bytes",
-    "concat",
 ]
