@@ -19,6 +19,7 @@ from contextlib import contextmanager
 
 from florgit import __version__
 from florgit.api import kwargs as kwargs_mod
+from florgit.api.loopbook import LoopBook
 from florgit.codec.values import SCALAR_TYPES, check_name, to_scalar
 from florgit.errors import FlorgitError, KwargsError
 
@@ -29,7 +30,7 @@ def _utc_iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1e6) % 1_000_000:06d}Z"
 
 
-class Recorder:
+class Recorder(LoopBook):
     def __init__(self, argv: list[str], kwargs: dict[str, str], echo_on: bool, checkpoint_period: int | None) -> None:
         from florgit.api.flusher import Buffers, Flusher
         from florgit.git import open_repo
@@ -89,12 +90,6 @@ class Recorder:
     def drain(self) -> None:
         """Called by ``log`` only when the buffer is over its bound: flush inline."""
         self.flusher.flush()
-
-    def _open_loop(self, name: str) -> tuple[int, int, int]:
-        parent, depth = self.ctx, self.depth + 1
-        loop_id = self._next_loop()
-        self.buffers.loops.append((loop_id, parent, depth, name))
-        return loop_id, parent, depth
 
     def loop(self, name: str, iterable: Iterable) -> Iterator:
         loop_id, parent, depth = self._open_loop(name)

@@ -22,12 +22,13 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from florgit.api.flusher import Buffers
+from florgit.api.loopbook import LoopBook
 from florgit.codec.values import SCALAR_TYPES, check_name, to_scalar
 from florgit.errors import FlorgitError
 from florgit.hindsight.spec import ReplaySpec
 
 
-class ReplayRecorder:
+class ReplayRecorder(LoopBook):
     def __init__(self, spec: ReplaySpec) -> None:
         from florgit.git import open_repo
         from florgit.store import checkpoints, runs
@@ -96,14 +97,8 @@ class ReplayRecorder:
         return self._plain_loop(name, iterable)
 
     # -- loops -----------------------------------------------------------------------------
-    def _open(self, name: str) -> tuple[int, int, int]:
-        parent, depth = self.ctx, self.depth + 1
-        loop_id = self._next_loop()
-        self.buffers.loops.append((loop_id, parent, depth, name))
-        return loop_id, parent, depth
-
     def _plain_loop(self, name: str, iterable: Iterable) -> Iterator:
-        loop_id, parent, depth = self._open(name)
+        loop_id, parent, depth = self._open_loop(name)
         self.depth = depth
         try:
             for idx, item in enumerate(iterable):
@@ -118,7 +113,7 @@ class ReplayRecorder:
         return iter(())
 
     def _bound_loop(self, name: str, iterable: Iterable, depth: int) -> Iterator:
-        loop_id, parent, _ = self._open(name)
+        loop_id, parent, _ = self._open_loop(name)
         self.depth, self.bound_depth = depth, depth
         strategy = self.spec.strategy
         try:
@@ -153,7 +148,7 @@ class ReplayRecorder:
 
     @contextmanager
     def _context(self, name: str, idx: int, value: object):
-        loop_id, parent, depth = self._open(name)
+        loop_id, parent, depth = self._open_loop(name)
         if value is not None and type(value) not in SCALAR_TYPES:
             try:
                 value = to_scalar(value, name)
