@@ -189,6 +189,18 @@ class GitRepo:
             return f"unreadable ({exc})"
         return None if obj is not None else "missing"
 
+    def nested_trees(self, tree: str) -> Iterator[tuple[str, str, str]]:
+        """``(name, subname, id)`` of every tree two levels below ``tree``."""
+        for name, kind, oid in self.list_tree(tree):
+            if kind == "tree":
+                for sub, sub_kind, sub_oid in self.list_tree(oid):
+                    if sub_kind == "tree":
+                        yield name, sub, sub_oid
+
+    def subtree(self, tree: str, name: str) -> str | None:
+        """The id of the tree ``name`` directly inside ``tree``, or None."""
+        return next((oid for entry, kind, oid in self.list_tree(tree) if entry == name and kind == "tree"), None)
+
     def blobs_in_tree(self, tree: str, names: tuple[str, ...]) -> dict[str, bytes]:
         """``name -> content`` for the named top-level blobs of ``tree`` that exist."""
         obj = self._get(tree)

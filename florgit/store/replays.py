@@ -78,32 +78,20 @@ def store_replay(repo: GitRepo, spec, stored: StoredRun, buffers, started: float
 
 def read_replays(repo: GitRepo, run: StoredRun) -> list[tuple[dict, bytes]]:
     """Every stored replay part of a run: (meta, records stream), oldest first."""
-    replays = _subtree(repo, run.tree, REPLAYS_DIR)
+    replays = repo.subtree(run.tree, REPLAYS_DIR)
     if replays is None:
         return []
     found = []
-    for _rid, kind, rid_tree in repo.list_tree(replays):
-        if kind != "tree":
-            continue
-        for _part, part_kind, part_tree in repo.list_tree(rid_tree):
-            if part_kind != "tree":
-                continue
-            files = repo.blobs_in_tree(part_tree, (layout.META_FILE, layout.RECORDS))
-            if len(files) == 2:
-                found.append((json.loads(files[layout.META_FILE]), files[layout.RECORDS]))
+    for _rid, _part, part_tree in repo.nested_trees(replays):
+        files = repo.blobs_in_tree(part_tree, (layout.META_FILE, layout.RECORDS))
+        if len(files) == 2:
+            found.append((json.loads(files[layout.META_FILE]), files[layout.RECORDS]))
     # Replays in the order they were made (later ones win per context); the parts of one
     # replay in loop order, however the processes that computed them finished.
     first = {}
     for meta, _data in found:
         first[meta["replay_id"]] = min(first.get(meta["replay_id"], meta["started"]), meta["started"])
     return sorted(found, key=lambda f: (first[f[0]["replay_id"]], (f[0].get("execute") or [0])[0]))
-
-
-def _subtree(repo: GitRepo, tree: str, name: str) -> str | None:
-    for entry, kind, oid in repo.list_tree(tree):
-        if entry == name and kind == "tree":
-            return oid
-    return None
 
 
 def _table(repo: GitRepo, stored: StoredRun, name: str) -> list[dict]:

@@ -79,13 +79,7 @@ def list_runs(repo: GitRepo) -> list[StoredRun]:
     runs_tree = repo.tree_at(layout.SHADOW_REF, layout.RUNS_DIR)
     if runs_tree is None:
         return []
-    found = []
-    for _day, kind, day_tree in repo.list_tree(runs_tree):
-        if kind != "tree":
-            continue
-        for run_id, run_kind, run_tree in repo.list_tree(day_tree):
-            if run_kind == "tree":
-                found.append(StoredRun(run_id, run_tree))
+    found = [StoredRun(run_id, tree) for _day, run_id, tree in repo.nested_trees(runs_tree)]
     return sorted(found, key=lambda r: r.run_id)
 
 
@@ -125,10 +119,7 @@ def read_table(repo: GitRepo, run: StoredRun, name: str) -> pa.Table:
 
 
 def _file(repo: GitRepo, run: StoredRun, name: str) -> bytes:
-    data = repo.blob_in_tree(run.tree, name)
-    if data is None:
-        raise StoreError(f"run {run.run_id} has no {name}; run `git flor verify` to see what is damaged")
-    return data
+    return read_files(repo, run, (name,))[name]
 
 
 def run_notes(repo: GitRepo) -> dict[str, list[str]]:
