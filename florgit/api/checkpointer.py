@@ -20,6 +20,7 @@ import threading
 import time
 import warnings
 
+from florgit.api.loopbook import CheckpointScope
 from florgit.codec import statetree, tensors
 
 QUEUE_DEPTH = 2
@@ -40,12 +41,11 @@ def period_from_env() -> int | None:
         return None
 
 
-class Checkpointer:
+class Checkpointer(CheckpointScope):
     def __init__(self, git_dir: str, run_id: str, period: int | None) -> None:
+        super().__init__()
         self.run_id = run_id
         self.period = period
-        self.objs: dict[str, object] = {}
-        self.depth: int | None = None  # loop depth of the checkpointing block, when open
         self.bound: tuple[str, int] | None = None  # (name, loop_id) of the checkpointed loop
         self.bound_depth = 0
         self.loop_start = 0.0

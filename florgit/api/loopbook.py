@@ -1,4 +1,5 @@
-"""Loop-instance bookkeeping shared by the recording and the replaying recorder."""
+"""Bookkeeping shared by the recording and the replaying recorder: loop instances, and
+the objects of open ``flor.checkpointing`` blocks."""
 
 from __future__ import annotations
 
@@ -12,3 +13,23 @@ class LoopBook:
         loop_id = self._next_loop()
         self.buffers.loops.append((loop_id, parent, depth, name))
         return loop_id, parent, depth
+
+
+class CheckpointScope:
+    """The objects of open ``flor.checkpointing`` blocks, and the loop depth of the outermost
+    one (its first loop is the checkpointed loop)."""
+
+    def __init__(self) -> None:
+        self.objs: dict[str, object] = {}
+        self.depth: int | None = None
+
+    def enter(self, objs: dict[str, object], depth: int) -> tuple:
+        """Enter a block at loop ``depth``; returns what :meth:`leave` restores."""
+        previous = (dict(self.objs), self.depth)
+        self.objs.update(objs)
+        if self.depth is None:
+            self.depth = depth
+        return previous
+
+    def leave(self, previous: tuple) -> None:
+        self.objs, self.depth = previous

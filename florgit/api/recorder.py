@@ -135,15 +135,10 @@ class Recorder(LoopBook):
             from florgit.api.checkpointer import Checkpointer
 
             self.checkpointer = Checkpointer(self.repo.git_dir, self.run_id, self.checkpoint_period)
-        ckpt = self.checkpointer
-        previous = (dict(ckpt.objs), ckpt.depth)
-        ckpt.objs.update(objs)
-        if ckpt.depth is None:
-            ckpt.depth = self.depth
-        return previous
+        return self.checkpointer.enter(objs, self.depth)
 
     def close_checkpointing(self, previous: tuple) -> None:
-        self.checkpointer.objs, self.checkpointer.depth = previous
+        self.checkpointer.leave(previous)
 
     @contextmanager
     def iteration(self, name: str, idx: int, value: object) -> Iterator[int]:

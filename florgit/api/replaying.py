@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from florgit.api.flusher import Buffers
-from florgit.api.loopbook import LoopBook
+from florgit.api.loopbook import CheckpointScope, LoopBook
 from florgit.codec.values import SCALAR_TYPES, check_name, to_scalar
 from florgit.errors import FlorgitError
 from florgit.hindsight.spec import ReplaySpec
@@ -50,8 +50,7 @@ class ReplayRecorder(LoopBook):
         self.depth = 0
         self._next_ctx = itertools.count(1).__next__
         self._next_loop = itertools.count(1).__next__
-        self.objs: dict[str, object] = {}
-        self.ckpt_depth: int | None = None
+        self.scope = CheckpointScope()
         self.bound_depth: int | None = None
         self.outer_iteration = -1
         self.started = time.time()
@@ -74,21 +73,18 @@ class ReplayRecorder(LoopBook):
         return value
 
     def open_checkpointing(self, objs: dict[str, object]) -> tuple:
-        previous = (dict(self.objs), self.ckpt_depth)
-        self.objs.update(objs)
-        if self.ckpt_depth is None:
-            self.ckpt_depth = self.depth
-        return previous
+        return self.scope.enter(objs, self.depth)
 
     def close_checkpointing(self, previous: tuple) -> None:
-        self.objs, self.ckpt_depth = previous
+        self.scope.leave(previous)
 
     def iteration(self, name: str, idx: int, value: object):
         return self._context(name, idx, value)
 
     def loop(self, name: str, iterable: Iterable) -> Iterator:
         depth = self.depth + 1
-        if self.bound_depth is None and self.ckpt_depth is not None and depth == self.ckpt_depth + 1 and name == self.spec.loop:
+        scope = self.scope
+        if self.bound_depth is None and scope.depth is not None and depth == scope.depth + 1 and name == self.spec.loop:
             return self._bound_loop(name, iterable, depth)
         if self.spec.strategy == "outer" and self.bound_depth is not None and depth == self.bound_depth + 1:
             after = self.checkpoints.get((f"after:{name}", self.outer_iteration))
@@ -164,7 +160,7 @@ class ReplayRecorder(LoopBook):
     def _restore(self, info) -> None:
         from florgit.api.restore import restore
 
-        restore(self.repo, info, self.objs)
+        restore(self.repo, info, self.scope.objs)
         self.restored += 1
 
     # -- the end -----------------------------------------------------------------------------
