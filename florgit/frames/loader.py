@@ -32,6 +32,15 @@ class Loaded:
     loops: pl.DataFrame  # run, loop_id, parent, depth, loop, parent_sidx: one row per loop instance
 
 
+def load_runs(repo_path: str | None = None) -> pl.DataFrame:
+    """The ``runs`` frame alone: reads each run's meta.json and no tables."""
+    repo = open_repo(repo_path, require_workdir=False)
+    recover_abandoned(repo)
+    with repo.unverified_reads():
+        metas = [store_runs.read_meta(repo, run) for run in store_runs.list_runs(repo)]
+    return _runs_frame(metas)
+
+
 def load(repo_path: str | None = None, names: list[str] | None = None) -> Loaded:
     repo = open_repo(repo_path, require_workdir=False)
     recover_abandoned(repo)  # runs of killed processes show up in the next query

@@ -55,17 +55,21 @@ def scan(repo: str | None = None) -> pl.LazyFrame:
     value's type name), ``value_bool``/``value_int``/``value_float``/``value_str``, and
     ``replayed`` (the value was computed afterwards by ``git flor replay``).
     """
+    from florgit.frames.loader import load
+
+    return _long(load(repo)).lazy()
+
+
+def _long(loaded) -> pl.DataFrame:
     import polars as pl
 
     from florgit.frames.contexts import resolve
-    from florgit.frames.loader import load
 
-    loaded = load(repo)
     res = resolve(loaded.records, loaded.starts, loaded.loops)
     loop_cols = [c for loop in res.loops for c in (loop, res.value_columns.get(loop)) if c]
     kind = pl.col("kind")
     recs = res.records.join(loaded.runs.select("run", *RUN_COLUMNS), on="run", how="left", maintain_order="left")
-    out = recs.select(
+    return recs.select(
         *RUN_COLUMNS,
         "seq",
         "name",
@@ -77,19 +81,21 @@ def scan(repo: str | None = None) -> pl.LazyFrame:
         pl.when(kind == FLOAT).then(pl.col("f")).alias("value_float"),
         pl.when(kind == STR).then(pl.col("s")).alias("value_str"),
     )
-    return out.lazy()
 
 
 def runs(repo: str | None = None) -> pl.DataFrame:
     """One row per recorded run: id, times, script, status, user commit, branch, dirty."""
-    from florgit.frames.loader import load
+    from florgit.frames.loader import load_runs
 
-    return load(repo, names=[]).runs.drop("run")
+    return load_runs(repo).drop("run")
 
 
 def query(sql: str, repo: str | None = None) -> pl.DataFrame:
     """Run polars SQL over the tables ``records`` (see :func:`scan`) and ``runs``."""
     import polars as pl
 
-    ctx = pl.SQLContext(records=scan(repo), runs=runs(repo).lazy())
+    from florgit.frames.loader import load
+
+    loaded = load(repo)  # one read of the repository serves both tables
+    ctx = pl.SQLContext(records=_long(loaded).lazy(), runs=loaded.runs.drop("run").lazy())
     return ctx.execute(sql).collect()
