@@ -104,3 +104,30 @@ def test_live_run_is_not_recovered_by_another_process(repo):
     finally:
         proc.kill()
         proc.wait()
+
+
+RACE = """
+import sys, time
+from florgit.git import open_repo
+repo = open_repo()
+start = float(sys.argv[2])
+while time.time() < start:
+    pass
+oid = repo.write_blob(sys.argv[1].encode())
+repo.put_blobs_in_ref("refs/flor/race", {f"w/{sys.argv[1]}": oid}, "race")
+"""
+
+
+def test_concurrent_first_commits_on_a_new_ref_are_all_kept(repo):
+    # libgit2 writes a ref's first commit unconditionally; florgit must not lose either.
+    repo.write("race.py", RACE)
+    for round_ in range(3):
+        at = str(time.time() + 1.0)
+        procs = [
+            subprocess.Popen([sys.executable, "race.py", f"{round_}-{w}", at], cwd=repo.path)
+            for w in range(4)
+        ]
+        assert [p.wait(timeout=60) for p in procs] == [0] * 4
+        names = repo.git("ls-tree", "--name-only", "refs/flor/race:w").split()
+        assert {f"{round_}-{w}" for w in range(4)} <= set(names)
+        repo.git("update-ref", "-d", "refs/flor/race")

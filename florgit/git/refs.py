@@ -2,6 +2,8 @@
 
 ``create_commit`` with a ref name checks that the ref's tip is still the commit's first
 parent while holding the ref lock, so a lost race is an error rather than a lost commit.
+A ref's first commit is the exception (libgit2 then writes the ref unconditionally): it
+is created with ``force=False`` instead.
 """
 
 from __future__ import annotations
@@ -46,9 +48,14 @@ def commit_cas(
         tree = make_tree(head.tree if head is not None else None)
         if tree is None:
             return None
-        parents = [head.id] if head is not None else []
         try:
-            return str(repo.create_commit(ref, signature, signature, message, tree, parents))
-        except (pygit2.GitError, OSError):
+            if head is not None:
+                return str(repo.create_commit(ref, signature, signature, message, tree, [head.id]))
+            # The ref's first commit: libgit2 would overwrite a ref created meanwhile by
+            # another process, so create the ref without force, which fails if it exists.
+            commit = repo.create_commit(None, signature, signature, message, tree, [])
+            repo.references.create(ref, commit, force=False)
+            return str(commit)
+        except (pygit2.GitError, OSError, ValueError):
             time.sleep(random.uniform(0, min(_MAX_SLEEP, 0.002 * 2 ** min(attempt, 8))))
     raise RefUpdateConflict(ref, MAX_ATTEMPTS)
