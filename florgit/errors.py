@@ -11,6 +11,7 @@
     ├── StoreError                 recorded data cannot be read or written
     │   ├── RefUpdateConflict      a compare-and-swap kept losing to other writers
     │   ├── RunNotFoundError
+    │   ├── InvalidDataError       stored data (maybe pulled) fails validation
     │   └── CheckpointError        a checkpoint cannot be taken, found or trusted
     └── QueryError                 a dataframe/query request cannot be answered
 """
@@ -97,6 +98,22 @@ class RunNotFoundError(StoreError):
         )
 
 
+class InvalidDataError(StoreError):
+    """Data read from git (perhaps pulled from someone else) is malformed or hostile.
+
+    Raised at the one boundary where each stored format is parsed; callers above it
+    leave the affected run out and go on with the others."""
+
+    def __init__(self, what: str, why: str, run_id: str | None = None) -> None:
+        self.what = what
+        self.why = why
+        self.run_id = run_id
+        fix = (
+            f"set it aside with `git flor rm {run_id}`" if run_id else "fetch it again"
+        ) + "; `git flor verify` lists every problem"
+        super().__init__(f"{what} is invalid: {why}; {fix}")
+
+
 class CheckpointError(StoreError):
     """A checkpoint cannot be taken, found, or trusted (missing or corrupted objects)."""
 
@@ -117,6 +134,7 @@ __all__ = [
     "StoreError",
     "RefUpdateConflict",
     "RunNotFoundError",
+    "InvalidDataError",
     "CheckpointError",
     "QueryError",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from florgit.errors import InvalidNameError, UnsupportedValueError
+from florgit.validation import name_problem
 
 NULL, BOOL, INT, FLOAT, STR = 0, 1, 2, 3, 4
 KIND_NAMES = {NULL: "null", BOOL: "bool", INT: "int", FLOAT: "float", STR: "str"}
@@ -20,7 +21,6 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 # Columns florgit itself puts in every dataframe; a logged name must not shadow them.
 RESERVED_NAMES = frozenset({"run_id", "start_time", "script"})
-MAX_NAME_LENGTH = 256
 
 
 def to_scalar(value: object, name: str) -> object:
@@ -49,17 +49,12 @@ def _is_zero_dim(value: object) -> bool:
 
 def check_name(name: object) -> str:
     """Validate a logged name once; the hot path caches names it has seen."""
-    if type(name) is not str:
-        raise InvalidNameError(name, f"names are str, not {type(name).__name__}")
-    if not name or name.strip() != name:
-        raise InvalidNameError(name, "names must be non-empty without surrounding spaces")
-    if len(name) > MAX_NAME_LENGTH:
-        raise InvalidNameError(name, f"names are at most {MAX_NAME_LENGTH} characters")
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise InvalidNameError(name, "names must not contain control characters")
+    why = name_problem(name)
+    if why is not None:
+        raise InvalidNameError(name, why)
     if name in RESERVED_NAMES:
         raise InvalidNameError(name, f"{name!r} is a column florgit adds to every dataframe")
-    return name
+    return name  # type: ignore[return-value]
 
 
 def fits_int64(value: int) -> bool:
