@@ -17,6 +17,7 @@ from operator import itemgetter
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from florgit.codec.ipc_bounds import check_stream, read_checked  # checked reads of pulled streams
 from florgit.codec.values import BOOL, FLOAT, INT, KIND_OF_TYPE, STR, fits_int64
 
 VALUE_FIELDS = [
@@ -209,4 +210,6 @@ __all__ = [
     "read_stream",
     "to_stream_bytes",
     "from_stream_bytes",
+    "check_stream",
+    "read_checked",
 ]

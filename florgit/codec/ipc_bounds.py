@@ -1,0 +1,339 @@
+"""Bounds checks on an Arrow IPC stream before anything decodes it.
+
+Stored tables may come from someone else's push. With IPC body compression every buffer
+starts with its uncompressed length (an int64), and readers allocate that length before
+they decompress: a megabyte of compressed zeros can declare terabytes. So a stream is
+walked here message by message, reading only the flatbuffer metadata and the 8-byte
+length prefixes (never decompressing anything), and refused when it is malformed, is not
+the expected schema, or declares more memory than the caller allows.
+
+Framing (Arrow columnar format, "Encapsulated message format"): ``0xFFFFFFFF``, an int32
+metadata length, a flatbuffer ``Message`` of that length, then ``Message.bodyLength``
+bytes of body. A zero length ends the stream. Only the flatbuffer fields read below are
+parsed (Message.fbs / Schema.fbs):
+
+    Message      0 version:short  1 header_type:ubyte  2 header:offset  3 bodyLength:long
+    RecordBatch  0 length:long  1 nodes:[FieldNode]  2 buffers:[Buffer]
+                 3 compression:BodyCompression  4 variadicBufferCounts:[long]
+    FieldNode    struct {length:long, null_count:long}      16 bytes
+    Buffer       struct {offset:long, length:long}          16 bytes
+    BodyCompression  0 codec:byte (0 LZ4_FRAME, 1 ZSTD)  1 method:byte (0 BUFFER)
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from struct import Struct
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from florgit.errors import InvalidDataError
+
+if TYPE_CHECKING:
+    import polars as pl
+
+_CONTINUATION = 0xFFFFFFFF
+_SCHEMA, _RECORD_BATCH = 1, 3  # MessageHeader union tags
+# Anything else after the schema is refused: florgit never writes dictionaries or tensors.
+_HEADER_NAMES = {1: "a second schema", 2: "a dictionary batch", 4: "a tensor", 5: "a sparse tensor"}
+_V4, _V5 = 3, 4  # MetadataVersion values readers of today accept
+_ZSTD, _LZ4_FRAME, _BUFFER_METHOD = 1, 0, 0
+_PREFIX = 8  # a compressed buffer's int64 uncompressed length
+_NOT_COMPRESSED = -1  # prefix value: the bytes that follow are stored as they are
+_VIEW_BYTES = 16  # polars holds strings as 16-byte views on top of Arrow's offsets and data
+
+_U8, _U16, _I16 = Struct("<B"), Struct("<H"), Struct("<h")
+_U32, _I32, _I64 = Struct("<I"), Struct("<i"), Struct("<q")
+_PAIR = Struct("<qq")  # FieldNode and Buffer are both two int64s
+
+
+class _Malformed(Exception):
+    """Internal: why the stream is refused; turned into InvalidDataError at the boundary."""
+
+
+# --- a minimal flatbuffer reader: every read is bounds-checked -------------------------
+
+
+def _read(fmt: Struct, buf: memoryview, pos: int) -> int:
+    if pos < 0 or pos + fmt.size > len(buf):
+        raise _Malformed(f"a flatbuffer read at {pos} falls outside its {len(buf)} bytes")
+    return fmt.unpack_from(buf, pos)[0]
+
+
+def _table(buf: memoryview, pos: int) -> tuple[int, int, int, int]:
+    """A table at ``pos``: (position, vtable position, vtable size, inline size)."""
+    vtable = pos - _read(_I32, buf, pos)  # soffset: the vtable sits at pos - value
+    vsize = _read(_U16, buf, vtable)
+    inline = _read(_U16, buf, vtable + 2)
+    if vsize < 4 or vsize % 2 or vtable + vsize > len(buf) or inline < 4 or pos + inline > len(buf):
+        raise _Malformed("a flatbuffer table has an invalid vtable")
+    return pos, vtable, vsize, inline
+
+
+def _field(buf: memoryview, table: tuple[int, int, int, int], index: int, width: int) -> int | None:
+    """Where field ``index`` (``width`` bytes) lies, or None when absent (its default)."""
+    pos, vtable, vsize, inline = table
+    slot = 4 + 2 * index
+    if slot + 2 > vsize:
+        return None  # written by an older schema: absent
+    offset = _read(_U16, buf, vtable + slot)
+    if offset == 0:
+        return None
+    if offset < 4 or offset + width > inline:  # the first 4 bytes are the vtable offset
+        raise _Malformed("a flatbuffer field lies outside its table")
+    return pos + offset
+
+
+def _scalar(buf: memoryview, table: tuple[int, int, int, int], index: int, fmt: Struct, default: int) -> int:
+    at = _field(buf, table, index, fmt.size)
+    return default if at is None else _read(fmt, buf, at)
+
+
+def _ref(buf: memoryview, table: tuple[int, int, int, int], index: int) -> int | None:
+    """Follow an offset field (table or vector): the position it points to."""
+    at = _field(buf, table, index, 4)
+    return None if at is None else at + _read(_U32, buf, at)
+
+
+def _pairs(buf: memoryview, table: tuple[int, int, int, int], index: int) -> list[tuple[int, int]]:
+    """A vector of 16-byte structs of two int64s (FieldNode, Buffer); absent = empty."""
+    at = _ref(buf, table, index)
+    if at is None:
+        return []
+    n = _read(_U32, buf, at)
+    start = at + 4
+    if start + n * _PAIR.size > len(buf):
+        raise _Malformed("a flatbuffer vector runs past its message")
+    return list(_PAIR.iter_unpack(buf[start : start + n * _PAIR.size]))
+
+
+def _vector_length(buf: memoryview, table: tuple[int, int, int, int], index: int) -> int:
+    at = _ref(buf, table, index)
+    return 0 if at is None else _read(_U32, buf, at)
+
+
+# --- the expected layout of each column -------------------------------------------------
+
+# Kinds of buffer, for the least size a reader will index given the row count.
+_VALIDITY, _FIXED, _OFFSETS, _DATA = range(4)
+
+
+def _column_layouts(schema: pa.Schema) -> list[tuple[tuple[int, int], ...]]:
+    """Per field, its buffers as ``(kind, bytes per row)`` in IPC order.
+
+    Only the flat types florgit stores are supported: nested or dictionary columns
+    would need a walk of child nodes that no florgit table has.
+    """
+    layouts = []
+    for field in schema:
+        t = field.type
+        if pa.types.is_string(t) or pa.types.is_binary(t):
+            layouts.append(((_VALIDITY, 0), (_OFFSETS, 4), (_DATA, 0)))
+        elif pa.types.is_large_string(t) or pa.types.is_large_binary(t):
+            layouts.append(((_VALIDITY, 0), (_OFFSETS, 8), (_DATA, 0)))
+        elif pa.types.is_boolean(t):
+            layouts.append(((_VALIDITY, 0), (_VALIDITY, 1)))
+        elif pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_temporal(t):
+            layouts.append(((_VALIDITY, 0), (_FIXED, t.bit_width // 8)))
+        else:
+            raise TypeError(f"check_stream supports flat primitive and string columns, not {t}")
+    return layouts
+
+
+def _minimum(kind: int, width: int, rows: int, null_count: int) -> int:
+    """The least size a buffer can have for ``rows`` rows; smaller is malformed."""
+    if kind == _VALIDITY:  # absent when nothing is null (booleans: always present)
+        return (rows + 7) // 8 if null_count or width else 0
+    if kind == _OFFSETS:
+        return (rows + 1) * width if rows else 0
+    return rows * width
+
+
+# --- the stream walk --------------------------------------------------------------------
+
+
+_Message = tuple[int, memoryview, tuple[int, int, int, int], int, int]
+
+
+def _messages(data: memoryview) -> Iterator[_Message]:
+    """Yield ``(start, metadata, Message table, body start, body length)`` per message."""
+    pos = 0
+    while pos < len(data):
+        if len(data) - pos < 8 or _U32.unpack_from(data, pos)[0] != _CONTINUATION:
+            raise _Malformed(f"byte {pos} does not start an IPC message (truncated or not an Arrow stream)")
+        size = _I32.unpack_from(data, pos + 4)[0]
+        if size == 0:
+            return  # end-of-stream marker; readers stop here
+        meta_start = pos + 8
+        if size < 0 or meta_start + size > len(data):
+            raise _Malformed(f"the message at byte {pos} declares {size} bytes of metadata past the end")
+        meta = data[meta_start : meta_start + size]
+        message = _table(meta, _read(_U32, meta, 0))
+        body_length = _scalar(meta, message, 3, _I64, 0)
+        body_start = meta_start + size
+        if body_length < 0 or body_start + body_length > len(data):
+            raise _Malformed(f"the message at byte {pos} declares a {body_length}-byte body past the end")
+        yield pos, meta, message, body_start, body_length
+        pos = body_start + body_length
+    # No end marker: allowed (a writer need not write one), every message was complete.
+
+
+def _check_schema(data: memoryview, start: int, end: int, expected: pa.Schema) -> None:
+    try:
+        found = ipc.read_schema(pa.py_buffer(data[start:end]))
+    except Exception as exc:
+        raise _Malformed(f"its schema message cannot be read ({exc})") from None
+    if not found.equals(expected, check_metadata=False):
+        raise _Malformed(f"its schema is {_describe(found)}, expected {_describe(expected)}")
+
+
+def _describe(schema: pa.Schema) -> str:
+    try:
+        return "(" + ", ".join(f"{f.name}: {f.type}" for f in schema) + ")"
+    except Exception:  # a hostile field name need not be UTF-8
+        return "unprintable"
+
+
+def _batch_bytes(
+    data: memoryview,
+    meta: memoryview,
+    header: int,
+    body_start: int,
+    body_length: int,
+    layouts: list[tuple[tuple[int, int], ...]],
+) -> int:
+    """Bytes that decoding one record batch allocates, from its metadata and prefixes."""
+    batch = _table(meta, header)
+    rows = _scalar(meta, batch, 0, _I64, 0)
+    nodes = _pairs(meta, batch, 1)
+    buffers = _pairs(meta, batch, 2)
+    compressed = _compression(meta, batch)
+    if _vector_length(meta, batch, 4):
+        raise _Malformed("a record batch declares variadic buffers, which its schema has none of")
+    if rows < 0:
+        raise _Malformed(f"a record batch declares {rows} rows")
+    if len(nodes) != len(layouts) or len(buffers) != sum(map(len, layouts)):
+        raise _Malformed(
+            f"a record batch has {len(nodes)} columns and {len(buffers)} buffers; "
+            f"its schema has {len(layouts)} and {sum(map(len, layouts))}"
+        )
+    total = 0
+    it = iter(buffers)
+    for (length, null_count), layout in zip(nodes, layouts):
+        if length != rows or not 0 <= null_count <= length:
+            raise _Malformed(f"a column declares {length} rows and {null_count} nulls in a {rows}-row batch")
+        for kind, width in layout:
+            offset, size = next(it)
+            declared = _buffer_bytes(data, body_start, body_length, offset, size, compressed)
+            if declared < _minimum(kind, width, rows, null_count):
+                raise _Malformed(f"a {declared}-byte buffer is too small for {rows} rows")
+            total += declared + (rows * _VIEW_BYTES if kind == _OFFSETS else 0)
+    return total
+
+
+def _compression(meta: memoryview, batch: tuple[int, int, int, int]) -> bool:
+    at = _ref(meta, batch, 3)
+    if at is None:
+        return False
+    table = _table(meta, at)
+    codec = _scalar(meta, table, 0, _U8, _LZ4_FRAME)
+    method = _scalar(meta, table, 1, _U8, _BUFFER_METHOD)
+    if codec not in (_ZSTD, _LZ4_FRAME) or method != _BUFFER_METHOD:
+        raise _Malformed(f"a record batch uses unknown compression (codec {codec}, method {method})")
+    return True
+
+
+def _buffer_bytes(
+    data: memoryview, body_start: int, body_length: int, offset: int, size: int, compressed: bool
+) -> int:
+    """The uncompressed size a buffer declares, after checking it lies inside the body."""
+    if offset < 0 or size < 0 or offset + size > body_length:
+        raise _Malformed(f"a buffer at {offset} of {size} bytes lies outside its {body_length}-byte body")
+    if not compressed or size == 0:  # an empty buffer may omit its prefix
+        return size
+    if size < _PREFIX:
+        raise _Malformed(f"a compressed buffer of {size} bytes has no room for its length prefix")
+    declared = _I64.unpack_from(data, body_start + offset)[0]
+    if declared == _NOT_COMPRESSED:
+        return size - _PREFIX
+    if declared < 0:
+        raise _Malformed(f"a compressed buffer declares {declared} bytes")
+    return declared
+
+
+def _walk(data: memoryview, schema: pa.Schema, max_bytes: int) -> int:
+    layouts = _column_layouts(schema)
+    total = 0
+    seen_schema = False
+    for start, meta, message, body_start, body_length in _messages(data):
+        version = _scalar(meta, message, 0, _I16, 0)
+        kind = _scalar(meta, message, 1, _U8, 0)
+        header = _ref(meta, message, 2)
+        if version not in (_V4, _V5):
+            raise _Malformed(f"the message at byte {start} has metadata version {version}")
+        if header is None:
+            raise _Malformed(f"the message at byte {start} has no header")
+        if not seen_schema:
+            if kind != _SCHEMA:
+                raise _Malformed("it does not start with a schema message")
+            _check_schema(data, start, body_start + body_length, schema)
+            seen_schema = True
+        elif kind == _RECORD_BATCH:
+            total += _batch_bytes(data, meta, header, body_start, body_length, layouts)
+            if total > max_bytes:
+                raise _Malformed(f"it declares more than {max_bytes} bytes of data once decoded (at byte {start})")
+        else:
+            raise _Malformed(f"the message at byte {start} is {_HEADER_NAMES.get(kind, f'of type {kind}')}")
+    if not seen_schema:
+        raise _Malformed("it is empty")
+    return total
+
+
+def check_stream(
+    data: bytes, schema: pa.Schema, max_bytes: int, what: str = "arrow stream", run_id: str | None = None
+) -> int:
+    """Check a stored Arrow IPC stream without decoding it; return the bytes it will take.
+
+    The result counts every buffer at its declared uncompressed size (plus polars' 16-byte
+    view per string row), so callers can budget across runs. Raises InvalidDataError when
+    the stream is truncated or malformed, is not exactly ``schema``, holds dictionary (or
+    any non record batch) messages, or would take more than ``max_bytes``.
+    """
+    try:
+        return _walk(memoryview(data).cast("B"), schema, max_bytes)
+    except _Malformed as exc:
+        raise InvalidDataError(what, str(exc), run_id) from None
+
+
+def read_checked(
+    data: bytes,
+    schema: pa.Schema,
+    max_bytes: int,
+    columns: list[str] | None = None,
+    what: str = "arrow stream",
+    run_id: str | None = None,
+) -> pl.DataFrame:
+    """``check_stream``, then decode into a polars DataFrame; any failure is InvalidDataError.
+
+    polars' Rust reader can panic on input it was not written for: pyo3's PanicException
+    derives from BaseException, so everything but KeyboardInterrupt/SystemExit is caught
+    (and MemoryError: running out of memory within the budget is not the data's fault).
+    """
+    import polars as pl  # import florgit stays light; only readers pay for polars
+
+    if columns is not None and not set(columns) <= set(schema.names):
+        raise ValueError(f"columns {sorted(set(columns) - set(schema.names))} are not in the schema")
+    check_stream(data, schema, max_bytes, what, run_id)
+    try:
+        return pl.read_ipc_stream(io.BytesIO(data), columns=columns)
+    except (KeyboardInterrupt, SystemExit, MemoryError):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - a Rust panic is not an Exception
+        detail = str(exc)[:200]  # a panic message can be long; the first line says what failed
+        raise InvalidDataError(what, f"it cannot be decoded ({type(exc).__name__}: {detail})", run_id) from None
+
+
+__all__ = ["check_stream", "read_checked"]
