@@ -1,5 +1,6 @@
 """florgit's exceptions: one hierarchy, every message says how to fix the problem.
 
+    FlorgitWarning (a UserWarning): data left out, work skipped; florgit went on
     FlorgitError
     ├── RepositoryError            where florgit cannot keep data
     │   ├── NotARepositoryError
@@ -21,6 +22,11 @@ from __future__ import annotations
 
 class FlorgitError(Exception):
     """Base class of every error florgit raises on purpose."""
+
+
+class FlorgitWarning(UserWarning):
+    """Something was left out or could not be done, and florgit went on (e.g. a run that
+    fails validation is skipped by a query); the message says how to fix it."""
 
 
 class RepositoryError(FlorgitError):
@@ -124,6 +130,7 @@ class QueryError(FlorgitError):
 
 __all__ = [
     "FlorgitError",
+    "FlorgitWarning",
     "RepositoryError",
     "NotARepositoryError",
     "BareRepositoryError",

@@ -65,17 +65,17 @@ class Fields:
             return None  # type: ignore[return-value]
         try:
             return check(value)
-        except _Bad as bad:
+        except BadField as bad:
             raise self.fail(key, str(bad)) from None
 
 
-class _Bad(ValueError):
+class BadField(ValueError):
     """A field check failed; Fields turns it into an InvalidDataError."""
 
 
 def _need(ok: bool, why: str) -> None:
     if not ok:
-        raise _Bad(why)
+        raise BadField(why)
 
 
 def text(value: Any, max_len: int = MAX_TEXT) -> str:
@@ -119,7 +119,7 @@ def timestamp(value: Any) -> str:
     try:
         datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise _Bad(f"must be an ISO 8601 time, not {value[:40]!r}") from None
+        raise BadField(f"must be an ISO 8601 time, not {value[:40]!r}") from None
     return value
 
 
@@ -190,3 +190,32 @@ def entry_name_problem(entry: str) -> str | None:
     if entry.lower().rstrip(". ") == ".git" or entry.lower().startswith("git~1"):
         return "hasDotgit"
     return None
+
+
+def memory_budget() -> int:
+    """Bytes that decoding data read from git may allocate: what the machine has free
+    (MemAvailable) and the process may map (RLIMIT_AS), whichever is less. A hostile
+    size claim beyond it is refused instead of killing the process."""
+    import resource
+
+    free = _mem_available()
+    soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        free = min(free, soft // 2)  # the interpreter and libraries already use part of it
+    return max(free, 64 * 1024 * 1024)
+
+
+def _mem_available() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    import os
+
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return 8 * 1024**3

@@ -230,12 +230,12 @@ def test_arg_records_list_default_as_literal_text(repo):
     assert flor.dataframe("layers")["layers"].to_list() == ["[64, 32]"]
 
 
-def test_name_collision_with_loop_is_reported(repo):
+def test_name_equal_to_a_loop_gets_the_documented_prefix(repo):
     for epoch in flor.loop("epoch", range(2)):
         flor.log("epoch_loss", 1.0)
     flor.log("epoch", 5)
     flor.commit()
-    from florgit.errors import QueryError
-
-    with pytest.raises(QueryError, match="rename"):
-        flor.dataframe("epoch", "epoch_loss")
+    df = flor.dataframe("epoch", "epoch_loss")
+    assert df.columns == ["run_id", "start_time", "script", "epoch", "log:epoch", "epoch_loss"]
+    assert df["epoch"].to_list() == [0, 1]
+    assert df["log:epoch"].to_list() == [5, 5]

@@ -8,16 +8,19 @@ order from 1 in each run, so the row is ``offset + ctx - 1`` and no join is need
 
 from __future__ import annotations
 
-import io
+import warnings
 from dataclasses import dataclass
 
 import polars as pl
 
+from florgit.errors import FlorgitWarning, InvalidDataError, StoreError
 from florgit.git import open_repo
 from florgit.store import layout
 from florgit.store import runs as store_runs
 from florgit.store.recovery import recover_abandoned
+from florgit.store.meta import RunMeta
 from florgit.store.replays import read_replays
+from florgit.validation import memory_budget, name_problem
 
 _RECORD_COLUMNS = ["run", "seq", "ctx", "name", "kind", "i", "f", "s", "sidx", "replayed"]
 _START_COLUMNS = ["run", "ctx", "loop_id", "loop_row", "iteration", "kind", "i", "f", "s", "t"]
@@ -36,33 +39,126 @@ def load_runs(repo_path: str | None = None) -> pl.DataFrame:
     """The ``runs`` frame alone: reads each run's meta.json and no tables."""
     repo = open_repo(repo_path, require_workdir=False)
     recover_abandoned(repo)
+    metas = []
     with repo.unverified_reads():
-        metas = [store_runs.read_meta(repo, run) for run in store_runs.list_runs(repo)]
+        for run in store_runs.list_runs(repo):
+            try:
+                metas.append(store_runs.read_meta(repo, run))
+            except StoreError as exc:
+                _left_out(run.run_id, exc)
     return _runs_frame(metas)
+
+
+@dataclass
+class _RunTables:
+    meta: RunMeta
+    records: pl.DataFrame  # the run's own records, then the values replays added
+    starts: pl.DataFrame
+    loops: pl.DataFrame
+    own: int  # how many of ``records`` the run logged itself
 
 
 def load(repo_path: str | None = None, names: list[str] | None = None) -> Loaded:
     repo = open_repo(repo_path, require_workdir=False)
     recover_abandoned(repo)  # runs of killed processes show up in the next query
-    metas: list = []
-    originals: list[int] = []  # each run's own record count (replayed ones follow)
-    tables: dict[str, list] = {layout.RECORDS: [], layout.STARTS: [], layout.LOOPS: []}
+    budget = [memory_budget()]
+    read: list[_RunTables] = []
     with repo.unverified_reads():  # Arrow decoding checks structure; `git flor verify` checks hashes
         for run in store_runs.list_runs(repo):
-            files = store_runs.read_files(repo, run, (layout.META_FILE, *tables))
-            metas.append(store_runs.meta_from(files[layout.META_FILE]))
-            for name, frames in tables.items():
-                frames.append(_read(files[name], _STORED_COLUMNS[name]))
-            originals.append(tables[layout.RECORDS][-1].height)
-            replayed = [_read(data, _STORED_COLUMNS[layout.RECORDS]) for _m, data in read_replays(repo, run)]
-            if replayed:  # replay values come after the run's own, so they win per context
-                tables[layout.RECORDS][-1] = pl.concat([tables[layout.RECORDS][-1], *replayed])
-    # Per-run columns are added once over the concatenation: per-run frame operations
-    # cost more than the data when runs are many.
-    records, rec_offsets = _concat_with_run(tables[layout.RECORDS], _STORED_COLUMNS[layout.RECORDS])
-    starts, start_offsets = _concat_with_run(tables[layout.STARTS], _STORED_COLUMNS[layout.STARTS])
-    loops, loop_offsets = _concat_with_run(tables[layout.LOOPS], _STORED_COLUMNS[layout.LOOPS])
+            try:
+                read.append(_read_run(repo, run, budget))
+            except StoreError as exc:  # one bad run never breaks the others
+                _left_out(run.run_id, exc)
+    while True:
+        tables = _stack(read)
+        bad = _inconsistent_runs(*tables)
+        if not bad:
+            break
+        for idx, why in bad.items():
+            _left_out(read[idx].meta.run_id, InvalidDataError(f"run {read[idx].meta.run_id}", why, read[idx].meta.run_id))
+        read = [r for i, r in enumerate(read) if i not in bad]
+    return _assemble(read, *tables, names)
+
+
+def _read_run(repo, run: store_runs.StoredRun, budget: list[int]) -> _RunTables:
+    """One run's meta and tables, each validated; the declared size of every table is
+    charged to ``budget`` before anything is decoded."""
+    files = store_runs.read_files(repo, run, (layout.META_FILE, *_STORED_COLUMNS))
+    meta = store_runs.meta_from(files[layout.META_FILE], run.run_id)
+    frames = {name: _read(files[name], name, run.run_id, budget) for name in _STORED_COLUMNS}
+    records, own = frames[layout.RECORDS], frames[layout.RECORDS].height
+    parts = read_replays(repo, run)
+    if parts:
+        records = pl.concat([records, *_additions(records, frames[layout.STARTS].height, parts, run.run_id, budget)])
+    return _RunTables(meta, records, frames[layout.STARTS], frames[layout.LOOPS], own)
+
+
+def _additions(records: pl.DataFrame, n_starts: int, parts: list, run_id: str, budget: list[int]) -> list[pl.DataFrame]:
+    """Replay values that may join the run: a replay only adds names, it never replaces
+    what the run recorded (nor logs names it does not declare, nor in contexts the run
+    does not have). A bad part loses its own values, never the run."""
+    recorded = set(records.get_column("name").unique().to_list())
+    out = []
+    for part in parts:
+        frame = _read(part.records, layout.RECORDS, run_id, budget)
+        allowed = set(part.names) - recorded
+        kept = frame.filter(pl.col("name").is_in(list(allowed)) & pl.col("ctx").is_between(0, n_starts))
+        if kept.height != frame.height:
+            warnings.warn(
+                f"florgit: replay {part.replay_id}/{part.part} of run {run_id} holds values for names the run "
+                "recorded itself, names it does not declare, or contexts the run does not have; those values "
+                "are ignored (`git flor verify` lists them)", FlorgitWarning, stacklevel=4,
+            )  # fmt: skip
+        out.append(kept)
+    return out
+
+
+def _left_out(run_id: str, exc: Exception) -> None:
+    why = str(exc) if isinstance(exc, InvalidDataError) else f"{exc}; set it aside with `git flor rm {run_id}`"
+    warnings.warn(f"florgit: run {run_id} is left out: {why}", FlorgitWarning, stacklevel=3)
+
+
+def _stack(read: list[_RunTables]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, list[int], list[int], list[int]]:
+    records, rec_offsets = _concat_with_run([r.records for r in read], _STORED_COLUMNS[layout.RECORDS])
+    starts, start_offsets = _concat_with_run([r.starts for r in read], _STORED_COLUMNS[layout.STARTS])
+    loops, loop_offsets = _concat_with_run([r.loops for r in read], _STORED_COLUMNS[layout.LOOPS])
+    return records, starts, loops, rec_offsets, start_offsets, loop_offsets
+
+
+def _inconsistent_runs(records, starts, loops, _rec_offsets, start_offsets, loop_offsets) -> dict[int, str]:
+    """Runs whose tables refer to contexts or loops they do not have, or hold names or
+    kinds florgit never writes; vectorised over all runs (per-run checks cost more than
+    the data when runs are many)."""
+    n_starts = _per_run(_heights(start_offsets, starts.height), pl.col("run"))
+    n_loops = _per_run(_heights(loop_offsets, loops.height), pl.col("run"))
+    checks = [
+        (records, (pl.col("ctx") < 0) | (pl.col("ctx") > n_starts), "its records refer to loop iterations it does not have"),
+        (records, ~pl.col("kind").is_between(0, 4), "its records hold a value kind florgit does not write"),
+        (starts, (pl.col("loop_id") < 1) | (pl.col("loop_id") > n_loops) | (pl.col("ctx") < 1), "its iterations refer to loops it does not have"),
+        (starts, ~pl.col("kind").is_between(0, 4), "its loop items hold a value kind florgit does not write"),
+        (loops, (pl.col("parent") < 0) | (pl.col("parent") > n_starts) | (pl.col("loop_id") < 1), "its loops refer to iterations it does not have"),
+    ]  # fmt: skip
+    bad: dict[int, str] = {}
+    for frame, wrong, why in checks:
+        if frame.height:
+            for run in frame.filter(wrong.fill_null(True)).get_column("run").unique().to_list():
+                bad.setdefault(run, why)
+    for frame, column in ((records, "name"), (loops, "loop")):
+        for name in frame.get_column(column).unique().to_list():
+            problem = name_problem(name)
+            if problem is not None:
+                for run in frame.filter(pl.col(column) == name).get_column("run").unique().to_list():
+                    bad.setdefault(run, f"it holds a name florgit would refuse ({problem})")
+    return bad
+
+
+def _heights(offsets: list[int], total: int) -> list[int]:
+    return [b - a for a, b in zip(offsets, [*offsets[1:], total])]
+
+
+def _assemble(read: list[_RunTables], records, starts, loops, rec_offsets, start_offsets, loop_offsets, names) -> Loaded:
     run = pl.col("run")
+    originals = [r.own for r in read]
     records = records.with_columns(
         (pl.int_range(pl.len(), dtype=pl.Int64) - _per_run(rec_offsets, run)).alias("seq"),
         pl.when(pl.col("ctx") > 0).then(pl.col("ctx") - 1 + _per_run(start_offsets, run)).alias("sidx"),
@@ -78,7 +174,7 @@ def load(repo_path: str | None = None, names: list[str] | None = None) -> Loaded
     )
     loops = _checked_rows(loops, "parent_sidx", ["run", "parent"], starts.rename({"ctx": "parent"}))
     return Loaded(
-        runs=_runs_frame(metas),
+        runs=_runs_frame([r.meta for r in read]),
         records=records.select(_RECORD_COLUMNS),
         starts=starts.select(_START_COLUMNS),
         loops=loops.select(_LOOP_COLUMNS),
@@ -122,9 +218,18 @@ def _per_run(values: list[int], run: pl.Expr) -> pl.Expr:
     return pl.lit(pl.Series(values, dtype=pl.Int64)).gather(run)
 
 
-def _read(data: bytes, columns: list[str]) -> pl.DataFrame:
-    # One call per table: every extra eager polars call per run costs ~0.5 ms.
-    return pl.read_ipc_stream(io.BytesIO(data), columns=columns)
+_SCHEMAS = {layout.RECORDS: "RECORD_SCHEMA", layout.STARTS: "START_SCHEMA", layout.LOOPS: "LOOP_SCHEMA"}
+
+
+def _read(data: bytes, name: str, run_id: str, budget: list[int]) -> pl.DataFrame:
+    """A stored table, its declared size checked against what memory allows before it
+    is decoded. One decode per table: every extra eager polars call per run costs ~0.5 ms."""
+    from florgit.codec import arrow, ipc_bounds
+
+    schema, what = getattr(arrow, _SCHEMAS[name]), f"{name} of run {run_id}"
+    declared = ipc_bounds.check_stream(data, schema, budget[0], what, run_id)
+    budget[0] -= declared
+    return ipc_bounds.read_checked(data, schema, declared, _STORED_COLUMNS[name], what, run_id)
 
 
 _EMPTY_TYPES = {

@@ -1,6 +1,6 @@
 """FlorDB's dataframe pivot: one row per run and loop context, one typed column per name.
 
-Records are grouped by their loop chain (``dims``: "", "epoch", "epoch/step", ...).
+Records are grouped by their loop chain (``dims``: "", "epoch", "epoch" NUL "step", ...).
 Within a group, names are joined on the context. A value from a coarser group whose
 chain is a prefix (run level, then outer loops) is broadcast onto the finer group's rows;
 coarse rows that were broadcast are not repeated on their own, and coarse rows with no
@@ -14,21 +14,20 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from florgit.errors import QueryError
+from florgit.frames import columns
 from florgit.frames.contexts import Resolved, chain_of
 from florgit.frames.typing import dtype_for, value_expr
 
 
 @dataclass
 class Group:
-    loops: list[str]
-    names: list[str]
-    frame: pl.DataFrame  # run, ctx, seq, loop columns, one column per name
+    loops: list[str]  # internal iteration columns of the group's loop chain
+    names: list[str]  # logged names present in the group (user spelling)
+    frame: pl.DataFrame  # run, ctx, seq, loop columns, one columns.logged column per name
 
 
 def pivot(res: Resolved, names: list[str]) -> pl.DataFrame:
     """Rows for ``names`` keyed by ``run`` and loop columns (no run metadata yet)."""
-    _check_collisions(names, res)
     recs = res.records
     kinds = recs.group_by("name").agg(pl.col("kind").unique())
     kinds_by_name = {n: set(k) for n, k in kinds.iter_rows()}
@@ -37,7 +36,7 @@ def pivot(res: Resolved, names: list[str]) -> pl.DataFrame:
     groups = [_group(recs if len(all_dims) == 1 else recs.filter(pl.col("dims") == d), res, d, names, dtypes) for d in all_dims]
     groups = [g for g in groups if g.names]
     if not groups:
-        return pl.DataFrame(schema={"run": pl.UInt32, "seq": pl.Int64, **{n: dtypes[n] for n in names}})
+        return pl.DataFrame(schema={"run": pl.UInt32, "seq": pl.Int64, **{columns.logged(n): dtypes[n] for n in names}})
     groups.sort(key=lambda g: -len(g.loops))
     covering: dict[int, list[pl.DataFrame]] = {id(g): [] for g in groups}
     out = []
@@ -50,7 +49,7 @@ def pivot(res: Resolved, names: list[str]) -> pl.DataFrame:
             spread = [n for n in p.names if n not in shared]
             keys = ["run", *p.loops]
             if spread:
-                coarse = p.frame.select(*keys, *spread).unique(keys, keep="last", maintain_order=True)
+                coarse = p.frame.select(*keys, *map(columns.logged, spread)).unique(keys, keep="last", maintain_order=True)
                 frame = frame.join(coarse, on=keys, how="left", maintain_order="left")
             if not shared:
                 covering[id(p)].append(g.frame.select(keys).unique())
@@ -63,8 +62,9 @@ def pivot(res: Resolved, names: list[str]) -> pl.DataFrame:
 
 
 def _group(sub: pl.DataFrame, res: Resolved, dims: str, names: list[str], dtypes: dict) -> Group:
-    loops = chain_of(dims)
-    loop_cols = [c for loop in loops for c in (loop, res.value_columns.get(loop)) if c]
+    chain = chain_of(dims)
+    loops = [columns.loop(name) for name in chain]
+    loop_cols = res.loop_columns(chain)
     parts, present = [], []
     for name in names:
         part = sub.filter(pl.col("name") == name)
@@ -72,12 +72,12 @@ def _group(sub: pl.DataFrame, res: Resolved, dims: str, names: list[str], dtypes
             continue
         present.append(name)
         part = _last_per_context(part)
-        parts.append(part.select("run", "ctx", "seq", *loop_cols, value_expr(dtypes[name]).alias(name)))
+        parts.append(part.select("run", "ctx", "seq", *loop_cols, value_expr(dtypes[name]).alias(columns.logged(name))))
     if len(parts) <= 1:
         return Group(loops, present, parts[0] if parts else pl.DataFrame())
     both = pl.concat(parts, how="diagonal")
     merged = both.group_by("run", "ctx", maintain_order=True).agg(
-        pl.col("seq").max(), *(pl.col(c).first() for c in loop_cols), *(pl.col(n).drop_nulls().last() for n in present)
+        pl.col("seq").max(), *(pl.col(c).first() for c in loop_cols), *(pl.col(columns.logged(n)).drop_nulls().last() for n in present)
     )
     return Group(loops, present, merged.sort("run", "seq", maintain_order=True))
 
@@ -94,13 +94,3 @@ def _last_per_context(part: pl.DataFrame) -> pl.DataFrame:
 
 def _is_strict_prefix(short: list[str], long: list[str]) -> bool:
     return len(short) < len(long) and long[: len(short)] == short
-
-
-def _check_collisions(names: list[str], res: Resolved) -> None:
-    taken = {*res.loops, *res.value_columns.values()}
-    clash = [n for n in names if n in taken]
-    if clash:
-        raise QueryError(
-            f"{clash[0]!r} is both a logged name and a loop column of the dataframe; "
-            "rename the flor.loop or the flor.log name so the columns can be told apart"
-        )

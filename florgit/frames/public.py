@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from florgit.codec.values import BOOL, FLOAT, INT, KIND_NAMES, STR
 from florgit.errors import QueryError
+from florgit.frames import columns
 
 if TYPE_CHECKING:
     import polars as pl
@@ -28,6 +29,7 @@ def dataframe(*names: str, repo: str | None = None) -> pl.DataFrame:
     for name in names:
         if not isinstance(name, str):
             raise QueryError(f"dataframe() takes names as str, got {name!r}; e.g. flor.dataframe('lr', 'loss')")
+    names = tuple(dict.fromkeys(names))  # a name asked for twice is one column
     loaded = load(repo, list(names) if names else None)
     run_meta = loaded.runs.select("run", *RUN_COLUMNS)
     if not names:
@@ -37,15 +39,19 @@ def dataframe(*names: str, repo: str | None = None) -> pl.DataFrame:
         return _finish(run_meta.join(body, on="run", how="left", maintain_order="left"), [], wanted)
     res = resolve(loaded.records, loaded.starts, loaded.loops)
     body = pivot(res, list(names))
-    loop_cols = [c for loop in res.loops for c in (loop, res.value_columns.get(loop)) if c and c in body.columns]
-    return _finish(body.join(run_meta, on="run", how="left", maintain_order="left"), loop_cols, list(names))
+    loop_pairs = [(c, shown) for c, shown in res.display_pairs() if c in body.columns]
+    return _finish(body.join(run_meta, on="run", how="left", maintain_order="left"), loop_pairs, list(names))
 
 
-def _finish(frame: pl.DataFrame, loop_cols: list[str], names: list[str]) -> pl.DataFrame:
+def _finish(frame: pl.DataFrame, loop_pairs: list[tuple[str, str]], names: list[str]) -> pl.DataFrame:
+    """Readable column names, by the one rule in florgit.frames.columns."""
     import polars as pl
 
-    missing = [pl.lit(None).alias(n) for n in names if n not in frame.columns]
-    return frame.with_columns(missing).select(*RUN_COLUMNS, *loop_cols, *names)
+    name_pairs = [(columns.logged(n), n) for n in names]
+    shown = columns.display(RUN_COLUMNS, loop_pairs, name_pairs)
+    missing = [pl.lit(None).alias(c) for c, _n in name_pairs if c not in frame.columns]
+    picked = frame.with_columns(missing).select(*RUN_COLUMNS, *(c for c, _n in loop_pairs), *(c for c, _n in name_pairs))
+    return picked.rename(shown)
 
 
 def scan(repo: str | None = None) -> pl.LazyFrame:
@@ -66,21 +72,23 @@ def _long(loaded) -> pl.DataFrame:
     from florgit.frames.contexts import resolve
 
     res = resolve(loaded.records, loaded.starts, loaded.loops)
-    loop_cols = [c for loop in res.loops for c in (loop, res.value_columns.get(loop)) if c]
+    loop_pairs = res.display_pairs()
     kind = pl.col("kind")
     recs = res.records.join(loaded.runs.select("run", *RUN_COLUMNS), on="run", how="left", maintain_order="left")
-    return recs.select(
+    frame = recs.select(
         *RUN_COLUMNS,
         "seq",
         "name",
         "replayed",
-        *loop_cols,
+        *(c for c, _n in loop_pairs),
         kind.replace_strict(KIND_NAMES, return_dtype=pl.String).alias("kind"),
         pl.when(kind == BOOL).then(pl.col("i").cast(pl.Boolean)).alias("value_bool"),
         pl.when(kind == INT).then(pl.col("i")).alias("value_int"),
         pl.when(kind == FLOAT).then(pl.col("f")).alias("value_float"),
         pl.when(kind == STR).then(pl.col("s")).alias("value_str"),
     )
+    fixed = [*RUN_COLUMNS, "seq", "name", "replayed", "kind", "value_bool", "value_int", "value_float", "value_str"]
+    return frame.rename(columns.display(fixed, loop_pairs, []))
 
 
 def runs(repo: str | None = None) -> pl.DataFrame:

@@ -6,6 +6,8 @@ Boolean, only strings String; a name whose values mix text with other types is S
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import polars as pl
 
 from florgit.codec.values import BOOL, FLOAT, INT, NULL, STR
@@ -24,9 +26,11 @@ def dtype_for(kinds: set[int]) -> pl.DataType:
     return pl.Boolean()
 
 
-def value_expr(dtype: pl.DataType, prefix: str = "") -> pl.Expr:
-    """An expression reading ``kind, i, f, s`` (optionally prefixed) as ``dtype``."""
-    kind, i, f, s = (pl.col(prefix + c) for c in ("kind", "i", "f", "s"))
+def value_expr(dtype: pl.DataType, prefix: str | Callable[[str], str] = "") -> pl.Expr:
+    """An expression reading ``kind, i, f, s`` (their names prefixed, or mapped by a
+    function) as ``dtype``."""
+    named = prefix if callable(prefix) else (lambda c: prefix + c)
+    kind, i, f, s = (pl.col(named(c)) for c in ("kind", "i", "f", "s"))
     if dtype == pl.Null():
         return pl.lit(None, dtype=pl.Null())
     if dtype == pl.Boolean():

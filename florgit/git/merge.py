@@ -18,18 +18,27 @@ from florgit.git import refs, trees
 Resolve = Callable[[str, bytes, bytes], bytes]
 
 
-def union_trees(repo: pygit2.Repository, ours: pygit2.Tree, theirs: pygit2.Tree, resolve: Resolve, prefix: str = "") -> pygit2.Oid:
+def union_trees(
+    repo: pygit2.Repository, ours: pygit2.Tree, theirs: pygit2.Tree, resolve: Resolve, prefix: str = "",
+    exclude: frozenset[str] = frozenset(),
+) -> pygit2.Oid:
+    """Every path of both trees; paths of ``theirs`` listed in ``exclude`` are left out."""
     if ours.id == theirs.id:
         return ours.id
     builder = repo.TreeBuilder(ours)
     for entry in theirs:
         mine = ours[entry.name] if entry.name in ours else None
-        if mine is None:
+        if prefix + entry.name in exclude:
+            continue
+        if mine is None and entry.type_str == "tree" and any(p.startswith(f"{prefix}{entry.name}/") for p in exclude):
+            merged = union_trees(repo, _empty(repo), repo[entry.id], resolve, f"{prefix}{entry.name}/", exclude)
+            builder.insert(entry.name, merged, trees.TREE_MODE)
+        elif mine is None:
             builder.insert(entry.name, entry.id, entry.filemode)
         elif mine.id == entry.id:
             continue
         elif mine.type_str == "tree" and entry.type_str == "tree":
-            merged = union_trees(repo, repo[mine.id], repo[entry.id], resolve, f"{prefix}{entry.name}/")
+            merged = union_trees(repo, repo[mine.id], repo[entry.id], resolve, f"{prefix}{entry.name}/", exclude)
             builder.insert(entry.name, merged, trees.TREE_MODE)
         elif mine.type_str == "blob" and entry.type_str == "blob":
             data = resolve(prefix + entry.name, repo[mine.id].data, repo[entry.id].data)
@@ -38,13 +47,26 @@ def union_trees(repo: pygit2.Repository, ours: pygit2.Tree, theirs: pygit2.Tree,
     return builder.write()
 
 
-def merge_into(repo: pygit2.Repository, ref: str, other: str, resolve: Resolve, signature: pygit2.Signature) -> str:
+def merge_into(
+    repo: pygit2.Repository, ref: str, other: str, resolve: Resolve, signature: pygit2.Signature,
+    exclude: frozenset[str] = frozenset(),
+) -> str:
     """Bring commit ``other`` into ``ref``: fast-forward when possible, else a union merge
-    commit with both as parents. Compare-and-swap, so concurrent local writers are safe.
+    commit with both as parents. Paths in ``exclude`` (quarantined data) are left out of
+    the merged tree, so there is no fast-forward or plain creation while any are given.
+    Compare-and-swap, so concurrent local writers are safe.
     Returns what happened: 'up to date', 'fast-forward', 'merged' or 'created'."""
     other_id = pygit2.Oid(hex=other)
     for _ in range(refs.MAX_ATTEMPTS):
         reference = repo.references.get(ref)
+        if reference is None and exclude:
+            tree = union_trees(repo, _empty(repo), repo[other_id].peel(pygit2.Commit).tree, resolve, exclude=exclude)
+            commit = repo.create_commit(None, signature, signature, f"flor: take {other[:12]} into {ref}", tree, [other_id])
+            try:
+                repo.references.create(ref, commit, force=False)
+                return "created"
+            except (pygit2.GitError, ValueError):
+                continue
         if reference is None:
             try:
                 repo.references.create(ref, other_id)  # fails if someone created it meanwhile
@@ -54,17 +76,23 @@ def merge_into(repo: pygit2.Repository, ref: str, other: str, resolve: Resolve, 
         head = repo[reference.target].peel(pygit2.Commit)
         if head.id == other_id or repo.descendant_of(head.id, other_id):
             return "up to date"
-        if repo.descendant_of(other_id, head.id):
+        if repo.descendant_of(other_id, head.id) and not exclude:
             if _cas(reference, other_id):
                 return "fast-forward"
             continue
-        tree = union_trees(repo, head.tree, repo[other_id].peel(pygit2.Commit).tree, resolve)
+        tree = union_trees(repo, head.tree, repo[other_id].peel(pygit2.Commit).tree, resolve, exclude=exclude)
+        if exclude and tree == head.tree.id:
+            return "up to date"
         try:
             repo.create_commit(ref, signature, signature, f"flor: merge {other[:12]} into {ref}", tree, [head.id, other_id])
             return "merged"
         except (pygit2.GitError, OSError):
             continue
     raise RefUpdateConflict(ref, refs.MAX_ATTEMPTS)
+
+
+def _empty(repo: pygit2.Repository) -> pygit2.Tree:
+    return repo[repo.TreeBuilder().write()]
 
 
 def _cas(reference: pygit2.Reference, new: pygit2.Oid) -> bool:

@@ -14,21 +14,35 @@ from collections.abc import Callable
 
 import pygit2
 
-from florgit.errors import RefUpdateConflict
+from florgit.errors import RefUpdateConflict, StoreError
 
 MAX_ATTEMPTS = 200
 _MAX_SLEEP = 0.2
 
 
 def tip(repo: pygit2.Repository, ref: str) -> pygit2.Commit | None:
+    """The commit ``ref`` points at, or None if there is no such ref. A ref that points at
+    anything else (a blob, a missing object) is an error at once: retrying could never
+    fix it, and treating it as absent would make every writer fight over it."""
     try:
         reference = repo.references.get(ref)
     except (pygit2.GitError, ValueError):
         return None
     if reference is None:
         return None
-    obj = repo.get(reference.resolve().target)
-    return obj if isinstance(obj, pygit2.Commit) else None
+    try:
+        target = reference.resolve().target
+        obj = repo.get(target)
+    except (pygit2.GitError, KeyError, ValueError):
+        obj, target = None, getattr(reference, "target", "?")
+    if isinstance(obj, pygit2.Commit):
+        return obj
+    what = "a missing object" if obj is None else f"a {obj.type_str}"
+    raise StoreError(
+        f"{ref} points at {what} ({target}), not a commit, so florgit cannot use it; "
+        f"if you have a good copy, `git flor pull`; otherwise move it aside with "
+        f"`git update-ref -d {ref}` (that ref's runs can be fetched again from a remote)"
+    )
 
 
 def commit_cas(

@@ -46,11 +46,11 @@ def build(repo: pygit2.Repository, entries: dict[str, tuple[pygit2.Oid, int]]) -
     return builder.write()
 
 
-def put_many(repo: pygit2.Repository, base: pygit2.Tree | None, entries: dict[str, tuple[pygit2.Oid, int]]) -> pygit2.Oid:
-    """Return ``base`` with every ``path -> (oid, mode)`` of ``entries`` in place; each
-    subtree is rewritten once however many entries land in it."""
-    here: dict[str, tuple[pygit2.Oid, int]] = {}
-    below: dict[str, dict[str, tuple[pygit2.Oid, int]]] = {}
+def put_many(repo: pygit2.Repository, base: pygit2.Tree | None, entries: dict[str, tuple[pygit2.Oid | None, int]]) -> pygit2.Oid:
+    """Return ``base`` with every ``path -> (oid, mode)`` of ``entries`` in place (an oid of
+    None removes the path); each subtree is rewritten once however many entries land in it."""
+    here: dict[str, tuple[pygit2.Oid | None, int]] = {}
+    below: dict[str, dict[str, tuple[pygit2.Oid | None, int]]] = {}
     for path, value in entries.items():
         head, _, rest = path.partition("/")
         if rest:
@@ -59,7 +59,10 @@ def put_many(repo: pygit2.Repository, base: pygit2.Tree | None, entries: dict[st
             here[head] = value
     builder = repo.TreeBuilder(base) if base is not None else repo.TreeBuilder()
     for name, (oid, mode) in here.items():
-        builder.insert(name, oid, mode)
+        if oid is not None:
+            builder.insert(name, oid, mode)
+        elif builder.get(name) is not None:
+            builder.remove(name)
     for name, sub in below.items():
         builder.insert(name, put_many(repo, _subtree(repo, base, name), sub), TREE_MODE)
     return builder.write()

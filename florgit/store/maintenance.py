@@ -3,7 +3,6 @@ and ``gc`` what is left over (stale pending refs, dead index lines) before git's
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 
@@ -11,7 +10,8 @@ from florgit.errors import FlorgitError
 from florgit.git import GitRepo
 from florgit.git.command import run_git
 from florgit.store import checkpoints as ckpts
-from florgit.store import layout, runs
+from florgit.store import checks, layout, quarantine, runs
+from florgit.store.meta import NoteLine
 from florgit.store.recovery import recover_abandoned
 
 
@@ -25,8 +25,10 @@ class Report:
 
 
 def verify(repo: GitRepo, deep: bool = True) -> Report:
-    """Every object a run, note or checkpoint refers to is present and hash-valid; with
-    ``deep``, every Arrow table and checkpoint array is decoded and checked as well."""
+    """Every object a run, note or checkpoint refers to is present and hash-valid, and
+    every run passes the checks queries and pulls apply (store.checks); with ``deep``,
+    every table, replay part and checkpoint array is decoded and checked as well. Runs set
+    aside with ``git flor rm`` are not checked."""
     report = Report()
     checked: set[str] = set()
 
@@ -39,43 +41,46 @@ def verify(repo: GitRepo, deep: bool = True) -> Report:
             report.problems.append(f"{what}: object {oid} is {why}")
         return why is None
 
+    report.problems += runs.layout_problems(repo)
     stored = runs.list_runs(repo)
     report.runs = len(stored)
-    paths = {layout.run_path(r.run_id) for r in stored}
     for run in stored:
-        for path, _kind, oid in repo.walk(run.tree):
-            check(oid, f"run {run.run_id} {path}")
-        if deep:
-            _decode_run(repo, run, report)
-    for commit, lines in runs.run_notes(repo).items():
-        for line in lines:
-            report.notes += 1
-            try:
-                path = json.loads(line)["path"]
-            except (ValueError, KeyError, TypeError):
-                report.problems.append(f"note on {commit}: not a florgit note line: {line[:80]!r}")
-                continue
-            if path not in paths:
-                report.problems.append(f"note on {commit}: names {path}, which the shadow branch does not have")
-    for run_id in {r.run_id for r in stored}:
-        for info in ckpts.list_checkpoints(repo, run_id):
+        intact = True
+        try:
+            for path, _kind, oid in repo.walk(run.tree):
+                intact &= check(oid, f"run {run.run_id} {path}")
+        except FlorgitError as exc:
+            report.problems.append(f"run {run.run_id}: {exc}")
+            continue
+        if intact:
+            report.problems += checks.run_problems(repo, run, deep=deep)
+    _verify_notes(repo, report, {layout.run_path(r.run_id) for r in runs.list_runs(repo, removed=True)})
+    for run in stored:
+        good, bad = ckpts.scan_checkpoints(repo, run.run_id)
+        report.problems += [str(b.error) for b in bad]
+        for info in good:
             report.checkpoints += 1
-            if all(check(c, f"checkpoint {run_id} {info.loop} {info.iteration}") for c in info.chunks) and deep:
+            where = f"checkpoint {run.run_id} {info.loop} {info.iteration}"
+            if all(check(c, where) for c in info.chunks) and deep:
                 try:
-                    ckpts.load_arrays(repo, ckpts.read_manifest(repo, info), f"checkpoint {run_id} {info.loop} {info.iteration}")
+                    ckpts.load_arrays(repo, ckpts.read_manifest(repo, info), where)
                 except FlorgitError as exc:
                     report.problems.append(str(exc))
     report.objects = len(checked)
     return report
 
 
-def _decode_run(repo: GitRepo, run: runs.StoredRun, report: Report) -> None:
-    try:
-        runs.read_meta(repo, run)
-        for name in layout.TABLES:
-            runs.read_table(repo, run, name)
-    except Exception as exc:  # a damaged table must be reported, whatever the decoder says
-        report.problems.append(f"run {run.run_id}: cannot be read ({exc})")
+def _verify_notes(repo: GitRepo, report: Report, paths: set[str]) -> None:
+    for commit, lines in runs.run_notes(repo).items():
+        for line in lines:
+            report.notes += 1
+            try:
+                note = NoteLine.parse(line, commit)
+            except FlorgitError as exc:
+                report.problems.append(str(exc))
+                continue
+            if note.path not in paths and note.run not in quarantine.held(repo):
+                report.problems.append(f"note on {commit}: names {note.path}, which the shadow branch does not have")
 
 
 def gc(repo: GitRepo) -> list[str]:

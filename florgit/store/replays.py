@@ -2,17 +2,24 @@
 
 A replay writes ``runs/<day>/<run>/replays/<replay id>/<part>/`` on the shadow branch:
 ``records.arrows`` (the same format as the run's own records, with context ids of the
-*original* run, so queries merge them into the run's rows) and ``meta.json``. The
-replay id is a hash of the replayed names and the exact code that ran, so replaying the
-same thing twice finds it already there and adds nothing.
+*original* run, so queries merge them into the run's rows), ``meta.json`` and
+``code.py`` (the patched script that ran). The replay id is a hash of the replayed names
+and that code, so replaying the same thing twice finds it already there and adds
+nothing, and a part whose id does not match its names and code is refused. A part only
+adds values: names the run recorded itself are never replaced (see frames.loader).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
+import warnings
+from dataclasses import dataclass
 
+from florgit import validation as v
+from florgit.errors import FlorgitWarning, InvalidDataError, StoreError
 from florgit.git import GitRepo
 from florgit.store import layout
 from florgit.store.runs import StoredRun
@@ -32,9 +39,78 @@ def exists(repo: GitRepo, run_id: str, rid: str) -> bool:
     return repo.tree_at(layout.SHADOW_REF, f"{layout.run_path(run_id)}/{REPLAYS_DIR}/{rid}") is not None
 
 
-def store_replay(repo: GitRepo, spec, stored: StoredRun, buffers, started: float) -> tuple[int, int]:
-    """Map the replay's records onto the original contexts and commit them; returns
-    (values stored, values dropped because the original run had no such context)."""
+@dataclass(frozen=True)
+class ReplayPart:
+    """One stored replay part, validated: its id and part name are the ones its path
+    says, and its id is the hash of its names and the exact code that computed them."""
+
+    replay_id: str
+    part: str
+    names: tuple[str, ...]
+    strategy: str
+    execute: tuple[int, ...] | None
+    started: float
+    ended: float
+    values: int
+    dropped: int
+    records: bytes  # the Arrow stream, decoded by the caller
+
+    @classmethod
+    def parse(cls, run_id: str, rid: str, part: str, files: dict[str, bytes]) -> ReplayPart:
+        what = f"replay {rid}/{part} of run {run_id}"
+        missing = [n for n in (layout.META_FILE, layout.RECORDS, CODE_FILE) if n not in files]
+        if missing:
+            raise InvalidDataError(what, f"it has no {missing[0]}", run_id)
+        f = v.Fields(v.load_json(files[layout.META_FILE], what, run_id), what, run_id)
+        names = tuple(f.get("names", _names))
+        if f.get("replay_id", v.text) != rid or replay_id(list(names), _code(files[CODE_FILE], what, run_id)) != rid:
+            raise InvalidDataError(what, "its id is not the hash of its names and code (altered or forged)", run_id)
+        if f.get("part", v.text) != part or not PART.match(part):
+            raise f.fail("part", f"does not match its folder {part!r}")
+        execute = f.get("execute", _ints, default=None, optional=True)
+        return cls(
+            replay_id=rid,
+            part=part,
+            names=names,
+            strategy=f.get("strategy", v.one_of("run", "outer", "inner", "full")),
+            execute=None if execute is None else tuple(execute),
+            started=f.get("started", v.number),
+            ended=f.get("ended", v.number),
+            values=f.get("values", v.integer),
+            dropped=f.get("dropped", v.integer, default=0),
+            records=files[layout.RECORDS],
+        )
+
+
+PART = re.compile(r"\A(all|\d{1,9}-\d{1,9})\Z")
+RID = re.compile(r"\A[0-9a-f]{16}\Z")
+CODE_FILE = "code.py"  # the patched script that ran: the replay id is verified against it
+
+
+def _names(value: object) -> list[str]:
+    names = v.text_list(value)
+    if not names or len(names) > 1000:
+        raise v.BadField("must list the replayed names")
+    return [v.name(n) for n in names]
+
+
+def _ints(value: object) -> list[int]:
+    if type(value) is not list or len(value) > v.MAX_ITEMS:
+        raise v.BadField("must be a list of iteration numbers")
+    return [v.integer(x) for x in value]
+
+
+def _code(data: bytes, what: str, run_id: str) -> str:
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        raise InvalidDataError(what, "its code is not UTF-8 text", run_id) from None
+
+
+def store_replay(repo: GitRepo, spec, stored: StoredRun, buffers, started: float, code: str) -> tuple[int, int]:
+    """Map the replay's records onto the original contexts and commit them with the code
+    that computed them; returns (values stored, values dropped because the original run
+    had no such context)."""
     from florgit.codec import arrow
 
     original = _paths(
@@ -67,7 +143,11 @@ def store_replay(repo: GitRepo, spec, stored: StoredRun, buffers, started: float
 
     table = pa.Table.from_batches([arrow.record_batch(kept)], schema=arrow.RECORD_SCHEMA)
     tree = repo.write_tree(
-        {layout.RECORDS: repo.write_blob(arrow.to_stream_bytes(table)), layout.META_FILE: repo.write_blob(json.dumps(meta).encode())}
+        {
+            layout.RECORDS: repo.write_blob(arrow.to_stream_bytes(table)),
+            layout.META_FILE: repo.write_blob(json.dumps(meta).encode()),
+            CODE_FILE: repo.write_blob(code.encode()),
+        }
     )
     repo.put_tree_in_ref(
         layout.SHADOW_REF, replay_path(spec.run_id, spec.replay_id, spec.part), tree,
@@ -76,22 +156,34 @@ def store_replay(repo: GitRepo, spec, stored: StoredRun, buffers, started: float
     return len(kept), dropped
 
 
-def read_replays(repo: GitRepo, run: StoredRun) -> list[tuple[dict, bytes]]:
-    """Every stored replay part of a run: (meta, records stream), oldest first."""
+def read_replays(repo: GitRepo, run: StoredRun, problems: list[str] | None = None) -> list[ReplayPart]:
+    """Every valid replay part of a run, oldest first. A part that fails validation is
+    left out; why goes to ``problems`` (or a warning)."""
     replays = repo.subtree(run.tree, REPLAYS_DIR)
     if replays is None:
         return []
     found = []
-    for _rid, _part, part_tree in repo.nested_trees(replays):
-        files = repo.blobs_in_tree(part_tree, (layout.META_FILE, layout.RECORDS))
-        if len(files) == 2:
-            found.append((json.loads(files[layout.META_FILE]), files[layout.RECORDS]))
+    for rid, part, part_tree in repo.nested_trees(replays):
+        try:
+            if not RID.match(rid):
+                raise InvalidDataError(f"replay folder {rid[:40]!r} of run {run.run_id}", "it is not a replay id", run.run_id)
+            files = repo.blobs_in_tree(part_tree, (layout.META_FILE, layout.RECORDS, CODE_FILE), v.MAX_JSON_BYTES * 64)
+            found.append(ReplayPart.parse(run.run_id, rid, part, files))
+        except StoreError as exc:
+            _report(problems, str(exc))
     # Replays in the order they were made (later ones win per context); the parts of one
     # replay in loop order, however the processes that computed them finished.
-    first = {}
-    for meta, _data in found:
-        first[meta["replay_id"]] = min(first.get(meta["replay_id"], meta["started"]), meta["started"])
-    return sorted(found, key=lambda f: (first[f[0]["replay_id"]], (f[0].get("execute") or [0])[0]))
+    first: dict[str, float] = {}
+    for p in found:
+        first[p.replay_id] = min(first.get(p.replay_id, p.started), p.started)
+    return sorted(found, key=lambda p: (first[p.replay_id], (p.execute or (0,))[0]))
+
+
+def _report(problems: list[str] | None, message: str) -> None:
+    if problems is None:
+        warnings.warn(f"florgit: {message}", FlorgitWarning, stacklevel=3)
+    else:
+        problems.append(message)
 
 
 def _table(repo: GitRepo, stored: StoredRun, name: str) -> list[dict]:

@@ -9,13 +9,15 @@ only ever race on the ref, which compare-and-swap resolves.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 from typing import TYPE_CHECKING
 
-from florgit.errors import RunNotFoundError, StoreError
+from florgit import validation
+from florgit.errors import FlorgitWarning, InvalidDataError, RunNotFoundError, StoreError
 from florgit.git import GitRepo
-from florgit.store import layout
+from florgit.store import layout, tombstones, trust
 from florgit.store.meta import RunMeta
 
 if TYPE_CHECKING:
@@ -37,8 +39,12 @@ def persist_run(repo: GitRepo, meta: RunMeta, tables: dict[str, bytes]) -> None:
     code = {layout.CODE_DIR: meta.code_tree} if meta.code_tree and repo.has_object(meta.code_tree) else {}
     run_tree = repo.write_tree(blobs, code)
     repo.put_tree_in_ref(layout.SHADOW_REF, path, run_tree, f"flor: run {meta.run_id} ({meta.status})")
+    trust.mark_own(repo, meta.run_id)  # recorded in this clone: its code is the user's own
     if meta.user_commit:
-        _add_note(repo, meta, path)
+        try:
+            _add_note(repo, meta, path)
+        except StoreError as exc:  # the run itself is stored; its note is only an index
+            warnings.warn(f"florgit: run {meta.run_id} is stored but its note is not: {exc}", FlorgitWarning, stacklevel=2)
     repo.delete_ref(layout.pending_ref(meta.run_id))
 
 
@@ -74,18 +80,43 @@ def copy_notes(repo: GitRepo, pairs: list[tuple[str, str]]) -> int:
     return copied
 
 
-def list_runs(repo: GitRepo) -> list[StoredRun]:
-    """Every run on the shadow branch, oldest first."""
+def list_runs(repo: GitRepo, *, removed: bool = False) -> list[StoredRun]:
+    """Every run on the shadow branch, oldest first; runs set aside with ``git flor rm``
+    are left out unless ``removed``. Entries whose names are not florgit run paths are
+    skipped here and reported by :func:`layout_problems`."""
     runs_tree = repo.tree_at(layout.SHADOW_REF, layout.RUNS_DIR)
     if runs_tree is None:
         return []
-    found = [StoredRun(run_id, tree) for _day, run_id, tree in repo.nested_trees(runs_tree)]
+    found = [StoredRun(run_id, tree) for day, run_id, tree in repo.nested_trees(runs_tree) if _is_run_path(day, run_id)]
+    if not removed:
+        gone = tombstones.removed(repo)
+        found = [r for r in found if r.run_id not in gone]
     return sorted(found, key=lambda r: r.run_id)
 
 
-def find_run(repo: GitRepo, prefix: str) -> StoredRun:
+def _is_run_path(day: str, run_id: str) -> bool:
+    return validation.RUN_ID.match(run_id) is not None and run_id[:8] == day
+
+
+def layout_problems(repo: GitRepo) -> list[str]:
+    """Entries under ``runs/`` that are not ``<day>/<run id>`` trees."""
+    runs_tree = repo.tree_at(layout.SHADOW_REF, layout.RUNS_DIR)
+    if runs_tree is None:
+        return []
+    problems = []
+    for day, kind, oid in repo.list_tree(runs_tree):
+        if kind != "tree":
+            problems.append(f"{layout.RUNS_DIR}/{day} is not a folder of runs; it is ignored")
+            continue
+        for run_id, sub_kind, _oid in repo.list_tree(oid):
+            if sub_kind != "tree" or not _is_run_path(day, run_id):
+                problems.append(f"{layout.RUNS_DIR}/{day}/{run_id} is not a florgit run path; it is ignored")
+    return problems
+
+
+def find_run(repo: GitRepo, prefix: str, *, removed: bool = False) -> StoredRun:
     """The run whose id is ``prefix`` or starts with it (it must be unique)."""
-    matches = [r for r in list_runs(repo) if r.run_id.startswith(prefix)]
+    matches = [r for r in list_runs(repo, removed=removed) if r.run_id.startswith(prefix)]
     exact = [r for r in matches if r.run_id == prefix]
     if exact:
         return exact[0]
@@ -95,11 +126,12 @@ def find_run(repo: GitRepo, prefix: str) -> StoredRun:
 
 
 def read_meta(repo: GitRepo, run: StoredRun) -> RunMeta:
-    return meta_from(_file(repo, run, layout.META_FILE))
+    """The run's validated meta.json (InvalidDataError if it fails a check)."""
+    return meta_from(_file(repo, run, layout.META_FILE), run.run_id)
 
 
-def meta_from(data: bytes) -> RunMeta:
-    return RunMeta.from_json(data)
+def meta_from(data: bytes, run_id: str) -> RunMeta:
+    return RunMeta.parse(data, run_id)
 
 
 def read_files(repo: GitRepo, run: StoredRun, names: tuple[str, ...]) -> dict[str, bytes]:
@@ -107,15 +139,25 @@ def read_files(repo: GitRepo, run: StoredRun, names: tuple[str, ...]) -> dict[st
     found = repo.blobs_in_tree(run.tree, names)
     missing = [n for n in names if n not in found]
     if missing:
-        raise StoreError(f"run {run.run_id} has no {missing[0]}; run `git flor verify` to see what is damaged")
+        raise InvalidDataError(f"run {run.run_id}", f"it has no {missing[0]} (missing or not a file)", run.run_id)
     return found
 
 
 def read_table(repo: GitRepo, run: StoredRun, name: str) -> pa.Table:
-    """One of the run's tables (``layout.RECORDS``, ``LOOPS``, ``STARTS``, ``ENDS``)."""
-    from florgit.codec import arrow
+    """One of the run's tables (``layout.RECORDS``, ``LOOPS``, ``STARTS``, ``ENDS``), its
+    declared sizes checked before it is decoded and its contents validated after."""
+    from florgit.codec import arrow, ipc_bounds
 
-    return arrow.from_stream_bytes(_file(repo, run, name))
+    data, what = _file(repo, run, name), f"{name} of run {run.run_id}"
+    schema = {layout.RECORDS: arrow.RECORD_SCHEMA, layout.LOOPS: arrow.LOOP_SCHEMA,
+              layout.STARTS: arrow.START_SCHEMA, layout.ENDS: arrow.END_SCHEMA}[name]  # fmt: skip
+    ipc_bounds.check_stream(data, schema, validation.memory_budget(), what, run.run_id)
+    try:
+        table = arrow.from_stream_bytes(data)
+        table.validate(full=True)  # e.g. string offsets that point outside their buffer
+    except Exception as exc:  # pyarrow's errors: whatever it is, the table is unusable
+        raise InvalidDataError(what, f"it cannot be decoded ({str(exc)[:200]})", run.run_id) from None
+    return table
 
 
 def _file(repo: GitRepo, run: StoredRun, name: str) -> bytes:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from florgit.errors import StoreError
 from florgit.git import GitRepo
 from florgit.git.command import GitCommandError, ensure_config, run_git
-from florgit.store import layout
+from florgit.store import layout, quarantine
 
 PUSH_ATTEMPTS = 8
 
@@ -68,12 +68,20 @@ def fetch(repo: GitRepo, remote: str, checkpoints: bool = False) -> list[SharedR
 
 
 def merge_tracking(repo: GitRepo, remote: str, refs: list[SharedRef] | tuple[SharedRef, ...]) -> dict[str, str]:
-    """Union-merge each fetched tracking ref into its local ref."""
+    """Union-merge each fetched tracking ref into its local ref. Runs that fail the
+    checks are quarantined, not merged: they are reported as ``quarantined <run>: why``."""
     done = {}
     for ref in refs:
-        other = repo.ref_tip(tracking_ref(remote, ref))
-        if other is not None:
-            done[ref.local] = repo.merge_ref(ref.local, other, union_notes=ref.notes)
+        tracking = tracking_ref(remote, ref)
+        other = repo.ref_tip(tracking)
+        if other is None:
+            continue
+        bad = quarantine.incoming_problems(repo, tracking) if ref.local == layout.SHADOW_REF else {}
+        done[ref.local] = repo.merge_ref(ref.local, other, union_notes=ref.notes, exclude=frozenset(bad))
+        if ref.local == layout.SHADOW_REF:
+            quarantine.hold(repo, remote, bad)
+            for path, why in bad.items():
+                done[f"quarantined {path.rsplit('/', 1)[-1]}"] = why
     return done
 
 

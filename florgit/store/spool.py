@@ -14,6 +14,7 @@ import shutil
 import time
 from collections.abc import Iterator
 
+from florgit.errors import InvalidDataError
 from florgit.store import layout
 from florgit.store.meta import RunMeta
 
@@ -62,8 +63,8 @@ class AbandonedSpool:
     def meta(self) -> RunMeta | None:
         try:
             with open(self.path(layout.SPOOL_META), "rb") as f:
-                return RunMeta.from_json(f.read())
-        except (OSError, ValueError, TypeError):
+                return RunMeta.parse(f.read(), os.path.basename(self.dir))
+        except (OSError, InvalidDataError):
             return None
 
     def last_write(self) -> float:

@@ -1,0 +1,96 @@
+"""What is wrong with one stored run: the checks ``git flor verify`` reports and
+``git flor pull`` quarantines by. One function, so both judge a run the same way.
+
+A run is checked through the same typed boundaries queries read it with (meta model,
+bounded Arrow decoding, replay part model), plus what only a full check can afford: the
+references between its tables, replay parts that would replace recorded values, and the
+names and modes of every entry of its code snapshot (git fsck --strict's rules).
+"""
+
+from __future__ import annotations
+
+from florgit import validation
+from florgit.errors import StoreError
+from florgit.git import GitRepo
+from florgit.store import layout
+from florgit.store.replays import read_replays
+from florgit.store.runs import StoredRun, meta_from, read_files
+
+_TABLES = {layout.RECORDS: "RECORD_SCHEMA", layout.STARTS: "START_SCHEMA", layout.LOOPS: "LOOP_SCHEMA", layout.ENDS: "END_SCHEMA"}
+_MODES = {0o100644, 0o100755, 0o040000, 0o120000, 0o160000}  # blob, exec, tree, link, submodule
+
+
+def run_problems(repo: GitRepo, run: StoredRun, *, deep: bool = True) -> list[str]:
+    """Every problem found in ``run``, each one line naming the run; empty if none."""
+    problems: list[str] = []
+    try:
+        files = read_files(repo, run, (layout.META_FILE, *_TABLES))
+        meta = meta_from(files[layout.META_FILE], run.run_id)
+    except StoreError as exc:
+        return [str(exc)]
+    problems += _code_problems(repo, run)
+    if meta.code_tree is not None and repo.subtree(run.tree, layout.CODE_DIR) not in (None, meta.code_tree):
+        problems.append(f"run {run.run_id}: its code/ tree is not the code_tree its meta.json names")
+    if deep:
+        problems += _table_problems(repo, run, files)
+    return problems
+
+
+def _code_problems(repo: GitRepo, run: StoredRun) -> list[str]:
+    code = repo.subtree(run.tree, layout.CODE_DIR)
+    if code is None:
+        return []
+    try:
+        for parts, mode, _oid in repo.walk_entries(code):
+            why = validation.entry_name_problem(parts[-1])
+            if why is None and mode not in _MODES:
+                why = f"mode {mode:o}"
+            if why is not None:
+                shown = "/".join(parts)[:200]
+                return [f"run {run.run_id}: its code snapshot has an entry git fsck refuses ({why}: {shown!r})"]
+    except StoreError as exc:
+        return [f"run {run.run_id}: its code snapshot cannot be read ({exc})"]
+    return []
+
+
+def _table_problems(repo: GitRepo, run: StoredRun, files: dict[str, bytes]) -> list[str]:
+    import polars as pl
+
+    from florgit.codec import arrow, ipc_bounds
+
+    budget = validation.memory_budget()
+    frames = {}
+    try:
+        for name, schema in _TABLES.items():
+            frames[name] = ipc_bounds.read_checked(files[name], getattr(arrow, schema), budget, None, name, run.run_id)
+    except StoreError as exc:
+        return [f"run {run.run_id}: {exc}"]
+    problems: list[str] = []
+    records, starts, loops = frames[layout.RECORDS], frames[layout.STARTS], frames[layout.LOOPS]
+    if records.height and not records.get_column("ctx").is_between(0, starts.height).all():
+        problems.append(f"run {run.run_id}: its records refer to loop iterations it does not have")
+    if starts.height and not starts.get_column("loop_id").is_between(1, loops.height).all():
+        problems.append(f"run {run.run_id}: its iterations refer to loops it does not have")
+    if loops.height and not loops.get_column("parent").is_between(0, starts.height).all():
+        problems.append(f"run {run.run_id}: its loops refer to iterations it does not have")
+    for column, frame in (("name", records), ("loop", loops)):
+        bad = [n for n in frame.get_column(column).unique().to_list() if validation.name_problem(n)]
+        if bad:
+            problems.append(f"run {run.run_id}: it holds a name florgit refuses ({bad[0][:60]!r})")
+    recorded = set(records.get_column("name").unique().to_list())
+    for part in read_replays(repo, run, problems):
+        try:
+            added = ipc_bounds.read_checked(part.records, arrow.RECORD_SCHEMA, budget, None, "records.arrows", run.run_id)
+        except StoreError as exc:
+            problems.append(f"run {run.run_id}: replay {part.replay_id}/{part.part}: {exc}")
+            continue
+        names = set(added.get_column("name").unique().to_list())
+        if names & recorded or names - set(part.names):
+            clash = sorted((names & recorded) | (names - set(part.names)))[0]
+            problems.append(
+                f"run {run.run_id}: replay {part.replay_id}/{part.part} tries to set {clash!r}, which the run "
+                "recorded itself or the replay does not declare (queries ignore those values)"
+            )
+        if added.height and not added.filter(~pl.col("ctx").is_between(0, starts.height)).is_empty():
+            problems.append(f"run {run.run_id}: replay {part.replay_id}/{part.part} refers to loop iterations the run does not have")
+    return problems

@@ -1,0 +1,273 @@
+"""One bad run never hurts the others: corrupt, malformed and hostile runs, made locally
+or pulled from a remote, are left out with one warning, listed by verify, quarantined by
+pull and set aside for good by `git flor rm`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import warnings
+
+import pytest
+
+import florgit as flor
+from florgit.errors import FlorgitWarning, StoreError
+from florgit.git import open_repo
+from florgit.store import layout
+from tests import forge
+from tests.conftest import Repo, git, make_repo
+
+TRAIN = """
+import florgit as flor
+flor.set_echo(False)
+lr = flor.arg("lr", 0.1)
+for epoch in flor.loop("epoch", range(3)):
+    flor.log("loss", 1.0 / (epoch + 1))
+"""
+
+
+def _flor(repo: Repo, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "florgit.cli.main", *args], cwd=repo.path, capture_output=True, text=True)
+
+
+def _own_runs(repo: Repo, n: int = 2) -> list[str]:
+    repo.write("train.py", TRAIN)
+    repo.commit("train")
+    for _ in range(n):
+        repo.run("train.py")
+    return sorted(flor.runs()["run_id"].to_list())
+
+
+def _query_all() -> tuple[list, list[str]]:
+    """The dataframe of every run, and the florgit warnings raised while it was built."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        df = flor.dataframe("lr", "loss")
+        flor.scan().collect()
+        flor.query("SELECT count(*) AS n FROM records")
+        flor.runs()
+    return df.sort("run_id", "epoch").rows(), [str(w.message) for w in caught if issubclass(w.category, FlorgitWarning)]
+
+
+BAD_METAS = {
+    "not json": b"{ this is not json",
+    "start not a date": {"start": "not-a-date"},
+    "records not a number": {"records": "many"},
+    "args a list": {"args": ["lr", 1]},
+    "status unknown": {"status": "pwned"},
+    "user_commit an option": {"user_commit": "--output=/tmp/florgit-pwned"},
+    "run_id of another run": {"run_id": "20250101-000000.000-0000beef"},
+    "arg name with ESC": {"args": {"\x1b[2J": 1}},
+    "huge": b" " * (17 * 1024 * 1024),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_METAS))
+def test_a_run_with_bad_meta_is_left_out_and_the_others_still_query(repo, case):
+    mine = _own_runs(repo)
+    before, _ = _query_all()
+    bad = BAD_METAS[case]
+    run_id = forge.new_id()
+    meta = bad if isinstance(bad, bytes) else forge.good_meta(run_id, **bad)
+    forge.forge_run(repo.path, meta, run_id)
+    after, warned = _query_all()
+    assert after == before
+    assert any(run_id in w and "git flor rm" in w for w in warned), warned
+    out = _flor(repo, "log")
+    assert out.returncode == 0 and all(r in out.stdout for r in mine), out.stderr
+    assert "Traceback" not in out.stderr
+    verify = _flor(repo, "verify")
+    assert verify.returncode == 1 and run_id in verify.stderr and "Traceback" not in verify.stderr
+
+
+TABLE_CASES = {
+    "records refer to a missing iteration": {"records": [(7, "loss", 1.0)]},
+    "iteration of a missing loop": {"starts": [(1, 9, 0, None, 0.0)], "records": [(1, "loss", 1.0)]},
+    "loop under a missing iteration": {"loops": [(1, 5, 1, "epoch")], "starts": [(1, 1, 0, None, 0.0)]},
+    "name with a control character": {"records": [(0, "lo\x1bss", 1.0)]},
+    "records table is garbage": {"files": {layout.RECORDS: b"\xff\xff\xff\xff garbage"}},
+    "records table is a loops table": {"files": {layout.RECORDS: forge.tables()[layout.LOOPS]}},
+}
+
+
+@pytest.mark.parametrize("case", sorted(TABLE_CASES))
+def test_a_run_with_bad_tables_is_left_out(repo, case):
+    _own_runs(repo)
+    before, _ = _query_all()
+    run_id = forge.forge_run(repo.path, **TABLE_CASES[case])
+    after, warned = _query_all()
+    assert after == before
+    assert any(run_id in w for w in warned), warned
+    verify = _flor(repo, "verify")
+    assert verify.returncode == 1 and run_id in verify.stderr
+
+
+def test_internal_and_metadata_names_in_stored_data_give_a_defined_frame(repo):
+    # Written by another tool or an older florgit: names florgit now refuses to log.
+    forge.forge_run(
+        repo.path,
+        records=[(0, "run_id", "mine"), (0, "script", 3), (1, "run", 1.5), (1, "i", 2)],
+        loops=[(1, 0, 1, "sidx")],
+        starts=[(1, 1, 0, None, 0.0)],
+    )
+    df = flor.dataframe("run_id", "script", "run", "i")
+    assert df.columns == ["run_id", "start_time", "script", "sidx", "log:run_id", "log:script", "run", "i"]
+    assert df.row(0, named=True)["log:run_id"] == "mine" and df["run"].to_list() == [1.5]
+
+
+@pytest.mark.parametrize("kind", ["meta", "records", "run tree"])
+def test_a_missing_object_leaves_only_its_run_out(repo, kind):
+    _own_runs(repo)
+    before, _ = _query_all()
+    run_id = forge.forge_run(repo.path)
+    git_repo = open_repo(str(repo.path))
+    run_tree = git_repo.tree_at(layout.SHADOW_REF, layout.run_path(run_id))
+    entries = {name: oid for name, _k, oid in git_repo.list_tree(run_tree)}
+    target = {"meta": entries[layout.META_FILE], "records": entries[layout.RECORDS], "run tree": run_tree}[kind]
+    forge.delete_object(repo.path, target)
+    after, warned = _query_all()
+    assert [r for r in after] == before
+    assert any(run_id in w for w in warned) or kind == "run tree"
+    verify = _flor(repo, "verify")
+    assert verify.returncode == 1 and "Traceback" not in verify.stderr
+
+
+def test_a_garbled_object_is_reported_not_raised(repo):
+    _own_runs(repo)
+    run_id = forge.forge_run(repo.path)
+    git_repo = open_repo(str(repo.path))
+    meta_oid = dict((n, o) for n, _k, o in git_repo.list_tree(git_repo.tree_at(layout.SHADOW_REF, layout.run_path(run_id))))[layout.META_FILE]
+    path = forge.object_file(repo.path, meta_oid)
+    path.chmod(0o644)
+    path.write_bytes(b"x\x9c" + b"\x00" * 20)  # not zlib data any more
+    _after, _warned = _query_all()
+    verify = _flor(repo, "verify")
+    assert verify.returncode == 1 and meta_oid in verify.stderr
+
+
+def test_rm_sets_a_bad_run_aside_for_good(repo):
+    _own_runs(repo)
+    run_id = forge.forge_run(repo.path, b"not json")
+    assert _flor(repo, "verify").returncode == 1
+    out = _flor(repo, "rm", run_id)
+    assert out.returncode == 0 and run_id in out.stdout
+    _, warned = _query_all()
+    assert warned == []
+    assert _flor(repo, "verify").returncode == 0
+    assert run_id not in _flor(repo, "log").stdout
+    # union merges bring the run's path again; the tombstone still holds
+    forge.put_run(repo.path, layout.run_path(run_id), {layout.META_FILE: b"still not json"})
+    assert _query_all()[1] == []
+    assert _flor(repo, "rm", "--undo", run_id).returncode == 0
+    assert any(run_id in w for w in _query_all()[1])
+
+
+def test_replay_values_never_replace_recorded_ones(repo):
+    mine = _own_runs(repo, 1)
+    before, _ = _query_all()
+    from florgit.store import replays
+
+    code = "print('forged')\n"
+    rid = replays.replay_id(["loss"], code)
+    meta = {"replay_id": rid, "part": "all", "names": ["loss"], "strategy": "full", "execute": None,
+            "started": time.time(), "ended": time.time(), "values": 1, "dropped": 0}  # fmt: skip
+    files = {
+        layout.META_FILE: json.dumps(meta).encode(),
+        layout.RECORDS: forge.tables(records=[(0, "loss", 999.0), (0, "lr", 999.0)])[layout.RECORDS],
+        replays.CODE_FILE: code.encode(),
+    }
+    forge.put_run(repo.path, replays.replay_path(mine[0], rid, "all"), files)
+    after, warned = _query_all()
+    assert after == before and any("ignored" in w for w in warned)
+    verify = _flor(repo, "verify")
+    assert verify.returncode == 1 and "tries to set" in verify.stderr
+
+
+def test_a_replay_part_whose_id_does_not_match_its_code_is_refused(repo):
+    mine = _own_runs(repo, 1)
+    from florgit.store import replays
+
+    rid = replays.replay_id(["grad"], "the real code\n")
+    meta = {"replay_id": rid, "part": "all", "names": ["grad"], "strategy": "full", "execute": None,
+            "started": 1.0, "ended": 2.0, "values": 1, "dropped": 0}  # fmt: skip
+    files = {
+        layout.META_FILE: json.dumps(meta).encode(),
+        layout.RECORDS: forge.tables(records=[(0, "grad", 1.0)])[layout.RECORDS],
+        replays.CODE_FILE: b"other code\n",
+    }
+    forge.put_run(repo.path, replays.replay_path(mine[0], rid, "all"), files)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        df = flor.dataframe("grad")
+    assert df["grad"].drop_nulls().to_list() == []
+    assert any("forged" in str(w.message) for w in caught)
+
+
+def test_a_flor_ref_pointing_at_a_blob_is_a_clear_error_at_once(repo):
+    _own_runs(repo, 1)
+    blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=repo.path, input="x", capture_output=True, text=True).stdout.strip()
+    git(repo.path, "update-ref", layout.NOTES_REF, blob)
+    start = time.monotonic()
+    proc = repo.run("train.py", check=False)
+    assert time.monotonic() - start < 15
+    assert "refs/notes/flor" in proc.stderr and "update-ref -d" in proc.stderr
+    assert len(flor.runs()) == 2  # the run itself is stored
+    (repo.path / ".git" / layout.SHADOW_REF).write_text(blob + "\n")  # git itself refuses to do this
+    start = time.monotonic()
+    out = _flor(repo, "log")
+    assert time.monotonic() - start < 10
+    assert out.returncode == 1 and "flor.shadow" in out.stderr and "Traceback" not in out.stderr
+    with pytest.raises(StoreError, match="not a commit"):
+        flor.runs()
+
+
+# -- pulled from a hostile remote ----------------------------------------------------------
+
+
+@pytest.fixture
+def hostile_remote(tmp_path):
+    """A bare remote whose shadow branch holds good runs and every kind of bad one."""
+    mallory = make_repo(tmp_path / "mallory")
+    mallory.write("train.py", TRAIN)
+    mallory.commit("train")
+    mallory.run("train.py")
+    bad = {}
+    for case, change in BAD_METAS.items():
+        if case == "huge":
+            continue
+        run_id = forge.new_id("20250202")
+        meta = change if isinstance(change, bytes) else forge.good_meta(run_id, **change)
+        bad[case] = forge.forge_run(mallory.path, meta, run_id)
+    for case, change in TABLE_CASES.items():
+        bad[case] = forge.forge_run(mallory.path, run_id=forge.new_id("20250202"), **change)
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    git(mallory.path, "push", "-q", str(bare), "main", f"{layout.SHADOW_REF}:{layout.SHADOW_REF}")
+    good = [r for r in json.loads(subprocess.run(
+        [sys.executable, "-c", "import florgit as f, json; print(json.dumps(f.runs()['run_id'].to_list()))"],
+        cwd=mallory.path, capture_output=True, text=True).stdout) if r not in bad.values()]  # fmt: skip
+    return bare, bad, good
+
+
+def test_pull_quarantines_bad_runs_and_keeps_the_clone_intact(hostile_remote, tmp_path, monkeypatch):
+    bare, bad, good = hostile_remote
+    git(tmp_path, "clone", "-q", str(bare), str(tmp_path / "bob"))
+    bob = Repo(tmp_path / "bob")
+    monkeypatch.chdir(bob.path)
+    bob.run("train.py")
+    before, _ = _query_all()
+    out = _flor(bob, "pull")
+    assert out.returncode == 0, out.stderr
+    for case, run_id in bad.items():
+        assert f"quarantined {run_id}" in out.stdout, case
+    after, warned = _query_all()
+    assert warned == []
+    assert [r for r in after if r[0] in {row[0] for row in before}] == before
+    assert set(flor.runs()["run_id"].to_list()) == {row[0] for row in before} | set(good)
+    assert _flor(bob, "verify").returncode == 0
+    # pulling again changes nothing and still reports them
+    again = _flor(bob, "pull")
+    assert again.returncode == 0 and all(r in again.stdout for r in bad.values())
+    git(bob.path, "fsck", "--strict")
