@@ -148,9 +148,10 @@ def test_large_tensor_is_chunked_and_restores(repo, monkeypatch):
     run = flor.current_run_id()
     flor.commit()
     manifest = store.read_manifest(open_repo(), flor.checkpoints(run)[-1])
-    weight = next(a for a in manifest["arrays"] if a["shape"] == [64, 64])
-    assert len(weight["chunks"]) == 4
-    assert all(c["size"] < 4096 + 64 for c in weight["chunks"])
+    weight = next(a for a in manifest.arrays if a.shape == (64, 64))
+    assert weight.path == "model.weight"
+    assert len(weight.chunks) == 4
+    assert all(c.size < 4096 + 64 and c.raw == 4096 for c in weight.chunks)
     fresh = torch.nn.Linear(64, 64)
     flor.load_checkpoint(run, model=fresh)
     assert torch.equal(fresh.weight, big.weight)
@@ -162,8 +163,8 @@ def _unique_chunks(run, part="objects"):
     chunks: set[str] = set()
     for info in flor.checkpoints(run):
         manifest = store.read_manifest(git, info)
-        refs = _tensor_refs(manifest[part])
-        chunks |= {c["id"] for i in refs for c in manifest["arrays"][i]["chunks"]}
+        refs = _tensor_refs(getattr(manifest, part))
+        chunks |= {c.id for i in refs for c in manifest.arrays[i].chunks}
     return chunks
 
 
@@ -213,7 +214,7 @@ def test_corrupted_or_missing_chunk_is_a_clear_error(repo):
     run = _checkpoint_once(model)
     info = flor.checkpoints(run)[-1]
     manifest = store.read_manifest(open_repo(), info)
-    chunk = next(a for a in manifest["arrays"] if a["shape"] == [32, 32])["chunks"][0]["id"]
+    chunk = next(a for a in manifest.arrays if a.shape == (32, 32)).chunks[0].id
     path = repo.path / ".git" / "objects" / chunk[:2] / chunk[2:]
     os.chmod(path, 0o644)
     data = bytearray(path.read_bytes())

@@ -32,43 +32,61 @@ def load_checkpoint(run: str, iteration: int | None = None, *, rng: bool = True,
 
     git = open_repo(require_workdir=False)
     run_id = _run_id(git, run)
-    found = [c for c in store.list_checkpoints(git, run_id) if c.phase == "start"]
+    good, bad = store.scan_checkpoints(git, run_id)
+    found = sorted((c for c in (*good, *bad) if c.phase == "start"), key=lambda c: (c.loop_id, c.boundary))
     if not found:
         raise CheckpointError(f"run {run_id} has no checkpoints; wrap its training loop in flor.checkpointing(...)")
     if iteration is None:
-        info = max(found, key=lambda c: (c.loop_id, c.boundary))
+        info = found[-1]
     else:
         matches = [c for c in found if c.iteration == iteration]
         if not matches:
             have = ", ".join(str(c.iteration) for c in found)
             raise CheckpointError(f"run {run_id} has no checkpoint at the end of iteration {iteration}; it has: {have}")
         info = matches[-1]
+    if isinstance(info, store.BadCheckpoint):  # never quietly fall back to another state
+        loadable = ", ".join(str(c.iteration) for c in good if c.phase == "start") or "none"
+        raise CheckpointError(f"{info.error} (iterations that load: {loadable})")
+    store.warn_bad(bad)
     restore(git, info, objs, rng=rng)
     return info
 
 
 def restore(git, info, objs: dict[str, object], *, rng: bool = True) -> None:
     """Load checkpoint ``info`` into ``objs`` (used by load_checkpoint and replay)."""
-    from florgit.api.checkpointer import restore_rng
     from florgit.codec import statetree
     from florgit.store import checkpoints as store
 
-    where = f"run {info.run_id} {info.loop} iteration {info.iteration}"
+    where = store.describe(info)
     manifest = store.read_manifest(git, info)
     arrays = store.load_arrays(git, manifest, where)
-    states = statetree.decode(manifest["objects"], arrays)
-    grads = statetree.decode(manifest.get("grads", {}), arrays)
+    states = statetree.decode(manifest.objects, arrays)
+    grads = statetree.decode(manifest.grads, arrays)
     for name, obj in objs.items():
         if name not in states:
             raise CheckpointError(f"{where} has no object {name!r}; it has {sorted(states)}")
-        obj.load_state_dict(states[name])
+        _apply(where, name, lambda: obj.load_state_dict(states[name]))
         if hasattr(obj, "named_parameters"):
-            saved = grads.get(name, {})
-            for pname, param in obj.named_parameters():
-                grad = saved.get(pname)
-                param.grad = None if grad is None else grad.to(device=param.device, dtype=param.dtype).clone()
+            _apply(where, f"{name} .grad", lambda: _restore_grads(obj, grads.get(name, {})))
     if rng:
-        restore_rng(statetree.decode(manifest.get("rng", {}), arrays))
+        from florgit.api.checkpointer import restore_rng
+
+        _apply(where, "random states", lambda: restore_rng(statetree.decode(manifest.rng, arrays)))
+
+
+def _restore_grads(module, saved: dict) -> None:
+    for pname, param in module.named_parameters():
+        grad = saved.get(pname)
+        param.grad = None if grad is None else grad.to(device=param.device, dtype=param.dtype).clone()
+
+
+def _apply(where: str, what: str, step) -> None:
+    """Run one restore step; state that does not fit (a stored shape or type the object
+    refuses) is a CheckpointError naming the checkpoint and the object."""
+    try:
+        step()
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        raise CheckpointError(f"{where}: {what} cannot take the stored state ({type(exc).__name__}: {str(exc)[:300]})") from exc
 
 
 def _run_id(git, run: str) -> str:

@@ -69,7 +69,7 @@ def decode(data: Any, arrays: list) -> Any:
             return arrays[_index(value, arrays)]
         if tag == _TUPLE:
             return tuple(decode(v, arrays) for v in value)
-        if tag == _DICT:
+        if tag == _DICT:  # store.manifest checks these are [key, value] pairs
             return {_hashable(decode(k, arrays)): decode(v, arrays) for k, v in value}
         if tag == _DTYPE:
             return _dtype(value)
@@ -78,13 +78,6 @@ def decode(data: Any, arrays: list) -> Any:
 
 def dumps(tree: Any) -> bytes:
     return json.dumps(tree, allow_nan=True, separators=(",", ":")).encode()
-
-
-def loads(data: bytes) -> Any:
-    try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"checkpoint manifest is not florgit JSON ({exc}); refusing to load it") from None
 
 
 def _index(value: Any, arrays: list) -> int:

@@ -8,6 +8,8 @@ no dictionary), so the same bytes always give the same git object id; tensors ab
 from __future__ import annotations
 
 import hashlib
+import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,20 +56,24 @@ def raw_bytes(value: Any) -> memoryview:
     return memoryview(np.ascontiguousarray(value).reshape(-1).view(np.uint8)).cast("B")
 
 
-def from_raw(meta: ArrayMeta, data: bytes | bytearray) -> Any:
+def from_raw(meta: Any, data: bytearray) -> Any:
+    """The array ``meta`` (kind, dtype, shape) describes, sharing ``data``'s memory: the
+    loader decompresses into a buffer of exactly the right size, so no copy is made."""
     if meta.kind == "torch":
         import torch
 
         dtype = getattr(torch, meta.dtype, None)
-        if not isinstance(dtype, torch.dtype):
-            raise CheckpointError(f"unknown torch dtype {meta.dtype!r} in a checkpoint")
+        if not isinstance(dtype, torch.dtype) or dtype.itemsize * math.prod(meta.shape) != len(data):
+            raise CheckpointError(f"this torch has no dtype {meta.dtype!r} of the size the checkpoint holds")
         if not data:
             return torch.empty(meta.shape, dtype=dtype)
-        flat = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-        return flat.view(dtype).reshape(meta.shape)
+        return torch.frombuffer(data, dtype=torch.uint8).view(dtype).reshape(meta.shape)
     import numpy as np
 
-    return np.frombuffer(bytes(data), dtype=np.dtype(meta.dtype)).reshape(meta.shape).copy()
+    dtype = np.dtype(meta.dtype)
+    if dtype.hasobject or dtype.itemsize * math.prod(meta.shape) != len(data):  # parse refuses these already
+        raise CheckpointError(f"numpy dtype {meta.dtype!r} cannot be read from raw bytes")
+    return np.frombuffer(data, dtype=dtype).reshape(meta.shape)
 
 
 def digest(data: memoryview | bytes) -> str:
@@ -84,10 +90,89 @@ def compress(data: memoryview | bytes) -> bytes:
     return zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=0, write_checksum=False, write_content_size=True).compress(data)
 
 
-def decompress(data: bytes) -> bytes:
+def decompressor() -> Any:
+    """One per load: it keeps its context (and window buffer) across chunks. libzstd's
+    default window limit (128 MiB) refuses frames that ask for more memory than that."""
+    import zstandard
+
+    return zstandard.ZstdDecompressor()
+
+
+def decompress_into(dctx: Any, frame: bytes, out: memoryview) -> None:
+    """Decompress one chunk into exactly ``out``, never writing or allocating more.
+
+    A frame that carries its size would make ``decompress()`` allocate whatever it
+    claims, so the claim is checked first; a frame without one is streamed and stopped
+    at ``len(out)``."""
     import zstandard
 
     try:
-        return zstandard.ZstdDecompressor().decompress(data)
+        claimed = zstandard.frame_content_size(frame)
+        if claimed not in (-1, len(out)):
+            raise CheckpointError(f"claims {claimed:,} bytes where {len(out):,} belong")
+        reader = dctx.stream_reader(frame, read_across_frames=False)
+        filled = 0
+        while filled < len(out):
+            got = reader.readinto(out[filled:])
+            if got == 0:
+                raise CheckpointError(f"holds {filled:,} bytes where {len(out):,} belong")
+            filled += got
+        if reader.read(1):
+            raise CheckpointError(f"expands beyond the {len(out):,} bytes that belong")
     except zstandard.ZstdError as exc:
-        raise CheckpointError(f"a checkpoint chunk is not valid zstd data ({exc})") from None
+        raise CheckpointError(f"is not valid zstd data ({exc})") from None
+
+
+def available_memory() -> int:
+    """Bytes this process can still allocate, as far as the system says: MemAvailable
+    (or ``FLORGIT_MAX_CHECKPOINT_BYTES`` in its place), and the room left under the
+    address-space limit (ulimit -v), which the kernel enforces whatever else is free."""
+    limits = [_env_limit() or _meminfo_available()]
+    soft = _address_space_limit()
+    if soft is not None:
+        limits.append(soft - _vm_size())
+    known = [x for x in limits if x is not None]
+    return max(0, min(known)) if known else 2**63 - 1
+
+
+def _env_limit() -> int | None:
+    value = os.environ.get("FLORGIT_MAX_CHECKPOINT_BYTES", "").strip()
+    try:
+        return max(0, int(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _meminfo_available() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _address_space_limit() -> int | None:
+    try:
+        import resource
+    except ImportError:
+        return None
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def _vm_size() -> int:
+    """Address space in use now (what RLIMIT_AS counts)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
