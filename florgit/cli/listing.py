@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from florgit.errors import QueryError
+from florgit.cli.display import visible as v
+from florgit.validation import OID
 
 
 def run_table(where: str | None = None) -> pl.DataFrame:
@@ -34,17 +35,16 @@ def run_table(where: str | None = None) -> pl.DataFrame:
         frame = frame.join(typed, on="run", how="left", maintain_order="left")
     frame = frame.sort("run", descending=True).drop("run")
     if where:
-        try:
-            frame = frame.sql(f"SELECT * FROM self WHERE {where}")
-        except Exception as exc:
-            raise QueryError(f"--where {where!r} is not a valid SQL predicate over {frame.columns}: {exc}") from None
+        from florgit.frames.where import apply_where
+
+        frame = apply_where(frame, where)
     return frame
 
 
 def show_run(prefix: str) -> str:
-    """A plain-text report of one run."""
+    """A plain-text report of one run; every value read from git is made visible (no
+    control characters), so print it as text, never as rich markup."""
     from florgit.git import open_repo
-    from florgit.git.command import run_git
     from florgit.store import checkpoints, runs
 
     repo = open_repo(require_workdir=False)
@@ -52,34 +52,53 @@ def show_run(prefix: str) -> str:
     meta = runs.read_meta(repo, stored)
     cwd = repo.workdir or repo.git_dir
     lines = [
-        f"run      {meta.run_id}   status {meta.status}" + (f"   error {meta.error}" if meta.error else ""),
-        f"started  {meta.start}   ended {meta.end or '-'}",
-        f"script   {meta.script}   argv {' '.join(meta.argv)}",
-        f"commit   {meta.user_commit or '(no commits yet)'}{' + uncommitted changes' if meta.dirty else ''}"
-        f"   branch {meta.branch or '(detached HEAD)'}",
-        f"versions python {meta.python}, torch {meta.torch or '-'}, florgit {meta.florgit}; host {meta.host}, pid {meta.pid}",
+        f"run      {v(meta.run_id)}   status {v(meta.status)}" + (f"   error {v(meta.error)}" if meta.error else ""),
+        f"started  {v(meta.start)}   ended {v(meta.end or '-')}",
+        f"script   {v(meta.script)}   argv {v(' '.join(meta.argv))}",
+        f"commit   {v(meta.user_commit or '(no commits yet)')}{' + uncommitted changes' if meta.dirty else ''}"
+        f"   branch {v(meta.branch or '(detached HEAD)')}",
+        f"versions python {v(meta.python)}, torch {v(meta.torch or '-')}, florgit {v(meta.florgit)}; "
+        f"host {v(meta.host)}, pid {meta.pid}",
     ]
     if meta.skipped_files:
-        lines.append(f"left out of the code snapshot (large untracked files): {', '.join(meta.skipped_files)}")
+        lines.append(f"left out of the code snapshot (large untracked files): {v(', '.join(meta.skipped_files))}")
     lines.append("")
-    lines.append("args     " + (" ".join(f"{k}={v}" for k, v in meta.args.items()) or "-"))
+    lines.append("args     " + (" ".join(f"{v(k)}={v(val)}" for k, val in meta.args.items()) or "-"))
     if meta.unused_kwargs:
-        lines.append(f"unused --kwargs: {', '.join(meta.unused_kwargs)}")
+        lines.append(f"unused --kwargs: {v(', '.join(meta.unused_kwargs))}")
     lines += ["", "metrics"] + _metrics(repo, stored)
     taken = checkpoints.list_checkpoints(repo, meta.run_id)
     lines += ["", f"checkpoints {len(taken)}" + (f" ({sum(c.stored for c in taken) / 1e6:.1f} MB stored)" if taken else "")]
     for info in taken[:20]:
-        lines.append(f"  {info.loop} iteration {info.iteration:>4}: {info.nbytes / 1e6:.2f} MB")
+        lines.append(f"  {v(info.loop)} iteration {info.iteration:>4}: {info.nbytes / 1e6:.2f} MB")
     from florgit.store.replays import read_replays
 
     done = read_replays(repo, stored)
     lines += ["", f"replays  {len(done) or 'none recorded'}"]
     for replay_meta, _data in done:
-        lines.append(f"  {', '.join(replay_meta['names'])}: {replay_meta['values']} values, strategy {replay_meta['strategy']}, part {replay_meta['part']}")
+        lines.append(
+            f"  {v(', '.join(map(str, replay_meta['names'])))}: {v(replay_meta['values'])} values, "
+            f"strategy {v(replay_meta['strategy'])}, part {v(replay_meta['part'])}"
+        )
     if meta.user_commit and meta.code_tree:
-        diff = run_git(cwd, "diff", "--stat", "--patch", "--no-color", meta.user_commit, meta.code_tree, check=False).stdout
-        lines += ["", f"code diff against {meta.user_commit[:12]}:", diff.rstrip() or "  (the run used the committed code)"]
+        diff = code_diff(cwd, meta.user_commit, meta.code_tree)
+        if diff is None:
+            lines += ["", "code diff: not shown (the run's commit or code snapshot is not a git object id)"]
+        else:
+            shown = v(diff.rstrip(), keep_newlines=True) or "  (the run used the committed code)"
+            lines += ["", f"code diff against {meta.user_commit[:12]}:", shown]
     return "\n".join(lines)
+
+
+def code_diff(cwd: str, commit: str, tree: str) -> str | None:
+    """``git diff`` of a run's snapshot against its commit; None unless both are object
+    ids. ``--end-of-options`` keeps an id that starts with ``-`` from being an option."""
+    from florgit.git.command import run_git
+
+    if not (isinstance(commit, str) and isinstance(tree, str) and OID.match(commit) and OID.match(tree)):
+        return None
+    args = ("diff", "--stat", "--patch", "--no-color", "--end-of-options", commit, tree, "--")
+    return run_git(cwd, *args, check=False).stdout
 
 
 def _metrics(repo, stored) -> list[str]:
@@ -96,7 +115,7 @@ def _metrics(repo, stored) -> list[str]:
         shown = last["f"] if last["kind"] == FLOAT else last["i"] if last["kind"] == INT else last["s"]
         stats = ""
         if values.height > 1:
-            v = values.get_column("v")
-            stats = f"   min {v.min():.6g}  max {v.max():.6g}"
-        out.append(f"  {name:24s} {part.height:>8,} logged   last {shown}{stats}")
+            column = values.get_column("v")
+            stats = f"   min {column.min():.6g}  max {column.max():.6g}"
+        out.append(f"  {v(name):24s} {part.height:>8,} logged   last {v(shown)}{stats}")
     return out or ["  -"]

@@ -1,11 +1,15 @@
 """``git flor``: list runs, print dataframes, recover killed runs.
 
-Exit codes: 0 success, 1 a florgit error (the message says how to fix it), 2 bad usage.
+Exit codes: 0 success, 1 a florgit error (the message says how to fix it), 2 bad usage,
+130 interrupted. Unexpected errors print one line (``FLORGIT_DEBUG=1`` adds the traceback).
+
+Data read from git may come from a teammate's push: everything printed goes through
+:mod:`florgit.cli.display` (no markup, no raw control characters, strict JSON).
 """
 
 from __future__ import annotations
 
-import json
+import os
 import sys
 from enum import Enum
 
@@ -13,6 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from florgit.cli.display import cell, frame_rows_json, json_line, markup, visible, visible_frame
+from florgit.cli.display import text as data_text
 from florgit.errors import FlorgitError
 
 app = typer.Typer(
@@ -20,7 +26,8 @@ app = typer.Typer(
     help=(
         "florgit: runs, logs, checkpoints and hindsight replay, stored in this git repository.\n\n"
         "Exit codes: 0 success; 1 a florgit error (the message says how to fix it), a failed "
-        "`verify` or a failed replay; 2 bad usage."
+        "`verify` or a failed replay; 2 bad usage; 130 interrupted. Unexpected errors print one "
+        "line; set FLORGIT_DEBUG=1 for the traceback."
     ),
     context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
@@ -40,7 +47,9 @@ def _out() -> Console:
 def log_cmd(
     n: int = typer.Option(0, "-n", help="Show at most N runs (0: all)."),
     where: str = typer.Option(None, "--where", help="SQL predicate over the columns, e.g. \"lr < 0.01 AND status = 'ok'\"."),
-    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+    as_json: bool = typer.Option(
+        False, "--json", help='One JSON object per line; NaN and infinities are written as "NaN", "Infinity", "-Infinity".'
+    ),
     as_csv: bool = typer.Option(False, "--csv", help="CSV with a header line."),
 ) -> None:
     """List recorded runs, newest first: id, date, commit (+ dirty), branch, script,
@@ -52,9 +61,9 @@ def log_cmd(
         frame = frame.head(n)
     if as_json:
         for row in frame.iter_rows(named=True):
-            print(json.dumps(row, default=str))
+            print(json_line(row))
     elif as_csv:
-        sys.stdout.write(frame.write_csv())
+        _write_data(frame.write_csv())
     else:
         _out().print(_rich_table(frame))
 
@@ -62,10 +71,16 @@ def log_cmd(
 def _rich_table(frame) -> Table:
     table = Table()
     for name in frame.columns:
-        table.add_column(name, no_wrap=name in ("run_id", "date", "commit", "status"))
+        table.add_column(cell(name), no_wrap=name in ("run_id", "date", "commit", "status"))
     for row in frame.iter_rows():
-        table.add_row(*("" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v) for v in row))
+        table.add_row(*(cell(v) for v in row))
     return table
+
+
+def _write_data(text: str) -> None:
+    """CSV and the like: exact bytes into a pipe or file, control characters made
+    visible on a terminal (a logged ESC must not drive it)."""
+    sys.stdout.write(visible(text, keep_newlines=True) if sys.stdout.isatty() else text)
 
 
 @app.command("show")
@@ -73,7 +88,7 @@ def show_cmd(run: str = typer.Argument(..., help="Run id or unique prefix.")) ->
     """A run's metadata, args, metrics, code diff, checkpoints and replays."""
     from florgit.cli.listing import show_run
 
-    _out().print(show_run(run), highlight=False)
+    _out().print(data_text(show_run(run)), highlight=False)
 
 
 class Format(str, Enum):
@@ -86,7 +101,13 @@ class Format(str, Enum):
 @app.command("dataframe")
 def dataframe_cmd(
     names: list[str] = typer.Argument(None, help="Logged names to pivot into columns."),
-    fmt: Format = typer.Option(Format.table, "--format", help="table, csv, json or parquet."),
+    fmt: Format = typer.Option(
+        Format.table, "--format",
+        help=(
+            "table, csv, json or parquet. json is one array of row objects; "
+            'NaN and infinities are written as "NaN", "Infinity", "-Infinity".'
+        ),
+    ),
     output: str = typer.Option(None, "-o", "--output", help="Write to FILE instead of the terminal."),
 ) -> None:
     """Print (or write) flor.dataframe(NAME...) for this repository."""
@@ -102,20 +123,20 @@ def dataframe_cmd(
         return
     if fmt is Format.table:
         with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=40):
-            text = str(frame) + "\n"
+            text = str(visible_frame(frame)) + "\n"
     else:
-        text = frame.write_csv() if fmt is Format.csv else frame.write_json() + "\n"
+        text = frame.write_csv() if fmt is Format.csv else frame_rows_json(frame) + "\n"
     if output:
         with open(output, "w") as f:
             f.write(text)
     else:
-        sys.stdout.write(text)
+        _write_data(text)
 
 
 @app.command("checkpoints")
 def checkpoints_cmd(
     run: str = typer.Argument(None, help="Run id or unique prefix (default: the newest run)."),
-    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line (strict JSON)."),
 ) -> None:
     """List a run's checkpoints: iteration, size, and bytes new to the repository."""
     from florgit.git import open_repo
@@ -144,15 +165,15 @@ def checkpoints_cmd(
         rows.append((info, new_bytes))
     if as_json:
         for info, new_bytes in rows:
-            print(json.dumps({"run_id": run_id, "loop": info.loop, "iteration": info.iteration,
-                              "boundary": info.boundary, "nbytes": info.nbytes, "stored": info.stored,
-                              "new_bytes": new_bytes, "manifest": info.path}))
+            print(json_line({"run_id": run_id, "loop": info.loop, "iteration": info.iteration,
+                             "boundary": info.boundary, "nbytes": info.nbytes, "stored": info.stored,
+                             "new_bytes": new_bytes, "manifest": info.path}))
         return
-    table = Table(title=f"checkpoints of {run_id}")
+    table = Table(title=cell(f"checkpoints of {run_id}"))
     for title in ("loop", "iteration", "size", "stored", "new (dedup)"):
         table.add_column(title, justify="right" if title != "loop" else "left", no_wrap=True)
     for info, new_bytes in rows:
-        table.add_row(info.loop, str(info.iteration), _mb(info.nbytes), _mb(info.stored), _mb(new_bytes))
+        table.add_row(cell(info.loop), cell(info.iteration), _mb(info.nbytes), _mb(info.stored), _mb(new_bytes))
     _out().print(table)
 
 
@@ -261,7 +282,7 @@ def pull_cmd(
 
 def _report(result: dict[str, str], nothing: str) -> None:
     for ref, state in result.items():
-        print(f"{ref}: {state}")
+        print(visible(f"{ref}: {state}"))
     if not result:
         print(nothing)
 
@@ -276,11 +297,11 @@ def install_cmd() -> None:
 
     repo = open_repo()
     for line in git_hooks.install(repo.workdir):
-        print(line)
+        print(visible(line))
     remotes = run_git(repo.workdir, "remote").stdout.split() or [None]
     for remote in remotes:
         for setting in sharing.configure(repo, remote):
-            print(f"config: {setting}")
+            print(visible(f"config: {setting}"))
 
 
 @app.command("uninstall")
@@ -290,7 +311,7 @@ def uninstall_cmd() -> None:
     from florgit.git import open_repo
 
     for line in git_hooks.uninstall(open_repo().workdir):
-        print(line)
+        print(visible(line))
 
 
 @app.command("hook", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -309,7 +330,7 @@ def verify_cmd(quick: bool = typer.Option(False, "--quick", help="Check objects 
 
     report = verify(open_repo(require_workdir=False), deep=not quick)
     for problem in report.problems:
-        _err.print(f"[red]problem:[/] {problem}", highlight=False, soft_wrap=True)
+        _err.print(f"[red]problem:[/] {markup(problem)}", highlight=False, soft_wrap=True)
     summary = f"{report.runs} runs, {report.notes} notes, {report.checkpoints} checkpoints, {report.objects} objects"
     if report.problems:
         _err.print(f"{len(report.problems)} problems in {summary}; fetch the missing data again (`git flor pull --checkpoints`)")
@@ -324,7 +345,7 @@ def gc_cmd() -> None:
     from florgit.store.maintenance import gc
 
     for line in gc(open_repo(require_workdir=False)):
-        print(line)
+        print(visible(line))
 
 
 @app.command("recover")
@@ -337,20 +358,68 @@ def recover_cmd(quiet: bool = typer.Option(False, "--quiet", "-q", help="Print n
     if quiet:
         return
     for run_id in recovered:
-        print(f"recovered run {run_id} (killed)")
+        print(f"recovered run {visible(run_id)} (killed)")
     if not recovered:
         print("nothing to recover")
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``git flor``; returns the exit code. No error prints a traceback unless
+    ``FLORGIT_DEBUG=1``: florgit's own errors print their message, anything else one
+    ``error: <type>: <message>`` line and a hint."""
     try:
         app(args=argv, prog_name="git flor")
     except FlorgitError as exc:
-        _err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        _error_line(markup(exc, keep_newlines=True))
         return 1
-    except SystemExit as exc:  # typer/click exit codes (2 for bad usage)
-        return exc.code if isinstance(exc.code, int) else 0
+    except SystemExit as exc:  # typer/click exit codes (2 for bad usage, 130 on Ctrl-C)
+        if exc.code == 130 and _interrupted(exc):
+            return _interrupt()
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        _error_line(markup(exc.code))  # sys.exit("message")
+        return 1
+    except KeyboardInterrupt:
+        return _interrupt()
+    except Exception as exc:  # a bug, or a library failing on data: one line, not a traceback
+        if _debug():
+            import traceback
+
+            traceback.print_exc()
+        message = str(exc).strip()
+        first = message.splitlines()[0] if message else ""
+        _error_line(markup(f"{type(exc).__name__}: {first}" if first else type(exc).__name__))
+        if not _debug():
+            _err.print("hint: set FLORGIT_DEBUG=1 for details", highlight=False)
+        return 1
     return 0
+
+
+def _error_line(escaped: str) -> None:
+    _err.print(f"[bold red]error:[/] {escaped}", highlight=False, soft_wrap=True)
+
+
+def _debug() -> bool:
+    return os.environ.get("FLORGIT_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def _interrupted(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(10):  # typer turns Ctrl-C into Exit(130) raised from the KeyboardInterrupt
+        if seen is None:
+            return False
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _interrupt() -> int:
+    try:
+        _err.print("interrupted", highlight=False)
+    except Exception:
+        pass
+    return 130
 
 
 if __name__ == "__main__":

@@ -1,9 +1,16 @@
 """Installing florgit's git hooks without ever losing the user's own.
 
-Each installed hook is one line of shell that runs florgit with the Python it is
+Each installed hook is a few lines of shell that run florgit with the Python it is
 installed in (by absolute path, so a hook works from any shell or GUI client). A hook
 the user already had is moved aside to ``<name>.florgit-saved`` and florgit runs it
 first, with the same arguments and input; ``uninstall`` puts it back.
+
+Hooks fail open: a ``git push`` must never break because florgit cannot start. If that
+Python is gone, or it runs but cannot import florgit, the hook warns on stderr and
+runs the saved hook itself (same arguments, the untouched stdin) and returns its status
+(0 when there is none). The check costs nothing when florgit starts: the shell tests the
+interpreter with ``[ -x ]``, and the import is tried by the same Python process that
+then runs the hook, so stdin is never read by a probe.
 """
 
 from __future__ import annotations
@@ -20,13 +27,41 @@ MARKER = "# florgit hook:"
 SAVED_SUFFIX = ".florgit-saved"
 
 
+# Run by `python -c` with argv: HOOK_PATH NAME ARGS... ; single quotes are not allowed.
+_BOOT = """import sys
+try:
+    from florgit.cli.hook import main
+except Exception as exc:
+    from os import access, execv, X_OK
+    why = "%s: %s" % (type(exc).__name__, str(exc).encode("unicode_escape").decode("ascii"))
+    sys.stderr.write("florgit: cannot start (%s); running only your own hook. " % why)
+    sys.stderr.write("Reinstall with `git flor install`\\n")
+    sys.stderr.flush()
+    saved = sys.argv[1] + ".florgit-saved"
+    access(saved, X_OK) and execv(saved, [saved] + sys.argv[3:])
+    sys.exit(0)
+sys.exit(main(sys.argv[2:], hook_path=sys.argv[1]))"""
+
+# When florgit is not there at all: the saved hook, with the same arguments and stdin.
+_FALLBACK = (
+    "printf >&2 'florgit: %s; running only your own hook. Reinstall with `git flor install`\\n' \"{what}\"\n"
+    '[ -x "$0{suffix}" ] && exec "$0{suffix}" "$@"\n'
+    "exit 0\n"
+)
+
+
 def script(name: str, python: str | None = None) -> str:
-    """The hook file; without ``python`` it calls ``git flor`` from PATH (as in hooks/)."""
+    """The hook file; without ``python`` it calls ``git flor`` from PATH (as in hooks/).
+
+    Either way it fails open: when florgit cannot start, the user's saved hook still
+    runs with the same arguments and stdin and its status is the hook's."""
+    head = f"#!/bin/sh\n{MARKER} `git flor install` put it here; `git flor uninstall` restores what was here\n"
     if python is None:
-        command = f'exec git flor hook {name} "$@"'
-    else:
-        command = f'exec {shlex.quote(python)} -m florgit.cli.hook {name} "$@"'
-    return f"#!/bin/sh\n{MARKER} `git flor install` put it here; `git flor uninstall` restores what was here\n{command}\n"
+        body = f'command -v git-flor >/dev/null 2>&1 && exec git flor hook {name} "$@"\n'
+        return head + body + _FALLBACK.format(what="git-flor is not on PATH", suffix=SAVED_SUFFIX)
+    assert "'" not in _BOOT
+    body = f"py={shlex.quote(python)}\n" f"[ -x \"$py\" ] && exec \"$py\" -c '{_BOOT}' \"$0\" {name} \"$@\"\n"
+    return head + body + _FALLBACK.format(what="$py cannot be run", suffix=SAVED_SUFFIX)
 
 
 def is_ours(path: str) -> bool:

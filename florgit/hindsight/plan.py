@@ -66,12 +66,10 @@ def make_plan(repo: GitRepo, names: list[str], where: str | None = None, run_ids
 
 def _matching(repo: GitRepo, where: str) -> set[str]:
     from florgit.frames import dataframe
+    from florgit.frames.where import apply_where
 
     frame = dataframe(repo=repo.workdir or repo.git_dir)
-    try:
-        return set(frame.sql(f"SELECT run_id FROM self WHERE {where}").get_column("run_id").to_list())
-    except Exception as exc:
-        raise QueryError(f"--where {where!r} is not a valid SQL predicate over {frame.columns}: {exc}") from None
+    return set(apply_where(frame, where).get_column("run_id").to_list())
 
 
 def _plan_run(repo: GitRepo, stored: runs.StoredRun, names: list[str]) -> RunPlan:
