@@ -139,8 +139,8 @@ def _inconsistent_runs(records, starts, loops, _rec_offsets, start_offsets, loop
         (loops, (pl.col("parent") < 0) | (pl.col("parent") > n_starts) | (pl.col("loop_id") < 1), "its loops refer to iterations it does not have"),
     ]  # fmt: skip
     bad: dict[int, str] = {}
-    for frame, wrong, why in checks:
-        if frame.height:
+    for (frame, wrong, why), found in zip(checks, _any_each(checks)):
+        if found:  # the rare path: find which runs
             for run in frame.filter(wrong.fill_null(True)).get_column("run").unique().to_list():
                 bad.setdefault(run, why)
     for frame, column in ((records, "name"), (loops, "loop")):
@@ -150,6 +150,17 @@ def _inconsistent_runs(records, starts, loops, _rec_offsets, start_offsets, loop
                 for run in frame.filter(pl.col(column) == name).get_column("run").unique().to_list():
                     bad.setdefault(run, f"it holds a name florgit would refuse ({problem})")
     return bad
+
+
+def _any_each(checks: list[tuple[pl.DataFrame, pl.Expr, str]]) -> list[bool]:
+    """Whether any row fails each check, one pass per frame."""
+    out = []
+    for frame in dict.fromkeys(id(f) for f, _w, _y in checks):
+        owned = [(f, w) for f, w, _y in checks if id(f) == frame]
+        exprs = [w.fill_null(True).any().alias(str(k)) for k, (_f, w) in enumerate(owned)]
+        row = owned[0][0].select(exprs).row(0) if owned[0][0].height else (False,) * len(exprs)
+        out += list(row)
+    return out
 
 
 def _heights(offsets: list[int], total: int) -> list[int]:
@@ -229,7 +240,7 @@ def _read(data: bytes, name: str, run_id: str, budget: list[int]) -> pl.DataFram
     schema, what = getattr(arrow, _SCHEMAS[name]), f"{name} of run {run_id}"
     declared = ipc_bounds.check_stream(data, schema, budget[0], what, run_id)
     budget[0] -= declared
-    return ipc_bounds.read_checked(data, schema, declared, _STORED_COLUMNS[name], what, run_id)
+    return ipc_bounds.decode_checked(data, _STORED_COLUMNS[name], what, run_id)
 
 
 _EMPTY_TYPES = {
