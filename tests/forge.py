@@ -66,3 +66,10 @@ def delete_object(repo_path: Path | str, oid: str) -> None:
     path = object_file(repo_path, oid)
     os.chmod(path, 0o644)
     path.unlink()
+
+
+def bomb(stream: bytes, claim: int = 2**40) -> bytes:
+    """``stream`` with its first compressed buffer claiming ``claim`` bytes once
+    decompressed (the 8-byte length prefix before a zstd frame)."""
+    at = stream.index(b"\x28\xb5\x2f\xfd") - 8
+    return stream[:at] + claim.to_bytes(8, "little", signed=True) + stream[at + 8 :]

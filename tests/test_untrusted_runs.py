@@ -32,7 +32,7 @@ def _flor(repo: Repo, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "florgit.cli.main", *args], cwd=repo.path, capture_output=True, text=True)
 
 
-def _own_runs(repo: Repo, n: int = 2) -> list[str]:
+def _own_runs(repo: Repo, n: int = 1) -> list[str]:
     repo.write("train.py", TRAIN)
     repo.commit("train")
     for _ in range(n):
@@ -89,6 +89,7 @@ TABLE_CASES = {
     "name with a control character": {"records": [(0, "lo\x1bss", 1.0)]},
     "records table is garbage": {"files": {layout.RECORDS: b"\xff\xff\xff\xff garbage"}},
     "records table is a loops table": {"files": {layout.RECORDS: forge.tables()[layout.LOOPS]}},
+    "records table claims a terabyte": {"files": {layout.RECORDS: forge.bomb(forge.tables()[layout.RECORDS])}},
 }
 
 
@@ -271,3 +272,25 @@ def test_pull_quarantines_bad_runs_and_keeps_the_clone_intact(hostile_remote, tm
     again = _flor(bob, "pull")
     assert again.returncode == 0 and all(r in again.stdout for r in bad.values())
     git(bob.path, "fsck", "--strict")
+
+
+LIMITED = """
+import resource, subprocess, sys
+resource.setrlimit(resource.RLIMIT_AS, (2 * 1024**3, 2 * 1024**3))
+from florgit.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_hostile_runs_cannot_exhaust_memory(hostile_remote, tmp_path):
+    bare, bad, _good = hostile_remote
+    git(tmp_path, "clone", "-q", str(bare), str(tmp_path / "carol"))
+    carol = Repo(tmp_path / "carol")
+    for args in (["pull"], ["log"], ["dataframe", "loss"], ["verify"]):
+        proc = subprocess.run([sys.executable, "-c", LIMITED, *args], cwd=carol.path, capture_output=True, text=True)
+        assert proc.returncode in (0, 1), (args, proc.returncode, proc.stderr[-2000:])
+        assert "Traceback" not in proc.stderr and "MemoryError" not in proc.stderr
+    # a run merged by an older florgit, bypassing the quarantine: queries still survive it
+    forge.forge_run(carol.path, files={layout.RECORDS: forge.bomb(forge.tables()[layout.RECORDS])})
+    proc = subprocess.run([sys.executable, "-c", LIMITED, "dataframe", "loss"], cwd=carol.path, capture_output=True, text=True)
+    assert proc.returncode == 0 and "left out" in proc.stderr, proc.stderr[-2000:]
