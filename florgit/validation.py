@@ -192,30 +192,44 @@ def entry_name_problem(entry: str) -> str | None:
     return None
 
 
-def memory_budget() -> int:
-    """Bytes that decoding data read from git may allocate: what the machine has free
-    (MemAvailable) and the process may map (RLIMIT_AS), whichever is less. A hostile
-    size claim beyond it is refused instead of killing the process."""
+def memory_budget(override_env: str | None = None) -> int:
+    """Bytes that decoding data read from git may still allocate: what the machine has
+    free (MemAvailable, or the integer in ``override_env`` when set) and the room left under
+    the address-space limit (ulimit -v, which the kernel enforces whatever else is free),
+    whichever is less. A hostile size claim beyond it is refused instead of killing the
+    process."""
+    import os
+
+    free = _env_bytes(os.environ.get(override_env, "")) if override_env else None
+    if free is None:
+        free = _proc_value("/proc/meminfo", "MemAvailable:")
+    if free is None:
+        try:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            free = 2**63 - 1
     import resource
 
-    free = _mem_available()
-    soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
     if soft != resource.RLIM_INFINITY:
-        free = min(free, soft // 2)  # the interpreter and libraries already use part of it
-    return max(free, 64 * 1024 * 1024)
+        free = min(free, soft - (_proc_value("/proc/self/status", "VmSize:") or 0))
+    return max(0, free)
 
 
-def _mem_available() -> int:
+def _env_bytes(value: str) -> int | None:
     try:
-        with open("/proc/meminfo") as f:
+        return max(0, int(value.strip())) if value.strip() else None
+    except ValueError:
+        return None
+
+
+def _proc_value(path: str, key: str) -> int | None:
+    """A ``kB`` figure from a /proc file, in bytes."""
+    try:
+        with open(path) as f:
             for line in f:
-                if line.startswith("MemAvailable:"):
+                if line.startswith(key):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    import os
-
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
-        return 8 * 1024**3
+    return None

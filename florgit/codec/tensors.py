@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,55 +123,8 @@ def decompress_into(dctx: Any, frame: bytes, out: memoryview) -> None:
 
 
 def available_memory() -> int:
-    """Bytes this process can still allocate, as far as the system says: MemAvailable
-    (or ``FLORGIT_MAX_CHECKPOINT_BYTES`` in its place), and the room left under the
-    address-space limit (ulimit -v), which the kernel enforces whatever else is free."""
-    limits = [_env_limit() or _meminfo_available()]
-    soft = _address_space_limit()
-    if soft is not None:
-        limits.append(soft - _vm_size())
-    known = [x for x in limits if x is not None]
-    return max(0, min(known)) if known else 2**63 - 1
+    """Bytes a checkpoint may take: validation.memory_budget, with
+    ``FLORGIT_MAX_CHECKPOINT_BYTES`` in place of MemAvailable when set (e.g. with swap)."""
+    from florgit.validation import memory_budget
 
-
-def _env_limit() -> int | None:
-    value = os.environ.get("FLORGIT_MAX_CHECKPOINT_BYTES", "").strip()
-    try:
-        return max(0, int(value)) if value else None
-    except ValueError:
-        return None
-
-
-def _meminfo_available() -> int | None:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def _address_space_limit() -> int | None:
-    try:
-        import resource
-    except ImportError:
-        return None
-    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
-    return None if soft == resource.RLIM_INFINITY else soft
-
-
-def _vm_size() -> int:
-    """Address space in use now (what RLIMIT_AS counts)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmSize:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
+    return memory_budget(override_env="FLORGIT_MAX_CHECKPOINT_BYTES")
