@@ -69,7 +69,11 @@ class ReplayRecorder(LoopBook):
             return None if default is missing else default
         value = self.meta.args[name]
         if isinstance(value, str) and isinstance(default, (list, tuple, dict)):
-            value = ast.literal_eval(value)  # recorded as its literal text
+            try:
+                value = ast.literal_eval(value)  # recorded as its literal text
+            except (ValueError, SyntaxError, RecursionError, MemoryError) as exc:
+                why = f"recorded arg {name!r} as {value[:80]!r}, not a Python literal ({type(exc).__name__})"
+                raise FlorgitError(f"run {self.run_id} {why}") from None
         return value
 
     def open_checkpointing(self, objs: dict[str, object]) -> tuple:
@@ -171,8 +175,13 @@ class ReplayRecorder(LoopBook):
         if status != "ok":
             print(f"florgit: replay of {self.run_id} failed ({error}); nothing stored", file=sys.stderr)
             return
-        from florgit.store.replays import store_replay
+        from florgit.store.replays import replay_id, store_replay
 
-        stored, dropped = store_replay(self.repo, self.spec, self.stored, self.buffers, self.started)
+        code = self.spec.code  # the patched script the plan exported and this process ran
+        if replay_id(self.spec.names, code) != self.spec.replay_id:  # a stored id must verify
+            why = "its id is not the hash of its code; nothing stored"
+            print(f"florgit: replay of {self.run_id}: {why}", file=sys.stderr)
+            return
+        stored, dropped = store_replay(self.repo, self.spec, self.stored, self.buffers, self.started, code)
         print(f"florgit: replayed {', '.join(self.spec.names)} for run {self.run_id}: {stored} values"
               + (f" ({dropped} outside the original run's loops were dropped)" if dropped else ""))

@@ -187,28 +187,39 @@ def replay_cmd(
     where: str = typer.Option(None, "--where", help="SQL predicate selecting runs by their run-level values."),
     run: list[str] = typer.Option(None, "--run", help="Replay this run (id or prefix); repeatable."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Processes to run at once."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before replaying."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before replaying (foreign runs need --trust)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan and the patched code; run nothing."),
     partition: str = typer.Option(None, "--partition", help="K/N: run only the K-th of N shares of the work."),
+    trust: bool = typer.Option(
+        False, "--trust", help="Also run foreign runs (recorded in another clone): their code is shown first, then run."
+    ),
 ) -> None:
-    """Hindsight logging: compute new flor.log statements for past runs, from checkpoints."""
+    """Hindsight logging: compute new flor.log statements for past runs, from checkpoints.
+
+    Replaying runs a run's own recorded code. Runs pulled from another clone are foreign:
+    their code is shown (or its diff against your latest run of the same script) and run
+    only with --trust or when you confirm; --yes alone skips them."""
     from rich.progress import Progress
 
     from florgit.git import open_repo
     from florgit.hindsight.execute import execute, tasks
-    from florgit.hindsight.plan import make_plan
+    from florgit.hindsight.plan import hold_foreign, make_plan
 
     share = _partition(partition)
     repo = open_repo()
     plan = make_plan(repo, [n.strip() for n in names.split(",") if n.strip()], where, run or None)
     _out().print(_plan_table(plan, jobs))
+    foreign = [r for r in plan.todo if r.foreign]
     if dry_run:
         shown = set()
         for item in plan.todo:
             if item.replay_id not in shown:
                 shown.add(item.replay_id)
-                print(f"\n# code of run {item.run_id} with the new statement(s):\n{item.diff}")
+                print(_visible(f"\n# code of run {item.run_id} with the new statement(s):\n{item.diff}"))
+        _show_foreign(repo, foreign)
         return
+    if foreign and not _accept_foreign(repo, foreign, trust, yes):
+        hold_foreign(plan)
     work = tasks(plan, jobs, share)
     if not work:
         print("nothing to replay")
@@ -217,15 +228,55 @@ def replay_cmd(
         raise typer.Exit(1)
     with Progress(console=Console(stderr=True)) as bar:
         task = bar.add_task("replaying", total=len(work))
-        results = execute(repo, plan, jobs=jobs, partition=share, progress=lambda _r: bar.advance(task))
+        # Foreign runs still in the plan were shown and accepted above.
+        results = execute(
+            repo, plan, jobs=jobs, partition=share, progress=lambda _r: bar.advance(task), trust_foreign=True
+        )
     failed = [r for r in results if not r.ok]
     for result in results:
         state = "ok" if result.ok else "FAILED"
         print(f"{result.run_id} [{result.part}]: {state} in {result.seconds:.1f} s")
     for result in failed:
-        _err.print(f"[red]{result.run_id} [{result.part}] failed:[/]\n{result.output.strip()[-1500:]}", highlight=False)
+        print(_visible(f"{result.run_id} [{result.part}] failed:\n{result.output.strip()[-1500:]}"), file=sys.stderr)
     if failed:
         raise typer.Exit(1)
+
+
+def _accept_foreign(repo, foreign: list, trust: bool, yes: bool) -> bool:
+    """Whether to run the code of these foreign runs: with --trust after showing it;
+    never with --yes alone; else after showing it, if the user confirms by their ids."""
+    ids = ", ".join(r.run_id for r in foreign)
+    if yes and not trust:
+        for item in foreign:
+            print(f"skipping foreign run {item.run_id}: it was recorded in another clone and replaying runs its code; "
+                  "review it with --dry-run, then pass --trust to run it")  # fmt: skip
+        return False
+    _show_foreign(repo, foreign)
+    if trust:
+        return True
+    question = f"Run the code of {len(foreign)} foreign run(s) recorded in another clone ({ids})?"
+    return typer.confirm(question, default=False)
+
+
+def _show_foreign(repo, foreign: list) -> None:
+    """Each foreign code version once: its script, or its diff against your own latest
+    run of that script (store.trust.review), with control characters made visible."""
+    from florgit.store.trust import review
+
+    by_version: dict[tuple, list[str]] = {}
+    for item in foreign:
+        by_version.setdefault((item.code_tree, item.script), []).append(item.run_id)
+    for (tree, script), ids in by_version.items():
+        print(f"\n# FOREIGN code, run(s) {', '.join(ids)}: this is what replaying them executes")
+        try:
+            print(_visible(review(repo, ids[0], script, tree)))
+        except FlorgitError as exc:
+            print(_visible(f"# cannot show it: {exc}"))
+
+
+def _visible(text: str) -> str:
+    # An ESC or CR in a pulled script must not hide lines on the terminal.
+    return visible(text, keep_newlines=True)
 
 
 def _partition(text: str | None) -> tuple[int, int] | None:
@@ -241,17 +292,22 @@ def _partition(text: str | None) -> tuple[int, int] | None:
 
 
 def _plan_table(plan, jobs: int) -> Table:
-    table = Table(title=f"replay {', '.join(plan.names)}")
-    for title in ("run", "version", "strategy", "iterations", "estimate", "note"):
+    table = Table(title=cell(f"replay {', '.join(plan.names)}"))
+    for title in ("run", "from", "version", "strategy", "iterations", "estimate", "note"):
         table.add_column(title, no_wrap=title != "note")
     total = 0.0
     for item in plan.runs:
         executed = "-" if item.skip else ("all" if item.execute is None else ",".join(map(str, item.execute)))
         estimate = "-" if item.skip else f"{item.estimate_s:.1f} s"
         total += 0 if item.skip else item.estimate_s
-        table.add_row(item.run_id, (item.code_tree or "")[:7], item.strategy if not item.skip else "skip",
-                      f"{executed} of {item.iterations}" if not item.skip else "-", estimate,
-                      item.skip or f"original {item.original_s:.1f} s")  # fmt: skip
+        note = item.skip or f"original {item.original_s:.1f} s"
+        if item.foreign and not item.skip:
+            note += "; foreign: its code runs only with --trust"
+        if item.left_out:
+            note += "; left out: " + ", ".join(item.left_out)
+        strategy, iterations = ("skip", "-") if item.skip else (item.strategy, f"{executed} of {item.iterations}")
+        table.add_row(cell(item.run_id), "FOREIGN" if item.foreign else "here", (item.code_tree or "")[:7],
+                      strategy, iterations, estimate, cell(note))  # fmt: skip
     table.caption = f"estimated {total / max(1, jobs):.1f} s with {jobs} job(s), plus process start-up"
     return table
 

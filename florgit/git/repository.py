@@ -179,6 +179,38 @@ class GitRepo:
                 for path, sub_kind, sub_oid in self.walk(oid):
                     yield f"{name}/{path}", sub_kind, sub_oid
 
+    def walk_entries(self, tree: str) -> Iterator[tuple[tuple[str, ...], int, str]]:
+        """``(names from the top, mode, id)`` of every entry below ``tree``, each tree
+        before its contents. Names and modes are yielded as stored, unchecked: a caller
+        reading someone else's tree checks them (and stops the walk by raising). Iterative,
+        so a deeply nested tree cannot exhaust the stack."""
+        stack: list[tuple[tuple[str, ...], str]] = [((), tree)]
+        while stack:
+            prefix, oid = stack.pop()
+            try:  # libgit2 refuses to parse some trees (an empty name, a bad mode)
+                obj = self._get(oid)
+                if not isinstance(obj, pygit2.Tree):
+                    raise StoreError(f"object {oid} is not a tree; run `git flor verify`")
+                entries = [(entry.name, int(entry.filemode), str(entry.id)) for entry in obj]
+            except pygit2.GitError as exc:
+                raise StoreError(f"tree {oid} cannot be read ({exc}); run `git flor verify`") from exc
+            below = []
+            for name, mode, entry_id in entries:
+                yield (*prefix, name), mode, entry_id
+                if mode == trees.TREE_MODE:
+                    below.append(((*prefix, name), entry_id))
+            stack.extend(reversed(below))  # depth first, in tree order
+
+    @property
+    def common_dir(self) -> str:
+        """The repository's shared ``.git`` folder (a linked worktree's ``git_dir`` is a
+        folder of its own inside it)."""
+        pointer = os.path.join(self._repo.path, "commondir")
+        if not os.path.isfile(pointer):
+            return self.git_dir
+        with open(pointer) as f:
+            return os.path.normpath(os.path.join(self._repo.path, f.read().strip()))
+
     def check_object(self, oid: str) -> str | None:
         """None if the object is present and its content hashes to its id, else why not."""
         try:

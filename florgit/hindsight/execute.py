@@ -2,6 +2,13 @@
 from the shadow branch (the user's working tree, index, HEAD and branches are never
 touched), each run under ``sys.executable`` with a replay spec, ``--jobs`` at a time.
 
+A code tree may come from someone else's push, so the export is confined: every entry
+name is checked (store.trust.code_entries), every file is created fresh (never through
+an existing file or link) in a folder whose resolved path is inside the export, symlinks
+are made last and kept only when they resolve inside it, and submodules are left out.
+The process always runs the exported ``meta.script``, never the recorded ``argv[0]``.
+Foreign runs (recorded in another clone) are skipped unless ``trust_foreign``.
+
 A plan can also be split into partitions (``part k of n``) that separate processes or
 machines execute; their results land in the same repository as separate replay parts.
 """
@@ -18,9 +25,11 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from florgit.errors import FlorgitError, InvalidDataError
 from florgit.git import GitRepo
-from florgit.hindsight.plan import Plan, RunPlan
+from florgit.hindsight.plan import Plan, RunPlan, hold_foreign
 from florgit.hindsight.spec import ENV, ReplaySpec
+from florgit.store import trust
 
 
 @dataclass
@@ -63,17 +72,26 @@ def _ranges(run: RunPlan, jobs: int, names: list[str]) -> list[Task]:
     return [Task(run, list(range(a, b)), f"{a}-{b - 1}", names) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
-def execute(repo: GitRepo, plan: Plan, jobs: int = 1, partition=None, progress=None) -> list[Result]:
+def execute(
+    repo: GitRepo, plan: Plan, jobs: int = 1, partition=None, progress=None, trust_foreign: bool = False
+) -> list[Result]:
+    """Run the plan's work; foreign runs only with ``trust_foreign`` (the caller has shown
+    their code and the user accepted it), else they are marked skipped."""
+    if not trust_foreign:
+        hold_foreign(plan)
     work = tasks(plan, jobs, partition)
     root = tempfile.mkdtemp(prefix="florgit-replay-")
     try:
-        dirs = {}
+        dirs: dict[tuple, str | Exception] = {}
         for task in work:
             key = (task.run.code_tree, task.run.replay_id)
             if key not in dirs:
-                dirs[key] = _export(repo, task.run, os.path.join(root, f"v{len(dirs)}"))
+                dirs[key] = _try_export(repo, task.run, os.path.join(root, f"v{len(dirs)}"))
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = [pool.submit(_run, repo, t, dirs[(t.run.code_tree, t.run.replay_id)], i) for i, t in enumerate(work)]
+            futures = [
+                pool.submit(_run_or_fail, repo, t, dirs[(t.run.code_tree, t.run.replay_id)], root, i)
+                for i, t in enumerate(work)
+            ]
             results = []
             for future in futures:
                 results.append(future.result())
@@ -85,22 +103,88 @@ def execute(repo: GitRepo, plan: Plan, jobs: int = 1, partition=None, progress=N
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _try_export(repo: GitRepo, run: RunPlan, target: str) -> str | Exception:
+    try:
+        return _export(repo, run, target)
+    except (FlorgitError, OSError) as exc:  # this version fails; the others still run
+        return exc
+
+
+def _run_or_fail(repo: GitRepo, task: Task, code_dir: str | Exception, root: str, index: int) -> Result:
+    if isinstance(code_dir, Exception):
+        return Result(task.run.run_id, task.part, False, 0.0, f"could not export its code: {code_dir}")
+    try:
+        return _run(repo, task, code_dir, root, index)
+    except (FlorgitError, OSError) as exc:  # e.g. a working folder leading out of the export
+        return Result(task.run.run_id, task.part, False, 0.0, f"could not start it: {exc}")
+
+
 def _export(repo: GitRepo, run: RunPlan, target: str) -> str:
-    for path, kind, oid in repo.walk(run.code_tree):
-        full = os.path.join(target, path)
-        if kind == "tree":
-            os.makedirs(full, exist_ok=True)
-        elif kind == "blob":
-            os.makedirs(os.path.dirname(full), exist_ok=True)
-            with open(full, "wb") as f:
-                f.write(repo.read_blob(oid))
-    os.makedirs(target, exist_ok=True)
-    with open(os.path.join(target, run.script), "w") as f:
-        f.write(run.patched or "")
+    """Write the run's code tree into the new folder ``target``, its script patched."""
+    os.mkdir(target)
+    code = trust.code_entries(repo, run.code_tree)
+    if code.find(run.script) is None:
+        raise InvalidDataError(f"run {run.run_id}", f"its code has no {run.script}", run.run_id)
+    links = []
+    for entry in code.entries:
+        if entry.mode == trust.TREE:
+            os.makedirs(_inside(target, entry.path), exist_ok=True)
+        elif entry.mode == trust.LINK:
+            links.append(entry)  # made last, so no file is ever written through one
+        else:
+            data = (run.patched or "").encode() if entry.path == run.script else repo.read_blob(entry.oid)
+            _write_new(_inside(target, entry.path), data, executable=entry.mode == trust.EXEC)
+    for entry in links:
+        _link(repo, target, entry)
+    _drop_escaping_links(target, [e.path for e in links])
     return target
 
 
-def _run(repo: GitRepo, task: Task, code_dir: str, index: int) -> Result:
+def _inside(root: str, path: str) -> str:
+    """``root/path``, refusing a path whose folder does not resolve inside ``root``."""
+    full = os.path.join(root, *path.split("/"))
+    real_root = os.path.realpath(root)
+    parent = os.path.realpath(os.path.dirname(full))
+    if parent != real_root and not parent.startswith(real_root + os.sep):
+        raise InvalidDataError("a code snapshot", f"{path!r} would be written outside the replay folder")
+    return full
+
+
+def _write_new(full: str, data: bytes, executable: bool) -> None:
+    os.makedirs(os.path.dirname(full), exist_ok=True)
+    # O_EXCL | O_NOFOLLOW: a file is only ever created, never reached through a link.
+    fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o755 if executable else 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def _link(repo: GitRepo, target: str, entry: trust.Entry) -> None:
+    link_to = repo.read_blob(entry.oid).decode("utf-8", "replace")
+    if trust.link_problem(entry.path, link_to) is None:
+        full = _inside(target, entry.path)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        os.symlink(link_to, full)
+
+
+def _drop_escaping_links(target: str, paths: list[str]) -> None:
+    """Links judged on their text can still combine to leave the folder (``a -> .``
+    makes ``b -> a/../x`` point outside): once all exist, resolve each and remove those
+    that lead out, until none does."""
+    real_root = os.path.realpath(target)
+    changed = True
+    while changed:
+        changed = False
+        for path in paths:
+            full = os.path.join(target, *path.split("/"))
+            if not os.path.islink(full):
+                continue
+            real = os.path.realpath(full)
+            if real != real_root and not real.startswith(real_root + os.sep):
+                os.unlink(full)
+                changed = True
+
+
+def _run(repo: GitRepo, task: Task, code_dir: str, root: str, index: int) -> Result:
     run = task.run
     spec = ReplaySpec(
         git_dir=repo.git_dir,
@@ -111,8 +195,9 @@ def _run(repo: GitRepo, task: Task, code_dir: str, index: int) -> Result:
         execute=task.execute,
         replay_id=run.replay_id,
         part=task.part,
+        code=run.patched or "",
     )
-    spec_path = os.path.join(code_dir, f".florgit-replay-{index}.json")
+    spec_path = os.path.join(root, f"spec-{index}.json")  # outside the exported code
     spec.dump(spec_path)
     import florgit
 
@@ -123,10 +208,12 @@ def _run(repo: GitRepo, task: Task, code_dir: str, index: int) -> Result:
         "FLORGIT_ECHO": "0",
         "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p),
     }
-    cwd = os.path.normpath(os.path.join(code_dir, run.cwd)) if not os.path.isabs(run.cwd) else code_dir
-    script = run.argv[0] if run.argv else run.script
+    cwd = _inside(code_dir, f"{run.cwd}/.")
+    os.makedirs(cwd, exist_ok=True)  # a recorded working folder may hold only ignored files
+    # Always the exported script (the run's own code), whatever argv[0] was: an absolute
+    # argv[0] would run today's file, or any file at all.
+    script = os.path.relpath(os.path.join(code_dir, *run.script.split("/")), cwd)
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, script, *run.argv[1:]], cwd=cwd, env=env, capture_output=True, text=True)
     output = (proc.stdout + proc.stderr)[-4000:]
     return Result(run.run_id, task.part, proc.returncode == 0, time.perf_counter() - start, output)
-

@@ -14,13 +14,19 @@ checkpointed (C):
 from __future__ import annotations
 
 import difflib
+import os
+import posixpath
 from dataclasses import dataclass, field
 
-from florgit.errors import QueryError
+from florgit import validation
+from florgit.errors import FlorgitError, QueryError
 from florgit.git import GitRepo
 from florgit.hindsight import propagate
 from florgit.store import checkpoints as ckpts
-from florgit.store import layout, replays, runs
+from florgit.store import layout, replays, runs, trust
+
+MAX_SCRIPT_BYTES = 16 * 1024 * 1024
+FOREIGN_SKIP = "recorded in another clone: its code is not run without --trust (see it with --dry-run)"
 
 
 @dataclass
@@ -41,6 +47,8 @@ class RunPlan:
     diff: str = ""
     replay_id: str = ""
     skip: str | None = None  # why this run is not replayed
+    foreign: bool = False  # not recorded in this clone: its code is someone else's
+    left_out: list[str] = field(default_factory=list)  # entries its export leaves out
 
 
 @dataclass
@@ -61,7 +69,16 @@ def make_plan(repo: GitRepo, names: list[str], where: str | None = None, run_ids
         stored = [r for r in stored if r.run_id in wanted]
     if where:
         stored = [r for r in stored if r.run_id in _matching(repo, where)]
-    return Plan(names, [_plan_run(repo, r, names) for r in stored])
+    own, checked = trust.own_runs(repo), {}
+    return Plan(names, [_plan_checked(repo, r, names, r.run_id not in own, checked) for r in stored])
+
+
+def hold_foreign(plan: Plan) -> list[RunPlan]:
+    """Skip the foreign runs still to do (their code is not run); returns them."""
+    held = [r for r in plan.todo if r.foreign]
+    for item in held:
+        item.skip = FOREIGN_SKIP
+    return held
 
 
 def _matching(repo: GitRepo, where: str) -> set[str]:
@@ -72,40 +89,95 @@ def _matching(repo: GitRepo, where: str) -> set[str]:
     return set(apply_where(frame, where).get_column("run_id").to_list())
 
 
-def _plan_run(repo: GitRepo, stored: runs.StoredRun, names: list[str]) -> RunPlan:
+def _plan_checked(repo: GitRepo, stored: runs.StoredRun, names: list[str], foreign: bool, checked: dict) -> RunPlan:
+    """A run's plan; a run that cannot be read or replayed safely is skipped, saying why
+    (one damaged or hostile run never stops the others)."""
+    plan = RunPlan(stored.run_id, "", [], ".", None, foreign=foreign)
+    try:
+        _plan_run(repo, stored, names, plan, checked)
+    except (FlorgitError, ValueError, KeyError, TypeError) as exc:  # ValueError: pyarrow's too
+        plan.skip = f"cannot be replayed: {exc}"
+    return plan
+
+
+def _plan_run(repo: GitRepo, stored: runs.StoredRun, names: list[str], plan: RunPlan, checked: dict) -> None:
     meta = runs.read_meta(repo, stored)
-    plan = RunPlan(meta.run_id, meta.script, meta.argv, meta.cwd, meta.code_tree)
-    plan.original_s = _seconds(meta)
-    current = _read_current(repo, meta.script)
+    plan.argv, plan.original_s = list(meta.argv), _seconds(meta)
+    # What is exported is the run's own code/ tree, not whatever id its meta.json names.
+    plan.code_tree = repo.subtree(stored.tree, layout.CODE_DIR)
+    plan.skip = _confine(plan, meta.script, meta.cwd)
+    if plan.skip:
+        return
+    current = _read_current(repo, plan.script)
     if current is None:
-        plan.skip = f"{meta.script} is not in the working tree to take the new statement from"
-        return plan
-    old = repo.blob_in_tree(meta.code_tree, meta.script) if meta.code_tree else None
+        plan.skip = f"{plan.script} is not in the working tree to take the new statement from"
+        return
+    old = _recorded_script(repo, plan, checked)
     if old is None:
-        plan.skip = f"the run's code snapshot has no {meta.script}"
-        return plan
+        return
     statements = []
     for name in names:
         found = propagate.find_statements(current, name)
         if not found:
-            plan.skip = f"add a flor.log({name!r}, ...) statement to {meta.script} first"
-            return plan
+            plan.skip = f"add a flor.log({name!r}, ...) statement to {plan.script} first"
+            return
         statements += found
-    patched = old.decode()
+    patched = old
     try:
         for statement in statements:
             patched = propagate.place(statement, patched)
-    except (propagate.Unplaceable, SyntaxError) as exc:
+    except (propagate.Unplaceable, SyntaxError, ValueError, RecursionError) as exc:
         plan.skip = f"cannot place the statement in this version: {exc}"
-        return plan
+        return
     plan.patched = patched
-    plan.diff = "".join(difflib.unified_diff(old.decode().splitlines(True), patched.splitlines(True), f"a/{meta.script}", f"b/{meta.script}"))
+    a, b = f"a/{plan.script}", f"b/{plan.script}"
+    plan.diff = "".join(difflib.unified_diff(old.splitlines(True), patched.splitlines(True), a, b))
     plan.replay_id = replays.replay_id(names, patched)
-    if replays.exists(repo, meta.run_id, plan.replay_id):
+    if replays.exists(repo, plan.run_id, plan.replay_id):
         plan.skip = "already replayed with this code"
-        return plan
+        return
     _choose_strategy(repo, plan, max((s.loops for s in statements), key=len))
-    return plan
+
+
+def _confine(plan: RunPlan, script: str, cwd: str) -> str | None:
+    """Why the recorded script or working directory is not a path inside the code
+    snapshot (absolute, leaving it with '..', through '.git'), or None once set."""
+    for what, path in (("script", script), ("working directory", cwd)):
+        why = validation.path_problem(path) if isinstance(path, str) else "not a string"
+        if why:
+            return f"its recorded {what} {path!r} is not a path inside its code snapshot ({why})"
+    plan.script, plan.cwd = posixpath.normpath(script), posixpath.normpath(cwd)
+    return None
+
+
+def _recorded_script(repo: GitRepo, plan: RunPlan, checked: dict) -> str | None:
+    """The run's own version of its script, from a code tree checked for safe export
+    (sets ``plan.skip`` and returns None when there is none)."""
+    if plan.code_tree is None:
+        plan.skip = "the run has no code snapshot"
+        return None
+    if plan.code_tree not in checked:  # runs often share one code version
+        try:
+            checked[plan.code_tree] = trust.code_entries(repo, plan.code_tree)
+        except FlorgitError as exc:
+            checked[plan.code_tree] = exc
+    code = checked[plan.code_tree]
+    if isinstance(code, FlorgitError):
+        plan.skip = f"its code snapshot is refused: {code}"
+        return None
+    plan.left_out = code.left_out
+    entry = code.find(plan.script)
+    if entry is None or not entry.is_file:
+        plan.skip = f"the run's code snapshot has no file {plan.script}"
+        return None
+    if repo.object_size(entry.oid) > MAX_SCRIPT_BYTES:
+        plan.skip = f"its {plan.script} is over {MAX_SCRIPT_BYTES:,} bytes"
+        return None
+    try:
+        return repo.read_blob(entry.oid).decode()
+    except UnicodeDecodeError:
+        plan.skip = f"its {plan.script} is not UTF-8 text"
+        return None
 
 
 def _choose_strategy(repo: GitRepo, plan: RunPlan, loops: list[str]) -> None:
@@ -162,12 +234,11 @@ def _seconds(meta) -> float:
 
 
 def _read_current(repo: GitRepo, script: str) -> str | None:
-    import os
-
+    """Today's version of ``script`` (a path already confined to the working tree)."""
     if not repo.workdir:
         return None
     try:
         with open(os.path.join(repo.workdir, script)) as f:
             return f.read()
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return None

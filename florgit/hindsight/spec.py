@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 ENV = "FLORGIT_REPLAY"
 STRATEGIES = ("run", "outer", "inner", "full")
@@ -18,8 +18,9 @@ class ReplaySpec:
     strategy: str  # run | outer | inner | full
     loop: str | None  # the checkpointed loop's name
     execute: list[int] | None  # iterations of that loop to run (None: all)
-    replay_id: str
+    replay_id: str  # replays.replay_id(names, code): stored with the code, so it can be checked
     part: str = "all"
+    code: str = ""  # the patched script this process runs
 
     def dump(self, path: str) -> None:
         with open(path, "w") as f:
@@ -28,4 +29,6 @@ class ReplaySpec:
     @classmethod
     def load(cls, path: str) -> ReplaySpec:
         with open(path) as f:
-            return cls(**json.load(f))
+            raw = json.load(f)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
