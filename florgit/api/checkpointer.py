@@ -94,6 +94,7 @@ class Checkpointer(CheckpointScope):
         try:
             item = self._snapshot(loop, loop_id, boundary, phase)
         except Exception as exc:  # a florgit failure must not kill hours of training
+            self.taken += 1  # an attempt that failed: `taken - len(failed)` counts the stored ones
             self._fail(f"{loop} boundary {boundary}: {exc}")
             return
         self._queue.put(item)  # blocks only while two checkpoints are still being written
@@ -199,11 +200,15 @@ def _grads(module: object) -> dict:
 
 def _rng_state() -> dict:
     state: dict = {"python": random.getstate()}
-    np = sys.modules.get("numpy")
-    if np is not None:
+    # Only libraries the script has imported; `import` (not sys.modules) waits while another
+    # thread (the flusher loading pyarrow, hence numpy) is still initialising one.
+    if "numpy" in sys.modules:
+        import numpy as np
+
         state["numpy"] = np.random.get_state()
-    torch = sys.modules.get("torch")
-    if torch is not None:
+    if "torch" in sys.modules:
+        import torch
+
         state["torch"] = torch.get_rng_state()
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             state["torch_cuda"] = torch.cuda.get_rng_state_all()

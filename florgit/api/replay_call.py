@@ -12,6 +12,7 @@ def replay(
     dry_run: bool = False,
     partition: tuple[int, int] | None = None,
     repo: str | None = None,
+    trust: bool = False,
 ):
     """Compute ``flor.log(NAME, ...)`` statements added to today's code for past runs.
 
@@ -19,8 +20,10 @@ def replay(
     run-level values) gets the statements carried into its own code version and is
     replayed from its checkpoints, ``jobs`` processes at a time. With ``dry_run`` only
     the plan (patched code in ``plan.runs[i].diff``) is returned. ``partition=(k, n)``
-    executes the k-th of n shares of the work, for cluster schedulers. Returns the plan,
-    with ``plan.results`` filled in after execution.
+    executes the k-th of n shares of the work, for cluster schedulers. Runs this clone
+    did not record (pulled from a remote) execute someone else's code: they are skipped
+    unless ``trust`` is True (read their code first: ``dry_run``). Returns the plan, with
+    ``plan.results`` filled in after execution.
     """
     from florgit.git import open_repo
     from florgit.hindsight.execute import execute
@@ -30,5 +33,5 @@ def replay(
     git = open_repo(repo)
     plan = make_plan(git, names, where, runs)
     if not dry_run:
-        execute(git, plan, jobs=jobs, partition=partition)
+        execute(git, plan, jobs=jobs, partition=partition, trust_foreign=trust)
     return plan

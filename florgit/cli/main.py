@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from enum import Enum
 
 import typer
@@ -394,6 +395,29 @@ def verify_cmd(quick: bool = typer.Option(False, "--quick", help="Check objects 
     print(f"ok: {summary} verified")
 
 
+@app.command("rm")
+def rm_cmd(
+    runs: list[str] = typer.Argument(..., help="Run ids or unique prefixes."),
+    undo: bool = typer.Option(False, "--undo", help="Bring runs set aside back."),
+    reason: str = typer.Option("", "--reason", help="Why, kept with the tombstone."),
+) -> None:
+    """Set runs aside for good: queries, replay and `log` skip them, later pulls do not
+    bring them back, and their data stays in git (`--undo` restores them). Works on runs
+    that fail validation too."""
+    from florgit.git import open_repo
+    from florgit.store import tombstones
+    from florgit.store.runs import find_run
+
+    repo = open_repo(require_workdir=False)
+    ids = [find_run(repo, r, removed=True).run_id for r in runs]
+    if undo:
+        tombstones.restore(repo, ids)
+    else:
+        tombstones.remove(repo, ids, reason)
+    for run_id in ids:
+        print(f"{'restored' if undo else 'removed'} run {visible(run_id)}")
+
+
 @app.command("gc")
 def gc_cmd() -> None:
     """Recover killed runs, drop leftovers, and pack objects (tuned for incompressible blobs)."""
@@ -423,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``git flor``; returns the exit code. No error prints a traceback unless
     ``FLORGIT_DEBUG=1``: florgit's own errors print their message, anything else one
     ``error: <type>: <message>`` line and a hint."""
+    warnings.showwarning = _show_warning
     try:
         app(args=argv, prog_name="git flor")
     except FlorgitError as exc:
@@ -449,6 +474,13 @@ def main(argv: list[str] | None = None) -> int:
             _err.print("hint: set FLORGIT_DEBUG=1 for details", highlight=False)
         return 1
     return 0
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings (a run left out, a checkpoint skipped) as one escaped line each, without
+    the file and line of florgit's source that raised them."""
+    text = str(message).removeprefix("florgit: ")
+    _err.print(f"[yellow]warning:[/] {markup(text)}", highlight=False, soft_wrap=True)
 
 
 def _error_line(escaped: str) -> None:

@@ -95,6 +95,8 @@ class GitRepo:
             return self._repo[oid]
         except (KeyError, ValueError) as exc:
             raise StoreError(f"object {oid} is missing; run `git flor verify` or fetch it again") from exc
+        except pygit2.GitError as exc:  # e.g. the object's content does not hash to its id
+            raise StoreError(f"object {oid} cannot be read ({exc}); run `git flor verify`") from exc
 
     # -- refs ----------------------------------------------------------------------
     def ref_tip(self, ref: str) -> str | None:
@@ -130,10 +132,11 @@ class GitRepo:
 
         return refs.commit_cas(self._repo, ref, make_tree, message, self.signature())
 
-    def put_blobs_in_ref(self, ref: str, entries: dict[str, str], message: str) -> str | None:
+    def put_blobs_in_ref(self, ref: str, entries: dict[str, str | None], message: str) -> str | None:
         """Commit on ``ref`` a tree where each ``path -> blob id`` of ``entries`` is in place
-        (content-addressed paths: adding one that is there already changes nothing)."""
-        wanted = {path: (pygit2.Oid(hex=oid), trees.BLOB_MODE) for path, oid in entries.items()}
+        (content-addressed paths: adding one that is there already changes nothing); a
+        None id removes the path."""
+        wanted = {path: (pygit2.Oid(hex=oid) if oid else None, trees.BLOB_MODE) for path, oid in entries.items()}
 
         def make_tree(base: pygit2.Tree | None) -> pygit2.Oid | None:
             missing = {p: v for p, v in wanted.items() if _entry_id(base, p) != v[0]}
@@ -143,7 +146,10 @@ class GitRepo:
 
     def object_size(self, oid: str) -> int:
         """Size of an object's content, read from its header only."""
-        return self._repo.odb.read_header(pygit2.Oid(hex=oid))[1]
+        try:
+            return self._repo.odb.read_header(pygit2.Oid(hex=oid))[1]
+        except (KeyError, ValueError, pygit2.GitError) as exc:
+            raise StoreError(f"object {oid} is missing; run `git flor verify` or fetch it again") from exc
 
     # -- reading trees on refs -------------------------------------------------------
     def tree_at(self, ref: str, path: str = "") -> str | None:
@@ -233,15 +239,20 @@ class GitRepo:
         """The id of the tree ``name`` directly inside ``tree``, or None."""
         return next((oid for entry, kind, oid in self.list_tree(tree) if entry == name and kind == "tree"), None)
 
-    def blobs_in_tree(self, tree: str, names: tuple[str, ...]) -> dict[str, bytes]:
-        """``name -> content`` for the named top-level blobs of ``tree`` that exist."""
+    def blobs_in_tree(self, tree: str, names: tuple[str, ...], max_bytes: int | None = None) -> dict[str, bytes]:
+        """``name -> content`` for the named top-level blobs of ``tree`` that exist; a blob
+        over ``max_bytes`` (checked from its header, before reading) is a StoreError."""
         obj = self._get(tree)
+        if not isinstance(obj, pygit2.Tree):
+            raise StoreError(f"object {tree} is not a tree; run `git flor verify`")
         out = {}
         for name in names:
             if name in obj:
                 entry = obj[name]
                 if entry.type_str == "blob":
-                    out[name] = self._repo[entry.id].data
+                    if max_bytes is not None and self.object_size(str(entry.id)) > max_bytes:
+                        raise StoreError(f"{name} is {self.object_size(str(entry.id)):,} bytes, over the {max_bytes:,} allowed")
+                    out[name] = self._get(str(entry.id)).data
         return out
 
     def blob_at(self, ref: str, path: str) -> bytes | None:
@@ -253,10 +264,11 @@ class GitRepo:
         obj = trees.lookup(self._repo, self._get(tree), path)
         return obj.data if isinstance(obj, pygit2.Blob) else None
 
-    def merge_ref(self, ref: str, other: str, *, union_notes: bool = False) -> str:
-        """Union-merge commit ``other`` (already fetched) into ``ref``; see git.merge."""
+    def merge_ref(self, ref: str, other: str, *, union_notes: bool = False, exclude: frozenset[str] = frozenset()) -> str:
+        """Union-merge commit ``other`` (already fetched) into ``ref``, leaving out the paths
+        in ``exclude``; see git.merge."""
         resolve = merge.union_lines if union_notes else merge.keep_ours
-        return merge.merge_into(self._repo, ref, other, resolve, self.signature())
+        return merge.merge_into(self._repo, ref, other, resolve, self.signature(), exclude)
 
     # -- notes -----------------------------------------------------------------------
     def read_note(self, ref: str, target: str) -> str:
