@@ -54,5 +54,4 @@ def test_any_legal_name_round_trips(tmp_path, monkeypatch, capsys, loop, metric,
     assert cli_main(["log", "--json"]) == 0
     listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     mine = next(row for row in listed if row["run_id"] == run_id)
-    if arg not in LISTING:
-        assert mine[arg] == 7
+    assert mine[f"log:{arg}" if arg in LISTING else arg] == 7

@@ -8,8 +8,13 @@ from florgit.cli.display import visible as v
 from florgit.validation import OID
 
 
+LISTING_COLUMNS = ["run_id", "date", "commit", "branch", "script", "status"]
+
+
 def run_table(where: str | None = None) -> pl.DataFrame:
-    """One row per run, newest first, with the last value of every logged name."""
+    """One row per run, newest first, with the last value of every logged name (named by
+    the rule of florgit.frames.columns: a metric called ``status`` is ``log:status``)."""
+    from florgit.frames import columns
     from florgit.frames.loader import load
     from florgit.frames.typing import dtype_for, value_expr
 
@@ -27,13 +32,12 @@ def run_table(where: str | None = None) -> pl.DataFrame:
         "script",
         "status",
     )
-    for name in names:
-        if name in frame.columns:
-            continue  # a metric named like a listing column stays in `git flor show`
+    shown = columns.display(LISTING_COLUMNS, [], [(columns.logged(n), n) for n in names])
+    for name in names:  # joined under internal names: a name `run` or `status` collides with nothing
         part = last.filter(pl.col("name") == name)
-        typed = part.select("run", value_expr(dtype_for(set(part.get_column("kind").to_list()))).alias(name))
+        typed = part.select("run", value_expr(dtype_for(set(part.get_column("kind").to_list()))).alias(columns.logged(name)))
         frame = frame.join(typed, on="run", how="left", maintain_order="left")
-    frame = frame.sort("run", descending=True).drop("run")
+    frame = frame.sort("run", descending=True).drop("run").rename(shown)
     if where:
         from florgit.frames.where import apply_where
 

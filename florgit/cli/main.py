@@ -20,7 +20,7 @@ from rich.table import Table
 
 from florgit.cli.display import cell, frame_rows_json, json_line, markup, visible, visible_frame
 from florgit.cli.display import text as data_text
-from florgit.errors import FlorgitError
+from florgit.errors import FlorgitError, FlorgitWarning
 
 app = typer.Typer(
     name="git flor",
@@ -447,7 +447,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``git flor``; returns the exit code. No error prints a traceback unless
     ``FLORGIT_DEBUG=1``: florgit's own errors print their message, anything else one
     ``error: <type>: <message>`` line and a hint."""
-    warnings.showwarning = _show_warning
+    with warnings.catch_warnings():  # restores the caller's warning display afterwards
+        warnings.showwarning = _show_warning
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         app(args=argv, prog_name="git flor")
     except FlorgitError as exc:
@@ -477,10 +482,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Warnings (a run left out, a checkpoint skipped) as one escaped line each, without
-    the file and line of florgit's source that raised them."""
+    """florgit's warnings (a run left out, a checkpoint skipped) as one escaped line each,
+    without the file and line of florgit's source that raised them; others as Python shows them."""
+    if not issubclass(category, FlorgitWarning):
+        _python_showwarning(message, category, filename, lineno, file, line)
+        return
     text = str(message).removeprefix("florgit: ")
     _err.print(f"[yellow]warning:[/] {markup(text)}", highlight=False, soft_wrap=True)
+
+
+_python_showwarning = warnings.showwarning
 
 
 def _error_line(escaped: str) -> None:

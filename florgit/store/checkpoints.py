@@ -22,7 +22,7 @@ import warnings
 from dataclasses import dataclass, field
 
 from florgit.codec import statetree, tensors
-from florgit.errors import CheckpointError
+from florgit.errors import CheckpointError, FlorgitWarning
 from florgit.git import GitRepo
 from florgit.store import layout
 from florgit.store.manifest import FORMAT_VERSION, Chunk, Manifest, ManifestArray, ManifestError  # noqa: F401 (re-exported)
@@ -180,7 +180,7 @@ def checkpoint_problems(repo: GitRepo, run_id: str) -> list[str]:
 
 def warn_bad(bad: list[BadCheckpoint]) -> None:
     for b in bad:
-        warnings.warn(f"florgit: left out a checkpoint: {b.error}", stacklevel=3)
+        warnings.warn(f"florgit: left out a checkpoint: {b.error}", FlorgitWarning, stacklevel=3)
 
 
 @dataclass(frozen=True)

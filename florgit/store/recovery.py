@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import warnings
 
+from florgit.errors import FlorgitWarning
 from florgit.git import GitRepo
 from florgit.store import layout, spool
 from florgit.store.runs import persist_run
@@ -34,7 +35,7 @@ def recover_abandoned(repo: GitRepo) -> list[str]:
         try:
             persist_run(repo, meta, {name: arrow.to_stream_bytes(t) for name, t in tables.items()})
         except Exception as exc:  # keep the spool for the next attempt
-            warnings.warn(f"florgit: could not recover run {meta.run_id} yet: {exc}", stacklevel=2)
+            warnings.warn(f"florgit: could not recover run {meta.run_id} yet: {exc}", FlorgitWarning, stacklevel=2)
             continue
         abandoned.remove()
         recovered.append(meta.run_id)
