@@ -294,3 +294,12 @@ def test_hostile_runs_cannot_exhaust_memory(hostile_remote, tmp_path):
     forge.forge_run(carol.path, files={layout.RECORDS: forge.bomb(forge.tables()[layout.RECORDS])})
     proc = subprocess.run([sys.executable, "-c", LIMITED, "dataframe", "loss"], cwd=carol.path, capture_output=True, text=True)
     assert proc.returncode == 0 and "left out" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_a_remote_name_is_never_an_option(repo, tmp_path):
+    _own_runs(repo)
+    marker = tmp_path / "pwned"
+    for command in ("pull", "push"):
+        out = _flor(repo, command, "--", f"--upload-pack=touch {marker}")
+        assert out.returncode == 1 and "not a remote name" in out.stderr, out.stderr
+    assert not marker.exists()

@@ -213,6 +213,7 @@ def _run(repo: GitRepo, task: Task, code_dir: str, root: str, index: int) -> Res
     # Always the exported script (the run's own code), whatever argv[0] was: an absolute
     # argv[0] would run today's file, or any file at all.
     script = os.path.relpath(os.path.join(code_dir, *run.script.split("/")), cwd)
+    script = script if not script.startswith("-") else f".{os.sep}{script}"  # a path, never an option
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, script, *run.argv[1:]], cwd=cwd, env=env, capture_output=True, text=True)
     output = (proc.stdout + proc.stderr)[-4000:]

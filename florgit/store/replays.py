@@ -113,12 +113,13 @@ def store_replay(repo: GitRepo, spec, stored: StoredRun, buffers, started: float
     had no such context)."""
     from florgit.codec import arrow
 
-    original = _paths(
-        [tuple(r.values()) for r in _table(repo, stored, layout.LOOPS)],
-        [tuple(r.values()) for r in _table(repo, stored, layout.STARTS)],
-        by_path=True,
+    loops, starts = _stored_loops(repo, stored)
+    original = _paths(loops, starts, by_path=True)
+    replayed = _paths(
+        {loop_id: (parent, name) for loop_id, parent, _depth, name in buffers.loops},
+        {ctx: (loop_id, iteration) for ctx, loop_id, iteration, _item, _t in buffers.starts},
+        by_path=False,
     )
-    replayed = _paths(list(buffers.loops), list(buffers.starts), by_path=False)
     kept, dropped = [], 0
     for ctx, name, value in buffers.records:
         if name not in spec.names:
@@ -186,31 +187,43 @@ def _report(problems: list[str] | None, message: str) -> None:
         problems.append(message)
 
 
-def _table(repo: GitRepo, stored: StoredRun, name: str) -> list[dict]:
+def _stored_loops(repo: GitRepo, stored: StoredRun) -> tuple[dict[int, tuple[int, str]], dict[int, tuple[int, int]]]:
+    """The original run's ``loop_id -> (parent ctx, name)`` and ``ctx -> (loop_id, iteration)``."""
     from florgit.store.runs import read_table
 
-    return read_table(repo, stored, name).to_pylist()
+    loops = read_table(repo, stored, layout.LOOPS).to_pydict()
+    starts = read_table(repo, stored, layout.STARTS).to_pydict()
+    return (
+        dict(zip(loops["loop_id"], zip(loops["parent"], loops["loop"]))),
+        dict(zip(starts["ctx"], zip(starts["loop_id"], starts["iteration"]))),
+    )
 
 
-def _paths(loops: list[tuple], starts: list[tuple], *, by_path: bool) -> dict:
-    """ctx -> its chain of (loop name, iteration), or the reverse with ``by_path``."""
-    loop_info = {row[0]: (row[1], row[3]) for row in loops}  # loop_id -> (parent ctx, name)
-    ctx_info = {row[0]: (row[1], row[2]) for row in starts}  # ctx -> (loop_id, iteration)
-    memo: dict[int, tuple] = {0: ()}
+def _paths(loops: dict[int, tuple[int, str]], starts: dict[int, tuple[int, int]], *, by_path: bool) -> dict:
+    """ctx -> its chain of (loop name, iteration), or the reverse with ``by_path``. Walks
+    up iteratively, so a deep or cyclic chain (data from elsewhere) cannot recurse forever:
+    a context whose chain does not end at the run level has no path."""
+    memo: dict[int, tuple | None] = {0: ()}
 
     def path(ctx: int) -> tuple | None:
-        if ctx in memo:
-            return memo[ctx]
-        found = ctx_info.get(ctx)
-        if found is None or found[0] not in loop_info:
-            return None
-        parent, name = loop_info[found[0]]
-        above = path(parent)
-        memo[ctx] = None if above is None else (*above, (name, found[1]))
-        return memo[ctx]
+        chain, seen = [], set()
+        while ctx not in memo:
+            found = starts.get(ctx)
+            if found is None or found[0] not in loops or ctx in seen:
+                memo[ctx] = None
+                break
+            seen.add(ctx)
+            parent, name = loops[found[0]]
+            chain.append((ctx, (name, found[1])))
+            ctx = parent
+        above = memo[ctx]
+        for child, step in reversed(chain):
+            above = None if above is None else (*above, step)
+            memo[child] = above
+        return above
 
     out = {}
-    for ctx in ctx_info:
+    for ctx in starts:
         p = path(ctx)
         if p is not None:
             if by_path:

@@ -57,6 +57,7 @@ def configure(repo: GitRepo, remote: str | None = None) -> list[str]:
 
 def fetch(repo: GitRepo, remote: str, checkpoints: bool = False) -> list[SharedRef]:
     """Fetch the remote's flor refs into tracking refs; returns those the remote has."""
+    _check_remote(remote)
     cwd = _cwd(repo)
     wanted = shared_refs(checkpoints)
     listed = run_git(cwd, "ls-remote", remote, *(r.local for r in wanted)).stdout
@@ -86,12 +87,14 @@ def merge_tracking(repo: GitRepo, remote: str, refs: list[SharedRef] | tuple[Sha
 
 
 def pull(repo: GitRepo, remote: str = "origin", checkpoints: bool = False) -> dict[str, str]:
+    _check_remote(remote)
     configure(repo, remote)
     return merge_tracking(repo, remote, fetch(repo, remote, checkpoints))
 
 
 def push(repo: GitRepo, remote: str = "origin", checkpoints: bool = False) -> dict[str, str]:
     """Share the flor refs with ``remote``; never forced, retried when others push too."""
+    _check_remote(remote)
     configure(repo, remote)
     cwd = _cwd(repo)
     last_error = ""
@@ -118,6 +121,12 @@ def _push_results(porcelain: str) -> dict[str, str]:
             flag = parts[0].strip()
             out[parts[1].split(":")[1]] = {"=": "up to date", "*": "new", " ": "updated", "": "updated"}.get(flag, parts[2])
     return out
+
+
+def _check_remote(remote: str) -> None:
+    """A remote name or URL goes to git as an argument: never let it read as an option."""
+    if not remote or remote.startswith("-") or any(c in remote for c in "\0\n"):
+        raise StoreError(f"{remote!r} is not a remote name or URL; list remotes with `git remote -v`")
 
 
 def _cwd(repo: GitRepo) -> str:
