@@ -17,39 +17,25 @@ from operator import itemgetter
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from florgit.codec import schemas
 from florgit.codec.ipc_bounds import check_stream, read_checked  # checked reads of pulled streams
 from florgit.codec.values import BOOL, FLOAT, INT, KIND_OF_TYPE, STR, fits_int64
 
-VALUE_FIELDS = [
-    pa.field("kind", pa.int8()),
-    pa.field("i", pa.int64()),
-    pa.field("f", pa.float64()),
-    pa.field("s", pa.string()),
-]
-RECORD_SCHEMA = pa.schema(
-    [pa.field("ctx", pa.int64()), pa.field("name", pa.string()), *VALUE_FIELDS]
-)
+_PA_TYPES = {"int8": pa.int8(), "int16": pa.int16(), "int32": pa.int32(), "int64": pa.int64(),
+             "float32": pa.float32(), "float64": pa.float64(), "utf8": pa.string(), "bool": pa.bool_()}  # fmt: skip
+
+
+def to_arrow(columns: schemas.Columns) -> pa.Schema:
+    return pa.schema([pa.field(name, _PA_TYPES[kind]) for name, kind in columns])
+
+
+RECORD_SCHEMA = to_arrow(schemas.RECORDS)
 # While a run goes, loop bookkeeping is three small streams: one row per loop instance
 # (``loop_id, parent, depth, loop``), one per iteration start and one per iteration end.
 # Queries join them into one context row per iteration.
-LOOP_SCHEMA = pa.schema(
-    [
-        pa.field("loop_id", pa.int64()),
-        pa.field("parent", pa.int64()),
-        pa.field("depth", pa.int16()),
-        pa.field("loop", pa.string()),
-    ]
-)
-START_SCHEMA = pa.schema(
-    [
-        pa.field("ctx", pa.int64()),
-        pa.field("loop_id", pa.int64()),
-        pa.field("iteration", pa.int64()),
-        *VALUE_FIELDS,
-        pa.field("t", pa.float64()),
-    ]
-)
-END_SCHEMA = pa.schema([pa.field("ctx", pa.int64()), pa.field("t", pa.float64())])
+LOOP_SCHEMA = to_arrow(schemas.LOOPS)
+START_SCHEMA = to_arrow(schemas.STARTS)
+END_SCHEMA = to_arrow(schemas.ENDS)
 _WRITE_OPTIONS = ipc.IpcWriteOptions(compression="zstd")
 
 

@@ -28,13 +28,14 @@ from collections.abc import Iterator
 from struct import Struct
 from typing import TYPE_CHECKING
 
-import pyarrow as pa
-import pyarrow.ipc as ipc
-
+from florgit.codec import schemas
 from florgit.errors import InvalidDataError
 
 if TYPE_CHECKING:
     import polars as pl
+    import pyarrow as pa
+
+    Schema = schemas.Columns | pa.Schema  # the expected schema: florgit's description or pyarrow's
 
 _CONTINUATION = 0xFFFFFFFF
 _SCHEMA, _RECORD_BATCH = 1, 3  # MessageHeader union tags
@@ -122,27 +123,40 @@ def _vector_length(buf: memoryview, table: tuple[int, int, int, int], index: int
 _VALIDITY, _FIXED, _OFFSETS, _DATA = range(4)
 
 
-@functools.lru_cache(maxsize=16)
-def _column_layouts(schema: pa.Schema) -> list[tuple[tuple[int, int], ...]]:
-    """Per field, its buffers as ``(kind, bytes per row)`` in IPC order.
+_WIDTHS = {"int8": 1, "int16": 2, "int32": 4, "int64": 8, "float32": 4, "float64": 8}
 
-    Only the flat types florgit stores are supported: nested or dictionary columns
-    would need a walk of child nodes that no florgit table has.
-    """
+
+@functools.lru_cache(maxsize=16)
+def _column_layouts(columns: schemas.Columns) -> list[tuple[tuple[int, int], ...]]:
+    """Per column, its buffers as ``(kind, bytes per row)`` in IPC order (florgit's tables
+    hold flat columns only: no nested or dictionary column has to be walked)."""
     layouts = []
-    for field in schema:
-        t = field.type
-        if pa.types.is_string(t) or pa.types.is_binary(t):
+    for _name, kind in columns:
+        if kind == "utf8":
             layouts.append(((_VALIDITY, 0), (_OFFSETS, 4), (_DATA, 0)))
-        elif pa.types.is_large_string(t) or pa.types.is_large_binary(t):
-            layouts.append(((_VALIDITY, 0), (_OFFSETS, 8), (_DATA, 0)))
-        elif pa.types.is_boolean(t):
+        elif kind == "bool":
             layouts.append(((_VALIDITY, 0), (_VALIDITY, 1)))
-        elif pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_temporal(t):
-            layouts.append(((_VALIDITY, 0), (_FIXED, t.bit_width // 8)))
+        elif kind in _WIDTHS:
+            layouts.append(((_VALIDITY, 0), (_FIXED, _WIDTHS[kind])))
         else:
-            raise TypeError(f"check_stream supports flat primitive and string columns, not {t}")
+            raise TypeError(f"check_stream supports {', '.join(schemas.TYPES)} columns, not {kind}")
     return layouts
+
+
+def _columns(schema: Schema) -> schemas.Columns:
+    """The expected columns, from florgit's own description or from a pyarrow schema."""
+    if isinstance(schema, tuple):
+        return schema
+    out = []
+    for field in schema:
+        kind = _ARROW_NAMES.get(str(field.type), str(field.type))
+        if kind not in schemas.TYPES:
+            raise TypeError(f"check_stream supports {', '.join(schemas.TYPES)} columns, not {field.type}")
+        out.append((field.name, kind))
+    return tuple(out)
+
+
+_ARROW_NAMES = {"string": "utf8", "double": "float64", "float": "float32"}
 
 
 def _minimum(kind: int, width: int, rows: int, null_count: int) -> int:
@@ -183,32 +197,69 @@ def _messages(data: memoryview) -> Iterator[_Message]:
     # No end marker: allowed (a writer need not write one), every message was complete.
 
 
-def _check_schema(data: memoryview, start: int, end: int, expected: pa.Schema) -> None:
-    message = bytes(data[start:end])
-    if (message, expected) in _ACCEPTED:
-        return  # florgit writes the same schema message for every run: decode it once
-    _decode_schema(data, start, end, expected)
-    if len(_ACCEPTED) < 64:
-        _ACCEPTED.add((message, expected))
-
-
-_ACCEPTED: set[tuple[bytes, pa.Schema]] = set()
-
-
-def _decode_schema(data: memoryview, start: int, end: int, expected: pa.Schema) -> None:
-    try:
-        found = ipc.read_schema(pa.py_buffer(data[start:end]))
-    except Exception as exc:
-        raise _Malformed(f"its schema message cannot be read ({exc})") from None
-    if not found.equals(expected, check_metadata=False):
+def _check_schema(meta: memoryview, header: int, expected: schemas.Columns) -> None:
+    found = _schema_columns(meta, header)
+    if found != expected:
         raise _Malformed(f"its schema is {_describe(found)}, expected {_describe(expected)}")
 
 
-def _describe(schema: pa.Schema) -> str:
-    try:
-        return "(" + ", ".join(f"{f.name}: {f.type}" for f in schema) + ")"
-    except Exception:  # a hostile field name need not be UTF-8
-        return "unprintable"
+# Schema.fbs: the Type union tags florgit's columns use, and FloatingPoint precisions.
+_INT, _FLOAT, _UTF8, _BOOL = 2, 3, 5, 6
+_PRECISION = {1: "float32", 2: "float64"}
+
+
+def _schema_columns(meta: memoryview, header: int) -> tuple[tuple[str, str], ...]:
+    """``(name, type)`` of every field of a Schema message; a field florgit never writes
+    (nested, dictionary-encoded, big-endian, another type) reads as type ``unsupported``."""
+    schema = _table(meta, header)
+    if _scalar(meta, schema, 0, _I16, 0) != 0:
+        raise _Malformed("its schema is big-endian")
+    out = []
+    for at in _tables(meta, schema, 1):
+        field = _table(meta, at)
+        name = _string(meta, field, 0)
+        kind = "unsupported"
+        if _ref(meta, field, 4) is None and not _vector_length(meta, field, 5):  # no dictionary, no children
+            kind = _type_name(meta, _scalar(meta, field, 2, _U8, 0), _ref(meta, field, 3))
+        out.append((name, kind))
+    return tuple(out)
+
+
+def _type_name(meta: memoryview, tag: int, at: int | None) -> str:
+    if tag in (_UTF8, _BOOL):
+        return "utf8" if tag == _UTF8 else "bool"
+    if at is None or tag not in (_INT, _FLOAT):
+        return "unsupported"
+    table = _table(meta, at)
+    if tag == _FLOAT:
+        return _PRECISION.get(_scalar(meta, table, 0, _I16, 0), "unsupported")
+    bits, signed = _scalar(meta, table, 0, _I32, 0), _scalar(meta, table, 1, _U8, 0)
+    return f"int{bits}" if signed and bits in (8, 16, 32, 64) else "unsupported"
+
+
+def _tables(buf: memoryview, table: tuple[int, int, int, int], index: int) -> list[int]:
+    """Positions of the tables a vector field points to (each entry an offset from itself)."""
+    at = _ref(buf, table, index)
+    if at is None:
+        return []
+    n = _read(_U32, buf, at)
+    if at + 4 + 4 * n > len(buf):
+        raise _Malformed("a flatbuffer vector runs past its message")
+    return [at + 4 + 4 * k + _read(_U32, buf, at + 4 + 4 * k) for k in range(n)]
+
+
+def _string(buf: memoryview, table: tuple[int, int, int, int], index: int) -> str:
+    at = _ref(buf, table, index)
+    if at is None:
+        return ""
+    n = _read(_U32, buf, at)
+    if at + 4 + n > len(buf):
+        raise _Malformed("a flatbuffer string runs past its message")
+    return bytes(buf[at + 4 : at + 4 + n]).decode("utf-8", "replace")
+
+
+def _describe(columns: tuple[tuple[str, str], ...]) -> str:
+    return "(" + ", ".join(f"{name!r}: {kind}" for name, kind in columns[:12]) + (", ..." if len(columns) > 12 else "") + ")"
 
 
 def _batch_bytes(
@@ -278,8 +329,8 @@ def _buffer_bytes(
     return declared
 
 
-def _walk(data: memoryview, schema: pa.Schema, max_bytes: int) -> int:
-    layouts = _column_layouts(schema)
+def _walk(data: memoryview, columns: schemas.Columns, max_bytes: int) -> int:
+    layouts = _column_layouts(columns)
     total = 0
     seen_schema = False
     for start, meta, message, body_start, body_length in _messages(data):
@@ -293,7 +344,7 @@ def _walk(data: memoryview, schema: pa.Schema, max_bytes: int) -> int:
         if not seen_schema:
             if kind != _SCHEMA:
                 raise _Malformed("it does not start with a schema message")
-            _check_schema(data, start, body_start + body_length, schema)
+            _check_schema(meta, header, columns)
             seen_schema = True
         elif kind == _RECORD_BATCH:
             total += _batch_bytes(data, meta, header, body_start, body_length, layouts)
@@ -307,7 +358,7 @@ def _walk(data: memoryview, schema: pa.Schema, max_bytes: int) -> int:
 
 
 def check_stream(
-    data: bytes, schema: pa.Schema, max_bytes: int, what: str = "arrow stream", run_id: str | None = None
+    data: bytes, schema: Schema, max_bytes: int, what: str = "arrow stream", run_id: str | None = None
 ) -> int:
     """Check a stored Arrow IPC stream without decoding it; return the bytes it will take.
 
@@ -317,14 +368,14 @@ def check_stream(
     any non record batch) messages, or would take more than ``max_bytes``.
     """
     try:
-        return _walk(memoryview(data).cast("B"), schema, max_bytes)
+        return _walk(memoryview(data).cast("B"), _columns(schema), max_bytes)
     except _Malformed as exc:
         raise InvalidDataError(what, str(exc), run_id) from None
 
 
 def read_checked(
     data: bytes,
-    schema: pa.Schema,
+    schema: Schema,
     max_bytes: int,
     columns: list[str] | None = None,
     what: str = "arrow stream",
@@ -338,8 +389,9 @@ def read_checked(
     """
     import polars as pl  # import florgit stays light; only readers pay for polars
 
-    if columns is not None and not set(columns) <= set(schema.names):
-        raise ValueError(f"columns {sorted(set(columns) - set(schema.names))} are not in the schema")
+    known = schemas.names(_columns(schema))
+    if columns is not None and not set(columns) <= set(known):
+        raise ValueError(f"columns {sorted(set(columns) - set(known))} are not in the schema")
     check_stream(data, schema, max_bytes, what, run_id)
     return decode_checked(data, columns, what, run_id)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from florgit.codec import ipc_bounds, schemas
 from florgit.errors import FlorgitWarning, InvalidDataError, StoreError
 from florgit.git import open_repo
 from florgit.store import layout
@@ -42,11 +43,18 @@ def load_runs(repo_path: str | None = None) -> pl.DataFrame:
     metas = []
     with repo.unverified_reads():
         for run in store_runs.list_runs(repo):
+            checked = _CHECKED.get(run.tree)
             try:
-                metas.append(store_runs.read_meta(repo, run))
+                metas.append(checked[0] if checked else store_runs.read_meta(repo, run))
             except StoreError as exc:
                 _left_out(run.run_id, exc)
     return _runs_frame(metas)
+
+
+# Runs this process has validated, by run tree id (content-addressed, so what passed once
+# passes again): their meta and each table's decoded size. Later queries skip re-checking.
+_CHECKED: dict[str, tuple[RunMeta, dict[str, int]]] = {}
+_CHECKED_MAX = 200_000
 
 
 @dataclass
@@ -84,8 +92,20 @@ def _read_run(repo, run: store_runs.StoredRun, budget: list[int]) -> _RunTables:
     """One run's meta and tables, each validated; the declared size of every table is
     charged to ``budget`` before anything is decoded."""
     files = store_runs.read_files(repo, run, (layout.META_FILE, *_STORED_COLUMNS))
-    meta = store_runs.meta_from(files[layout.META_FILE], run.run_id)
-    frames = {name: _read(files[name], name, run.run_id, budget) for name in _STORED_COLUMNS}
+    checked = _CHECKED.get(run.tree)
+    if checked is None:
+        meta = store_runs.meta_from(files[layout.META_FILE], run.run_id)
+        frames = {name: _read(files[name], name, run.run_id, budget) for name in _STORED_COLUMNS}
+        if len(_CHECKED) < _CHECKED_MAX:
+            _CHECKED[run.tree] = (meta, {name: frame.estimated_size() for name, frame in frames.items()})
+    else:  # checked by an earlier query of this process: the tree id fixes every byte
+        meta, sizes = checked
+        frames = {}
+        for name in _STORED_COLUMNS:
+            if sizes[name] > budget[0]:
+                raise InvalidDataError(f"{name} of run {run.run_id}", "it needs more memory than is free", run.run_id)
+            budget[0] -= sizes[name]
+            frames[name] = ipc_bounds.decode_checked(files[name], _STORED_COLUMNS[name], name, run.run_id)
     records, own = frames[layout.RECORDS], frames[layout.RECORDS].height
     parts = read_replays(repo, run)
     if parts:
@@ -229,16 +249,15 @@ def _per_run(values: list[int], run: pl.Expr) -> pl.Expr:
     return pl.lit(pl.Series(values, dtype=pl.Int64)).gather(run)
 
 
-_SCHEMAS = {layout.RECORDS: "RECORD_SCHEMA", layout.STARTS: "START_SCHEMA", layout.LOOPS: "LOOP_SCHEMA"}
+_SCHEMAS = {layout.RECORDS: schemas.RECORDS, layout.STARTS: schemas.STARTS, layout.LOOPS: schemas.LOOPS}
 
 
 def _read(data: bytes, name: str, run_id: str, budget: list[int]) -> pl.DataFrame:
     """A stored table, its declared size checked against what memory allows before it
-    is decoded. One decode per table: every extra eager polars call per run costs ~0.5 ms."""
-    from florgit.codec import arrow, ipc_bounds
-
-    schema, what = getattr(arrow, _SCHEMAS[name]), f"{name} of run {run_id}"
-    declared = ipc_bounds.check_stream(data, schema, budget[0], what, run_id)
+    is decoded (without pyarrow: a query loads polars only). One decode per table: every
+    extra eager polars call per run costs ~0.5 ms."""
+    what = f"{name} of run {run_id}"
+    declared = ipc_bounds.check_stream(data, _SCHEMAS[name], budget[0], what, run_id)
     budget[0] -= declared
     return ipc_bounds.decode_checked(data, _STORED_COLUMNS[name], what, run_id)
 
