@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import subprocess
 from pathlib import Path
 
 import pyarrow as pa
@@ -73,3 +74,25 @@ def bomb(stream: bytes, claim: int = 2**40) -> bytes:
     decompressed (the 8-byte length prefix before a zstd frame)."""
     at = stream.index(b"\x28\xb5\x2f\xfd") - 8
     return stream[:at] + claim.to_bytes(8, "little", signed=True) + stream[at + 8 :]
+
+
+TREE_MODE = "40000"
+
+
+def blob(repo_path: Path | str, data: bytes | str) -> str:
+    data = data.encode() if isinstance(data, str) else data
+    out = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=repo_path, input=data, capture_output=True, check=True)
+    return out.stdout.decode().strip()
+
+
+def raw_tree(repo_path: Path | str, entries: list[tuple[str, str, str]]) -> str:
+    """A tree object of ``(mode, name, id)`` entries written as given, names unchecked
+    (what pygit2's and git's own tree builders refuse to write)."""
+
+    def key(e: tuple[str, str, str]) -> str:
+        return e[1] + ("/" if e[0] == TREE_MODE else "")
+
+    data = b"".join(f"{mode} {name}".encode() + b"\0" + bytes.fromhex(oid) for mode, name, oid in sorted(entries, key=key))
+    out = subprocess.run(["git", "hash-object", "-t", "tree", "--literally", "-w", "--stdin"],
+                         cwd=repo_path, input=data, capture_output=True, check=True)  # fmt: skip
+    return out.stdout.decode().strip()

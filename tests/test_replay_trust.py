@@ -25,6 +25,7 @@ from florgit.git import open_repo
 from florgit.hindsight.execute import _export
 from florgit.hindsight.plan import make_plan
 from florgit.store import layout, runs, trust
+from tests import forge
 
 TRAIN = """import florgit as flor
 
@@ -65,22 +66,11 @@ def _files_under(root: Path) -> set[str]:
 
 # -- forging runs with plumbing --------------------------------------------------------
 def _blob(repo, data: bytes | str) -> str:
-    data = data.encode() if isinstance(data, str) else data
-    out = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=repo.path, input=data,
-                         capture_output=True, check=True)  # fmt: skip
-    return out.stdout.decode().strip()
+    return forge.blob(repo.path, data)
 
 
 def _raw_tree(repo, entries: list[tuple[str, str, str]]) -> str:
-    """A tree object of ``(mode, name, id)`` entries written as given, names unchecked."""
-    def key(e):
-        return e[1] + ("/" if e[0] == TREE else "")
-
-    ordered = sorted(entries, key=key)  # git's order, so lookups by name work
-    data = b"".join(f"{mode} {name}".encode() + b"\0" + bytes.fromhex(oid) for mode, name, oid in ordered)
-    out = subprocess.run(["git", "hash-object", "-t", "tree", "--literally", "-w", "--stdin"],
-                         cwd=repo.path, input=data, capture_output=True, check=True)  # fmt: skip
-    return out.stdout.decode().strip()
+    return forge.raw_tree(repo.path, entries)
 
 
 def _own_run(repo) -> runs.StoredRun:

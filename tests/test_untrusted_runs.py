@@ -243,6 +243,12 @@ def hostile_remote(tmp_path):
         bad[case] = forge.forge_run(mallory.path, meta, run_id)
     for case, change in TABLE_CASES.items():
         bad[case] = forge.forge_run(mallory.path, run_id=forge.new_id("20250202"), **change)
+    escape = forge.raw_tree(mallory.path, [("100644", "pwned.py", forge.blob(mallory.path, "print('pwned')\n"))])
+    code = forge.raw_tree(mallory.path, [(forge.TREE_MODE, "..", escape)])
+    run_id = forge.new_id("20250202")
+    files = {**forge.tables(), layout.META_FILE: json.dumps(forge.good_meta(run_id)).encode()}
+    forge.put_run(mallory.path, layout.run_path(run_id), files, {layout.CODE_DIR: code})
+    bad["code tree with a '..' entry"] = run_id
     bare = tmp_path / "remote.git"
     git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
     git(mallory.path, "push", "-q", str(bare), "main", f"{layout.SHADOW_REF}:{layout.SHADOW_REF}")
@@ -271,7 +277,8 @@ def test_pull_quarantines_bad_runs_and_keeps_the_clone_intact(hostile_remote, tm
     # pulling again changes nothing and still reports them
     again = _flor(bob, "pull")
     assert again.returncode == 0 and all(r in again.stdout for r in bad.values())
-    git(bob.path, "fsck", "--strict")
+    merged = git(bob.path, "ls-tree", "-r", "--name-only", layout.SHADOW_REF)
+    assert not any(run_id in merged for run_id in bad.values())  # they stay on the tracking ref only
 
 
 LIMITED = """

@@ -12,12 +12,11 @@ from __future__ import annotations
 from florgit import validation
 from florgit.errors import StoreError
 from florgit.git import GitRepo
-from florgit.store import layout
+from florgit.store import layout, trust
 from florgit.store.replays import read_replays
 from florgit.store.runs import StoredRun, meta_from, read_files
 
 _TABLES = {layout.RECORDS: "RECORD_SCHEMA", layout.STARTS: "START_SCHEMA", layout.LOOPS: "LOOP_SCHEMA", layout.ENDS: "END_SCHEMA"}
-_MODES = {0o100644, 0o100755, 0o040000, 0o120000, 0o160000}  # blob, exec, tree, link, submodule
 
 
 def run_problems(repo: GitRepo, run: StoredRun, *, deep: bool = True) -> list[str]:
@@ -37,19 +36,14 @@ def run_problems(repo: GitRepo, run: StoredRun, *, deep: bool = True) -> list[st
 
 
 def _code_problems(repo: GitRepo, run: StoredRun) -> list[str]:
+    """The snapshot's entries by git fsck --strict's rules (the ones replay exports by)."""
     code = repo.subtree(run.tree, layout.CODE_DIR)
     if code is None:
         return []
     try:
-        for parts, mode, _oid in repo.walk_entries(code):
-            why = validation.entry_name_problem(parts[-1])
-            if why is None and mode not in _MODES:
-                why = f"mode {mode:o}"
-            if why is not None:
-                shown = "/".join(parts)[:200]
-                return [f"run {run.run_id}: its code snapshot has an entry git fsck refuses ({why}: {shown!r})"]
+        trust.code_entries(repo, code)
     except StoreError as exc:
-        return [f"run {run.run_id}: its code snapshot cannot be read ({exc})"]
+        return [f"run {run.run_id}: {exc}"]
     return []
 
 
