@@ -310,3 +310,23 @@ def test_a_remote_name_is_never_an_option(repo, tmp_path):
         out = _flor(repo, command, "--", f"--upload-pack=touch {marker}")
         assert out.returncode == 1 and "not a remote name" in out.stderr, out.stderr
     assert not marker.exists()
+
+
+def test_a_pulled_note_bomb_is_never_inflated(repo):
+    _own_runs(repo)
+    head = git(repo.path, "rev-parse", "HEAD").strip()
+    import zlib
+
+    from florgit.git import notes
+
+    raw = b"x" * (notes.MAX_NOTE_BYTES + 1)
+    oid = forge.blob(repo.path, raw)  # written small by git: zlib of repeated bytes
+    tree = forge.raw_tree(repo.path, [(forge.TREE_MODE, head[:2], forge.raw_tree(repo.path, [("100644", head[2:], oid)]))])
+    commit = git(repo.path, "commit-tree", tree, "-m", "notes").strip()
+    git(repo.path, "update-ref", layout.NOTES_REF, commit)
+    assert len(zlib.compress(raw)) < 50_000
+    proc = repo.run("train.py", check=False)  # its note cannot be added: a warning, the run is kept
+    assert "more than a florgit note can be" in proc.stderr
+    assert len(flor.runs()) == 2
+    verify = _flor(repo, "verify")
+    assert "Traceback" not in verify.stderr

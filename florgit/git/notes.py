@@ -11,15 +11,37 @@ from collections.abc import Callable
 
 import pygit2
 
+from florgit.errors import StoreError
 from florgit.git import refs, trees
 
 
+MAX_NOTE_BYTES = 4 * 1024 * 1024  # a note is a few JSON lines per run; bigger is not florgit's
+
+
 def _note_blob(repo: pygit2.Repository, tree: pygit2.Tree | None, target: str) -> pygit2.Blob | None:
+    """The note blob on ``target``; one over MAX_NOTE_BYTES (checked from its header, so a
+    pulled zlib bomb is never inflated) is a StoreError."""
     for path in (f"{target[:2]}/{target[2:]}", target):
-        obj = trees.lookup(repo, tree, path)
-        if isinstance(obj, pygit2.Blob):
-            return obj
+        entry = _entry(tree, path)
+        if entry is not None and entry.type_str == "blob":
+            _check_size(repo, entry.id, path)
+            return repo[entry.id]
     return None
+
+
+def _entry(tree: pygit2.Tree | None, path: str):
+    if tree is None:
+        return None
+    try:
+        return tree[path]
+    except KeyError:
+        return None
+
+
+def _check_size(repo: pygit2.Repository, oid: pygit2.Oid, path: str) -> None:
+    size = repo.odb.read_header(oid)[1]
+    if size > MAX_NOTE_BYTES:
+        raise StoreError(f"the flor note {path} is {size:,} bytes, more than a florgit note can be; it is left alone")
 
 
 def read(repo: pygit2.Repository, ref: str, target: str) -> str:
@@ -40,10 +62,11 @@ def read_all(repo: pygit2.Repository, ref: str) -> dict[str, str]:
 def _walk(repo: pygit2.Repository, tree: pygit2.Tree, prefix: str, out: dict[str, str]) -> None:
     for entry in tree:
         name = prefix + entry.name
-        if entry.type_str == "tree":
+        if entry.type_str == "tree" and len(name) < 40:  # fan-out folders only: bounded depth
             _walk(repo, repo[entry.id], name, out)
         elif entry.type_str == "blob" and len(name) == 40:
-            out[name] = repo[entry.id].data.decode("utf-8", "replace")
+            if repo.odb.read_header(entry.id)[1] <= MAX_NOTE_BYTES:  # bigger ones are not florgit's
+                out[name] = repo[entry.id].data.decode("utf-8", "replace")
 
 
 def update(
