@@ -96,12 +96,14 @@ class RefUpdateConflict(StoreError):
 
 
 class RunNotFoundError(StoreError):
-    def __init__(self, run: str) -> None:
+    def __init__(self, run: str, removed: str | None = None) -> None:
         self.run = run
-        super().__init__(
-            f"no recorded run matches {run!r}; list runs with `git flor log` "
-            "and pass a full run id or a unique prefix."
-        )
+        self.removed = removed
+        if removed:
+            message = f"run {removed} was set aside with `git flor rm`; `git flor rm --undo {removed}` brings it back."
+        else:
+            message = f"no recorded run matches {run!r}; list runs with `git flor log` and pass a full run id or a unique prefix."
+        super().__init__(message)
 
 
 class InvalidDataError(StoreError):

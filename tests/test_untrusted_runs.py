@@ -158,6 +158,7 @@ def test_rm_sets_a_bad_run_aside_for_good(repo):
     assert warned == []
     assert _flor(repo, "verify").returncode == 0
     assert run_id not in _flor(repo, "log").stdout
+    assert "set aside with `git flor rm`" in _flor(repo, "show", run_id).stderr
     # union merges bring the run's path again; the tombstone still holds
     forge.put_run(repo.path, layout.run_path(run_id), {layout.META_FILE: b"still not json"})
     assert _query_all()[1] == []

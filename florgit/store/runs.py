@@ -121,7 +121,8 @@ def find_run(repo: GitRepo, prefix: str, *, removed: bool = False) -> StoredRun:
     if exact:
         return exact[0]
     if len(matches) != 1:
-        raise RunNotFoundError(prefix)
+        hidden = [] if removed or matches else [r for r in list_runs(repo, removed=True) if r.run_id.startswith(prefix)]
+        raise RunNotFoundError(prefix, hidden[0].run_id if len(hidden) == 1 else None)
     return matches[0]
 
 
