@@ -13,6 +13,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from florgit.codec.schemas import StartRow, Tables
+
 MAX_OUTER_LINES = 20
 MAX_RUN_LEVEL = 50
 _SCAN_BACK = 500  # records looked at to gather the progress line's values
@@ -35,19 +37,21 @@ class Echo:
         self._outer: dict[int, tuple[int, int]] = {}  # open outermost ctx -> (loop_id, iteration)
         self._newest: dict[int, tuple[int, int, int]] = {}  # depth -> (ctx, loop_id, iteration)
 
-    def lines(self, loops: Sequence[tuple], starts, ends, records: Sequence[tuple], batches) -> list[str]:
-        """``batches`` are the Arrow batches of (loops, starts, ends, records)."""
+    def lines(self, rows: Tables[list], batches: Tables) -> list[str]:
+        """Lines for one flush: its rows and the Arrow batches made of them."""
         import numpy as np  # here, not at import: `import florgit` stays light
-        for loop_id, parent, depth, name in loops:
+
+        records = rows.records
+        for loop_id, parent, depth, name in rows.loops:
             self._loops[loop_id] = (parent, name, depth)
-        self._track_starts(starts, batches[1])
-        rec_ctx = batches[3].column(0).to_numpy()
+        self._track_starts(rows.starts, batches.starts)
+        rec_ctx = batches.records.column("ctx").to_numpy()
         keyed: list[tuple[int, str]] = []  # (record position, line): printed in log order
         for pos in np.flatnonzero(rec_ctx == 0)[:MAX_RUN_LEVEL]:
             _ctx, name, value = records[pos]
             if name not in self._quiet:
                 keyed.append((int(pos), f"{name}: {fmt(value)}"))
-        ended = batches[2].column(0).to_numpy() if len(ends) else np.empty(0, np.int64)
+        ended = batches.ends.column("ctx").to_numpy() if len(rows.ends) else np.empty(0, np.int64)
         outer_ids = np.fromiter(self._outer, dtype=np.int64, count=len(self._outer))
         outer_ended = [int(c) for c in ended[np.isin(ended, outer_ids)]]  # few: outermost iterations
         outer_done = outer_ended[-MAX_OUTER_LINES:]
@@ -65,12 +69,12 @@ class Echo:
             self._outer.pop(ctx, None)
         return [line for _pos, line in sorted(keyed)]
 
-    def _track_starts(self, starts: Sequence[tuple], batch) -> None:
+    def _track_starts(self, starts: Sequence[StartRow], batch) -> None:
         import numpy as np
 
         if not len(starts):
             return
-        loop_ids = batch.column(1).to_numpy()
+        loop_ids = batch.column("loop_id").to_numpy()
         depth_of = np.zeros(max(self._loops) + 1, dtype=np.int16)
         for loop_id, (_p, _n, depth) in self._loops.items():
             depth_of[loop_id] = depth

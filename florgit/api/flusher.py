@@ -15,6 +15,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from florgit.api import echo
+from florgit.codec.schemas import EndRow, LoopRow, RecordRow, StartRow, Tables
 
 INTERVAL = 0.5
 
@@ -23,10 +24,10 @@ INTERVAL = 0.5
 class Buffers:
     """What the training thread appends to; the flusher drains it."""
 
-    loops: deque = field(default_factory=deque)  # (loop_id, parent ctx, depth, name)
-    starts: deque = field(default_factory=deque)  # (ctx, loop_id, iteration, item, t)
-    ends: deque = field(default_factory=deque)  # (ctx, t)
-    records: deque = field(default_factory=deque)  # (ctx, name, value)
+    loops: deque[LoopRow] = field(default_factory=deque)
+    starts: deque[StartRow] = field(default_factory=deque)
+    ends: deque[EndRow] = field(default_factory=deque)
+    records: deque[RecordRow] = field(default_factory=deque)
 
 
 class Flusher:
@@ -35,7 +36,7 @@ class Flusher:
         self._buffers = buffers
         self._spool = spool
         self._kinds: list = []
-        self.batches: list[list] = [[], [], [], []]
+        self.batches: Tables[list] = Tables([], [], [], [])
         self.echo_on = echo_on
         self._echo = echo.Echo(quiet_names)
         self.count = 0
@@ -70,16 +71,16 @@ class Flusher:
     def flush(self) -> None:
         with self._lock:
             self._load()
-            rows = [_pop_all(queue) for queue, *_ in self._kinds]
+            rows = Tables(*(_pop_all(queue) for queue, *_ in self._kinds))
             if not any(rows):
                 return
-            batches = [make(r) for r, (_q, make, _s, _f) in zip(rows, self._kinds)]
+            batches = Tables(*(make(r) for r, (_q, make, _s, _f) in zip(rows, self._kinds)))
             for kept, batch in zip(self.batches, batches):
                 kept.append(batch)
-            self.count += len(rows[3])
+            self.count += len(rows.records)
             self._spool_batches(batches)
             if self.echo_on:
-                echo.write(self._echo.lines(*rows, batches))
+                echo.write(self._echo.lines(rows, batches))
 
     def _spool_batches(self, batches: list) -> None:
         if self._spool_failed:
