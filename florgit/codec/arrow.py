@@ -88,7 +88,7 @@ def _or_nulls(arr: pa.Array | None, typ: pa.DataType, n: int) -> pa.Array:
     return arr if arr is not None else pa.nulls(n, typ)
 
 
-def record_batch(records: Sequence[tuple[int, str, object]]) -> pa.RecordBatch:
+def record_batch(records: Sequence[schemas.RecordRow]) -> pa.RecordBatch:
     """Build a record batch from ``(ctx, name, value)`` tuples."""
     if not records:
         return pa.RecordBatch.from_pylist([], RECORD_SCHEMA)
@@ -102,12 +102,12 @@ def _columns(rows: Sequence[tuple], width: int) -> list[list]:
     return [list(map(itemgetter(k), rows)) for k in range(width)]
 
 
-def loop_batch(loops: Sequence[tuple]) -> pa.RecordBatch:
+def loop_batch(loops: Sequence[schemas.LoopRow]) -> pa.RecordBatch:
     """From ``(loop_id, parent, depth, name)`` tuples."""
     return _plain_batch(loops, LOOP_SCHEMA)
 
 
-def start_batch(starts: Sequence[tuple]) -> pa.RecordBatch:
+def start_batch(starts: Sequence[schemas.StartRow]) -> pa.RecordBatch:
     """From ``(ctx, loop_id, iteration, item value, t)`` tuples."""
     if not starts:
         return pa.RecordBatch.from_pylist([], START_SCHEMA)
@@ -122,7 +122,7 @@ def start_batch(starts: Sequence[tuple]) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(cols, schema=START_SCHEMA)
 
 
-def end_batch(ends: Sequence[tuple]) -> pa.RecordBatch:
+def end_batch(ends: Sequence[schemas.EndRow]) -> pa.RecordBatch:
     """From ``(ctx, t)`` tuples."""
     return _plain_batch(ends, END_SCHEMA)
 
