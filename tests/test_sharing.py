@@ -197,3 +197,23 @@ def test_hooks_folder_matches_what_install_writes():
     for name in HOOKS:
         assert (root / name).read_text() == script(name)
         assert os.access(root / name, os.X_OK)
+
+
+def test_plain_fetch_and_pull_keep_working_when_the_remote_has_no_flor_refs(remote_and_clones, monkeypatch):
+    bare, (alice, bob) = remote_and_clones
+    for repo in (alice, bob):
+        assert _flor(repo, "install").returncode == 0
+        assert _flor(repo, "pull").returncode == 0  # configures too; the remote has nothing yet
+    for command in (["fetch"], ["pull", "--no-rebase"]):
+        out = subprocess.run(["git", *command], cwd=bob.path, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+    # an exact refspec left by an older florgit is replaced by the glob
+    old = f"+{layout.SHADOW_REF}:refs/flor/remotes/origin/shadow"
+    git(bob.path, "config", "--add", "remote.origin.fetch", old)
+    assert _flor(bob, "install").returncode == 0
+    assert old not in git(bob.path, "config", "--get-all", "remote.origin.fetch")
+    # once runs are there, a plain fetch brings them to the tracking refs
+    alice.run("train.py")
+    assert _flor(alice, "push").returncode == 0
+    assert subprocess.run(["git", "fetch", "-q"], cwd=bob.path).returncode == 0
+    assert "refs/flor/remotes/origin/shadow" in git(bob.path, "for-each-ref", "--format=%(refname)")

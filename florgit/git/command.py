@@ -38,6 +38,14 @@ def ensure_config(cwd: str, key: str, value: str, *, multi: bool = False) -> boo
     return True
 
 
+def remove_config(cwd: str, key: str, value: str) -> bool:
+    """Remove ``value`` from a (multi-valued) ``key``, compared literally; True if it was there."""
+    if value not in config_values(cwd, key):
+        return False
+    run_git(cwd, "config", "--unset-all", "--fixed-value", key, value)
+    return True
+
+
 def hooks_dir(cwd: str) -> str:
     """The hooks directory git really uses (``core.hooksPath`` honoured)."""
     path = run_git(cwd, "rev-parse", "--git-path", "hooks").stdout.strip()

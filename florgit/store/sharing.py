@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from florgit.errors import StoreError
 from florgit.git import GitRepo
-from florgit.git.command import GitCommandError, ensure_config, run_git
+from florgit.git.command import GitCommandError, ensure_config, remove_config, run_git
 from florgit.store import layout, quarantine
 
 PUSH_ATTEMPTS = 8
@@ -48,11 +48,21 @@ def configure(repo: GitRepo, remote: str | None = None) -> list[str]:
         if ensure_config(cwd, key, value, multi=multi):
             changed.append(f"{key}={value}")
     if remote:
+        key = f"remote.{remote}.fetch"
         for ref in LOGS:
-            spec = f"+{ref.local}:{tracking_ref(remote, ref)}"
-            if ensure_config(cwd, f"remote.{remote}.fetch", spec, multi=True):
-                changed.append(f"remote.{remote}.fetch={spec}")
+            # An exact refspec makes every plain `git fetch` fail while the remote has no
+            # such ref ("couldn't find remote ref"); a glob matches nothing and goes on.
+            # Older florgit wrote exact ones: they are replaced.
+            if remove_config(cwd, key, f"+{ref.local}:{tracking_ref(remote, ref)}"):
+                changed.append(f"removed {key}=+{ref.local}:{tracking_ref(remote, ref)}")
+            if ensure_config(cwd, key, fetch_spec(remote, ref), multi=True):
+                changed.append(f"{key}={fetch_spec(remote, ref)}")
     return changed
+
+
+def fetch_spec(remote: str, ref: SharedRef) -> str:
+    """The refspec plain `git fetch` uses for ``ref``: a glob, so a remote without it is fine."""
+    return f"+{ref.local}*:{tracking_ref(remote, ref)}*"
 
 
 def fetch(repo: GitRepo, remote: str, checkpoints: bool = False) -> list[SharedRef]:
