@@ -12,6 +12,7 @@
     ├── StoreError                 recorded data cannot be read or written
     │   ├── RefUpdateConflict      a compare-and-swap kept losing to other writers
     │   ├── RunNotFoundError
+    │   │   └── AmbiguousRunError   a run reference matches several runs
     │   ├── InvalidDataError       stored data (maybe pulled) fails validation
     │   └── CheckpointError        a checkpoint cannot be taken, found or trusted
     └── QueryError                 a dataframe/query request cannot be answered
@@ -102,7 +103,7 @@ class RunNotFoundError(StoreError):
         if removed:
             message = f"run {removed} was set aside with `git flor rm`; `git flor rm --undo {removed}` brings it back."
         else:
-            message = f"no recorded run matches {run!r}; list runs with `git flor log` and pass a full run id or a unique prefix."
+            message = f"no recorded run matches {run!r}; list runs with `git flor log` and pass a run id, a unique prefix or suffix of one, `latest` or `latest~N`."
         super().__init__(message)
 
 
@@ -120,6 +121,16 @@ class InvalidDataError(StoreError):
             f"set it aside with `git flor rm {run_id}`" if run_id else "fetch it again"
         ) + "; `git flor verify` lists every problem"
         super().__init__(f"{what} is invalid: {why}; {fix}")
+
+
+class AmbiguousRunError(RunNotFoundError):
+    def __init__(self, run: str, candidates: list[str]) -> None:
+        self.candidates = candidates
+        shown = ", ".join(candidates[-10:]) + (f" and {len(candidates) - 10} more" if len(candidates) > 10 else "")
+        StoreError.__init__(
+            self, f"{run!r} matches {len(candidates)} runs ({shown}); give more of the id, or `latest`/`latest~N`."
+        )
+        self.run, self.removed = run, None
 
 
 class CheckpointError(StoreError):
@@ -143,6 +154,7 @@ __all__ = [
     "StoreError",
     "RefUpdateConflict",
     "RunNotFoundError",
+    "AmbiguousRunError",
     "InvalidDataError",
     "CheckpointError",
     "QueryError",

@@ -10,7 +10,7 @@ from florgit.errors import CheckpointError, RunNotFoundError
 
 
 def checkpoints(run: str, repo: str | None = None) -> list:
-    """The checkpoints of ``run`` (an id or unique prefix), oldest first.
+    """The checkpoints of ``run`` (an id, a unique prefix or suffix, `latest` or `latest~N`), oldest first.
 
     Each item has ``loop``, ``iteration`` (-1: before the loop ran), ``boundary``
     (completed iterations), ``nbytes`` and ``stored`` (compressed bytes).

@@ -85,7 +85,7 @@ def _write_data(text: str) -> None:
 
 
 @app.command("show")
-def show_cmd(run: str = typer.Argument(..., help="Run id or unique prefix.")) -> None:
+def show_cmd(run: str = typer.Argument(..., help="Run: id, unique prefix or suffix, latest or latest~N.")) -> None:
     """A run's metadata, args, metrics, code diff, checkpoints and replays."""
     from florgit.cli.listing import show_run
 
@@ -136,7 +136,7 @@ def dataframe_cmd(
 
 @app.command("checkpoints")
 def checkpoints_cmd(
-    run: str = typer.Argument(None, help="Run id or unique prefix (default: the newest run)."),
+    run: str = typer.Argument(None, help="Run: id, unique prefix or suffix, latest or latest~N (default: latest)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line (strict JSON)."),
 ) -> None:
     """List a run's checkpoints: iteration, size, and bytes new to the repository."""
@@ -186,7 +186,7 @@ def _mb(n: int) -> str:
 def replay_cmd(
     names: str = typer.Argument(..., help="Name(s) to compute, comma-separated: the NAME of flor.log(NAME, ...)."),
     where: str = typer.Option(None, "--where", help="SQL predicate selecting runs by their run-level values."),
-    run: list[str] = typer.Option(None, "--run", help="Replay this run (id or prefix); repeatable."),
+    run: list[str] = typer.Option(None, "--run", help="Replay this run (id, prefix, suffix, latest, latest~N); repeatable."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Processes to run at once."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before replaying (foreign runs need --trust)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan and the patched code; run nothing."),
@@ -397,7 +397,7 @@ def verify_cmd(quick: bool = typer.Option(False, "--quick", help="Check objects 
 
 @app.command("rm")
 def rm_cmd(
-    runs: list[str] = typer.Argument(..., help="Run ids or unique prefixes."),
+    runs: list[str] = typer.Argument(..., help="Runs: ids, unique prefixes or suffixes, latest or latest~N."),
     undo: bool = typer.Option(False, "--undo", help="Bring runs set aside back."),
     reason: str = typer.Option("", "--reason", help="Why, kept with the tombstone."),
 ) -> None:

@@ -9,13 +9,14 @@ only ever race on the ref, which compare-and-swap resolves.
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 
 from typing import TYPE_CHECKING
 
 from florgit import validation
-from florgit.errors import FlorgitWarning, InvalidDataError, RunNotFoundError, StoreError
+from florgit.errors import AmbiguousRunError, FlorgitWarning, InvalidDataError, RunNotFoundError, StoreError
 from florgit.git import GitRepo
 from florgit.store import layout, tombstones, trust
 from florgit.store.meta import RunMeta
@@ -114,16 +115,29 @@ def layout_problems(repo: GitRepo) -> list[str]:
     return problems
 
 
-def find_run(repo: GitRepo, prefix: str, *, removed: bool = False) -> StoredRun:
-    """The run whose id is ``prefix`` or starts with it (it must be unique)."""
-    matches = [r for r in list_runs(repo, removed=removed) if r.run_id.startswith(prefix)]
-    exact = [r for r in matches if r.run_id == prefix]
+def find_run(repo: GitRepo, ref: str, *, removed: bool = False) -> StoredRun:
+    """The run ``ref`` names: its id, a unique prefix or suffix of it (the random part
+    alone works), ``latest`` or ``latest~N`` (N runs before the newest)."""
+    runs = list_runs(repo, removed=removed)
+    latest = LATEST.match(ref)
+    if latest:
+        back = int(latest.group(1) or 0)
+        if back < len(runs):
+            return runs[-1 - back]
+        raise RunNotFoundError(ref)
+    exact = [r for r in runs if r.run_id == ref]
     if exact:
         return exact[0]
-    if len(matches) != 1:
-        hidden = [] if removed or matches else [r for r in list_runs(repo, removed=True) if r.run_id.startswith(prefix)]
-        raise RunNotFoundError(prefix, hidden[0].run_id if len(hidden) == 1 else None)
+    matches = [r for r in runs if ref and (r.run_id.startswith(ref) or r.run_id.endswith(ref))]
+    if len(matches) > 1:
+        raise AmbiguousRunError(ref, [r.run_id for r in matches])
+    if not matches:
+        hidden = [] if removed else [r for r in list_runs(repo, removed=True) if r.run_id.startswith(ref) or r.run_id.endswith(ref)]
+        raise RunNotFoundError(ref, hidden[0].run_id if len(hidden) == 1 else None)
     return matches[0]
+
+
+LATEST = re.compile(r"\Alatest(?:~(\d{1,9}))?\Z")
 
 
 def read_meta(repo: GitRepo, run: StoredRun) -> RunMeta:
