@@ -112,3 +112,50 @@ def test_bad_kwargs_value_fails_fast_with_a_fix(repo):
     out = repo.run("train.py", "--kwargs", "epochs=three", check=False)
     assert out.returncode != 0
     assert "epochs=three" in out.stderr and "expects an int" in out.stderr
+
+
+LOOPING = """
+import florgit as flor
+flor.set_echo(False)
+optimizer = flor.arg("optimizer", "sgd")
+epochs = flor.arg("epochs", 2)
+for epoch in flor.loop("epoch", range(epochs)):
+    flor.log("loss", 1.0)
+print("trained with", optimizer)
+"""
+
+
+def test_a_misspelled_kwarg_stops_the_script_before_training(repo):
+    import florgit as flor
+
+    repo.write("train.py", LOOPING)
+    out = repo.run("train.py", "--kwargs", "optimiser=adam", check=False)
+    assert out.returncode == 1 and "trained with" not in out.stdout
+    assert "did you mean 'optimizer'" in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert flor.runs().height == 0  # nothing was trained, nothing is recorded
+    assert not list((repo.path / ".git" / "flor" / "spool").iterdir())
+    assert "refs/flor/pending" not in repo.git("for-each-ref")
+    lenient = repo.run("train.py", "--kwargs", "optimiser=adam", env={"FLORGIT_KWARGS": "lenient"})
+    assert "trained with sgd" in lenient.stdout and "did you mean 'optimizer'" in lenient.stderr
+    assert flor.runs().height == 1
+
+
+def test_a_bad_kwarg_value_is_one_line_and_records_no_run(repo):
+    import florgit as flor
+
+    repo.write("train.py", LOOPING)
+    out = repo.run("train.py", "--kwargs", "epochs=three", check=False)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "epochs=three" in out.stderr
+    assert flor.runs().height == 0
+
+
+def test_disabled_mode_records_nothing_and_changes_nothing(repo):
+    repo.write("train.py", LOOPING + "print('run id', flor.current_run_id())\n")
+    repo.commit("train")
+    before = repo.git("for-each-ref")
+    out = repo.run("train.py", "--kwargs", "optimizer=adam", env={"FLORGIT_MODE": "disabled"})
+    assert "trained with adam" in out.stdout and "run id None" in out.stdout
+    assert repo.git("for-each-ref") == before
+    assert not (repo.path / ".git" / "flor").exists()

@@ -20,8 +20,9 @@ from contextlib import AbstractContextManager, contextmanager
 from florgit.api import echo
 from florgit.api import kwargs as kwargs_mod
 from florgit.codec.values import SCALAR_TYPES, check_name, to_scalar
-from florgit.errors import UsageError
+from florgit.errors import KwargsError, UsageError
 
+MODE_ENV = "FLORGIT_MODE"  # =disabled: record nothing (values are returned, loops iterate)
 BUFFER_LIMIT = 500_000  # records held in memory before log() flushes inline
 
 _MISSING = object()
@@ -50,7 +51,9 @@ def _start():
 
             _install_hooks()
             replay = os.environ.get("FLORGIT_REPLAY")
-            if replay:  # this process replays an old run: see florgit.replay
+            if os.environ.get(MODE_ENV, "").strip().lower() == "disabled":
+                _rec = _Disabled()  # a debug run: the API works, nothing is recorded
+            elif replay:  # this process replays an old run: see florgit.replay
                 from florgit.api.replaying import ReplayRecorder
                 from florgit.hindsight.spec import ReplaySpec
 
@@ -178,6 +181,12 @@ def _at_exit() -> None:
 
 def _excepthook(exc_type, exc, tb) -> None:
     global _failure
+    if issubclass(exc_type, KwargsError) and _previous_excepthook is sys.__excepthook__:
+        # The command line was wrong and nothing was trained: one line, no run recorded.
+        _failure = ("discard", str(exc))
+        text = str(exc)
+        print(text if text.startswith("florgit:") else f"florgit: {text}", file=sys.stderr)
+        return
     status = "interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed"
     _failure = (status, f"{exc_type.__name__}: {exc}")
     _previous_excepthook(exc_type, exc, tb)
@@ -233,6 +242,21 @@ class _ForkedChild:
 
     def close_checkpointing(self, previous: object) -> None:
         pass
+
+
+class _Disabled(_ForkedChild):
+    """FLORGIT_MODE=disabled: the script runs as it would, `--kwargs` included, and nothing
+    is recorded or written."""
+
+    def add_name(self, name: str) -> None:
+        check_name(name)  # misuse still raises, as it would when recording
+
+    def arg(self, name: str, default: object, missing: object) -> object:
+        if name in KWARGS:
+            return kwargs_mod.parse(name, KWARGS[name], None if default is missing else default)
+        if default is missing:
+            raise UsageError(f"flor.arg({name!r}) has no default and {kwargs_mod.FLAG} does not set it")
+        return default
 
 
 def _forked_child() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import os
 
 from florgit.errors import KwargsError
 
@@ -106,12 +107,25 @@ def _example(default: object) -> str:
     return repr(default).replace(" ", "")
 
 
-def unused_message(unused: list[str], pairs: dict[str, str], known: list[str]) -> str:
+def unused_message(unused: list[str], pairs: dict[str, str], known: list[str], why: str | None = None) -> str:
     parts = []
     for key in unused:
         hint = difflib.get_close_matches(key, known, n=1)
         parts.append(f"{key}={pairs[key]}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
-    return (
-        f"florgit: {FLAG} " + ", ".join(parts) + " was not used by any flor.arg in this run; "
-        "check the spelling against the script's flor.arg names"
-    )
+    why = why or "was not used by any flor.arg in this run; check the spelling against the script's flor.arg names"
+    return f"florgit: {FLAG} " + ", ".join(parts) + " " + why
+
+
+LENIENT_ENV = "FLORGIT_KWARGS"  # =lenient: unknown --kwargs only warn at the end (FlorDB's way)
+
+
+def lenient() -> bool:
+    return os.environ.get(LENIENT_ENV, "").strip().lower() == "lenient"
+
+
+def unknown_before_training(unused: list[str], pairs: dict[str, str], known: list[str]) -> str:
+    return unused_message(
+        unused, pairs, known,
+        f"matches no flor.arg asked for before the first flor.loop, so training would ignore it; "
+        f"fix it, or set {LENIENT_ENV}=lenient to train anyway (nothing was recorded)",
+    )  # fmt: skip

@@ -82,6 +82,7 @@ class Recorder(LoopBook):
         self.spool = Spool(self.repo.git_dir, self.meta)
         self.flusher = Flusher(self.buffers, self.spool, echo_on, self.args)
         self.finished = False
+        self._kwargs_checked = False
 
     # -- hot path helpers ------------------------------------------------------------
     def add_name(self, name: str) -> None:
@@ -92,6 +93,8 @@ class Recorder(LoopBook):
         self.flusher.flush()
 
     def loop(self, name: str, iterable: Iterable) -> Iterator:
+        if not self._kwargs_checked:
+            self._check_kwargs()
         loop_id, parent, depth = self._open_loop(name)
         starts, ends, next_ctx, clock, t0 = self.buffers.starts, self.buffers.ends, self._next_ctx, time.perf_counter, self.t0
         scalar = SCALAR_TYPES
@@ -182,12 +185,24 @@ class Recorder(LoopBook):
         self.records.append((0, name, stored))
         return value
 
+    def _check_kwargs(self) -> None:
+        """Training starts: a --kwargs key no flor.arg has asked for is a typo that would
+        cost the whole run, so it stops the script here (FLORGIT_KWARGS=lenient opts out)."""
+        self._kwargs_checked = True
+        unused = sorted(set(self.kwargs) - self.used_kwargs)
+        if unused and not kwargs_mod.lenient():
+            raise KwargsError(kwargs_mod.unknown_before_training(unused, self.kwargs, sorted(self.args)))
+
     # -- ending ------------------------------------------------------------------------
     def finish(self, status: str, error: str | None = None) -> None:
-        """Persist the run: final Arrow files, a shadow-branch commit, a note."""
+        """Persist the run: final Arrow files, a shadow-branch commit, a note. Status
+        ``discard`` (the command line was wrong, nothing was trained) records nothing."""
         if self.finished:
             return
         self.finished = True
+        if status == DISCARD:
+            self._discard()
+            return
         from florgit.store.runs import persist_run
 
         if self.checkpointer is not None:
@@ -217,6 +232,19 @@ class Recorder(LoopBook):
         self.spool.remove()
         if self.flusher.echo_on:
             print(f"florgit: committed run {self.run_id} ({status}, {meta.records:,} records) to flor.shadow")
+
+
+    def _discard(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.close()
+        self.flusher.stop()
+        self.spool.remove()
+        from florgit.store import layout
+
+        self.repo.delete_ref(layout.pending_ref(self.run_id))
+
+
+DISCARD = "discard"
 
 
 def _scalar_or_repr(value: object, name: str) -> object:
