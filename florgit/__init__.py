@@ -1,6 +1,24 @@
 """florgit: a hindsight-logging database for ML that keeps its data in your git repository.
 
-Use it as ``import florgit as flor``; FlorDB scripts run with only their import changed.
+Quick start (FlorDB scripts run with only their import changed)::
+
+    import florgit as flor
+
+    lr = flor.arg("lr", 1e-3)                      # `python train.py --kwargs lr=5e-4`
+    with flor.checkpointing(model=net, optimizer=opt):
+        for epoch in flor.loop("epoch", range(10)):
+            for step, batch in flor.loop("step", enumerate(data)):
+                loss = train_step(batch)
+                flor.log("loss", loss.item())
+            flor.log("val_acc", evaluate(net))
+
+    flor.dataframe("lr", "loss")                   # polars: one row per run and loop context
+
+Every run is committed to ``flor.shadow`` in this repository (code, args, logs,
+checkpoints); your working tree, index and branches are never touched. From the shell:
+``git flor log``, ``git flor show latest``, ``git flor replay NAME`` (hindsight logging),
+``git flor help``. Query with :func:`dataframe`, :func:`scan`, :func:`query`,
+:func:`runs`; restore with :func:`load_checkpoint`. Errors are :class:`FlorgitError`.
 """
 
 __version__ = "0.1.0"

@@ -16,6 +16,7 @@ import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from typing import Any, TypeVar, overload
 
 from florgit.api import echo
 from florgit.api import kwargs as kwargs_mod
@@ -25,7 +26,15 @@ from florgit.errors import KwargsError, UsageError
 MODE_ENV = "FLORGIT_MODE"  # =disabled: record nothing (values are returned, loops iterate)
 BUFFER_LIMIT = 500_000  # records held in memory before log() flushes inline
 
-_MISSING = object()
+class _Required:
+    """The default of ``arg``'s ``default``: the value must come from ``--kwargs``."""
+
+    def __repr__(self) -> str:
+        return "<required>"
+
+
+_MISSING: Any = _Required()
+T = TypeVar("T")
 _rec = None  # the Recorder of the run in progress
 _start_lock = threading.Lock()
 _hooks_installed = False
@@ -63,7 +72,7 @@ def _start():
         return _rec
 
 
-def log(name: str, value: object) -> object:
+def log(name: str, value: T) -> T:
     """Record ``value`` under ``name`` in the current loop context and return ``value``.
 
     bool, int, float (NaN and inf included), str and None keep their type; numpy scalars
@@ -81,7 +90,15 @@ def log(name: str, value: object) -> object:
     return value
 
 
-def arg(name: str, default: object = _MISSING) -> object:
+@overload
+def arg(name: str) -> Any: ...
+
+
+@overload
+def arg(name: str, default: T) -> T: ...
+
+
+def arg(name: str, default: Any = _MISSING) -> Any:
     """Record a hyper-parameter: ``--kwargs name=value`` overrides ``default``.
 
     The text is parsed by the default's type (bool accepts true/false/yes/no/1/0; a
@@ -95,7 +112,7 @@ def arg(name: str, default: object = _MISSING) -> object:
     return value
 
 
-def loop(name: str, iterable: Iterable) -> Iterator:
+def loop(name: str, iterable: Iterable[T]) -> Iterator[T]:
     """Iterate ``iterable`` lazily, recording each iteration as a context of loop ``name``.
 
     Logs inside the loop body carry the loop's 0-based iteration (and the item, when it

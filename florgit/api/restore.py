@@ -22,15 +22,16 @@ def checkpoints(run: str, repo: str | None = None) -> list:
     return store.list_checkpoints(git, _run_id(git, run))
 
 
-def load_checkpoint(run: str, iteration: int | None = None, *, rng: bool = True, **objs: object):
+def load_checkpoint(run: str, iteration: int | None = None, *, rng: bool = True, repo: str | None = None, **objs: object):
     """Restore the checkpoint of ``run`` taken at the end of ``iteration`` (-1: before the
     loop; None: the latest) into ``objs``, named as they were in ``flor.checkpointing``.
-    Parameter ``.grad``s and, with ``rng=True``, the random states come back too.
+    Parameter ``.grad``s and, with ``rng=True``, the random states come back too. ``repo``:
+    a path inside the repository (default: the current directory).
     Returns the checkpoint's info."""
     from florgit.git import open_repo
     from florgit.store import checkpoints as store
 
-    git = open_repo(require_workdir=False)
+    git = open_repo(repo, require_workdir=False)
     run_id = _run_id(git, run)
     good, bad = store.scan_checkpoints(git, run_id)
     found = sorted((c for c in (*good, *bad) if c.phase == "start"), key=lambda c: (c.loop_id, c.boundary))

@@ -44,6 +44,20 @@ def _out() -> Console:
     return console if console.is_terminal else Console(width=250)
 
 
+@app.command("help")
+def help_cmd(ctx: typer.Context, command: str = typer.Argument(None, help="A command to explain.")) -> None:
+    """Show this help, or one command's (`git flor --help` is taken by git for man pages)."""
+    root = ctx.parent.command if ctx.parent is not None else ctx.command
+    if command is None:
+        print(root.get_help(ctx.parent or ctx))
+        return
+    sub = root.get_command(ctx, command) if hasattr(root, "get_command") else None
+    if sub is None:
+        raise typer.BadParameter(f"no command {command!r}; `git flor help` lists them")
+    with typer.Context(sub, info_name=command, parent=ctx.parent) as sub_ctx:
+        print(sub.get_help(sub_ctx))
+
+
 @app.command("log")
 def log_cmd(
     n: int = typer.Option(0, "-n", help="Show at most N runs (0: all)."),
