@@ -217,3 +217,33 @@ def test_plain_fetch_and_pull_keep_working_when_the_remote_has_no_flor_refs(remo
     assert _flor(alice, "push").returncode == 0
     assert subprocess.run(["git", "fetch", "-q"], cwd=bob.path).returncode == 0
     assert "refs/flor/remotes/origin/shadow" in git(bob.path, "for-each-ref", "--format=%(refname)")
+
+
+def test_uninstall_removes_the_config_install_added(remote_and_clones):
+    _bare, (alice, _bob) = remote_and_clones
+    before = git(alice.path, "config", "--list", "--local")
+    assert _flor(alice, "install").returncode == 0
+    assert "notes.rewriteref" in git(alice.path, "config", "--list", "--local")
+    out = _flor(alice, "uninstall")
+    assert out.returncode == 0 and "config removed" in out.stdout
+    assert git(alice.path, "config", "--list", "--local") == before
+
+
+@pytest.mark.parametrize("where", ["tracked", "shared"])
+def test_tracked_or_shared_hooks_folders_are_left_alone(tmp_path, where):
+    repo = make_repo(tmp_path / "p")
+    if where == "tracked":
+        repo.write(".githooks/pre-commit", "#!/bin/sh\nexit 0\n")
+        repo.commit("team hooks")
+        folder = repo.path / ".githooks"
+        repo.git("config", "core.hooksPath", ".githooks")
+    else:
+        folder = tmp_path / "shared-hooks"
+        folder.mkdir()
+        (folder / "pre-push").write_text("#!/bin/sh\nexit 0\n")
+        repo.git("config", "core.hooksPath", str(folder))
+    before = {p.name: p.read_text() for p in folder.iterdir()}
+    for command in ("install", "uninstall"):
+        out = _flor(repo, command)
+        assert out.returncode == 0 and "leaves it alone" in out.stdout, out.stdout + out.stderr
+        assert {p.name: p.read_text() for p in folder.iterdir()} == before

@@ -377,12 +377,17 @@ def install_cmd() -> None:
 
 @app.command("uninstall")
 def uninstall_cmd() -> None:
-    """Remove florgit's git hooks and restore the ones that were there."""
+    """Remove florgit's git hooks (restoring the ones that were there) and the git config
+    that `install` added. Runs and their refs stay."""
     from florgit.git import hooks as git_hooks
     from florgit.git import open_repo
+    from florgit.store import sharing
 
-    for line in git_hooks.uninstall(open_repo().workdir):
+    repo = open_repo()
+    for line in git_hooks.uninstall(repo.workdir):
         print(visible(line))
+    for setting in sharing.unconfigure(repo):
+        print(f"config removed: {visible(setting)}")
 
 
 @app.command("hook", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

@@ -20,7 +20,7 @@ import shlex
 import stat
 import sys
 
-from florgit.git.command import hooks_dir
+from florgit.git.command import hooks_dir, run_git
 
 HOOKS = ("pre-push", "post-commit", "post-rewrite", "post-merge")
 MARKER = "# florgit hook:"
@@ -72,9 +72,35 @@ def is_ours(path: str) -> bool:
         return False
 
 
+def not_ours_to_change(cwd: str, folder: str) -> str | None:
+    """Why florgit must leave the hooks ``folder`` alone, or None. A folder that ``git``
+    tracks is the team's (writing this machine's Python path into it would be committed),
+    and one outside this repository is shared with others (uninstalling here would
+    remove their hooks)."""
+    top = run_git(cwd, "rev-parse", "--show-toplevel", check=False).stdout.strip()
+    common = os.path.normpath(os.path.join(cwd, run_git(cwd, "rev-parse", "--git-common-dir").stdout.strip()))
+    real = os.path.realpath(folder)
+    inside = [p for p in (top, common) if p and (real + os.sep).startswith(os.path.realpath(p) + os.sep)]
+    if not inside:
+        return f"core.hooksPath points at {folder}, outside this repository (other repositories may share it)"
+    if top and inside[0] == top and run_git(top, "ls-files", "--", folder).stdout.strip():
+        return f"core.hooksPath points at {folder}, which git tracks (the team's hooks)"
+    return None
+
+
+def _leave_alone(why: str) -> list[str]:
+    return [
+        f"{why}: florgit leaves it alone. Add a line `git flor hook NAME \"$@\"` to the hooks "
+        f"there ({', '.join(HOOKS)}) to share runs with pushes and pulls; `git flor push`/`pull` work without hooks."
+    ]
+
+
 def install(cwd: str, python: str | None = None) -> list[str]:
     """Install every hook; returns a line per hook saying what was done."""
     folder = hooks_dir(cwd)
+    why = not_ours_to_change(cwd, folder)
+    if why:
+        return _leave_alone(why)
     os.makedirs(folder, exist_ok=True)
     done = []
     for name in HOOKS:
@@ -92,6 +118,9 @@ def install(cwd: str, python: str | None = None) -> list[str]:
 
 def uninstall(cwd: str) -> list[str]:
     folder = hooks_dir(cwd)
+    why = not_ours_to_change(cwd, folder)
+    if why:
+        return _leave_alone(why)
     done = []
     for name in HOOKS:
         path = os.path.join(folder, name)

@@ -60,6 +60,19 @@ def configure(repo: GitRepo, remote: str | None = None) -> list[str]:
     return changed
 
 
+def unconfigure(repo: GitRepo) -> list[str]:
+    """Remove what :func:`configure` added (for ``git flor uninstall``); returns what went."""
+    cwd = _cwd(repo)
+    removed = []
+    settings = [("notes.rewriteRef", layout.NOTES_REF), ("notes.flor.mergeStrategy", "cat_sort_uniq")]
+    for remote in run_git(cwd, "remote").stdout.split():
+        settings += [(f"remote.{remote}.fetch", fetch_spec(remote, ref)) for ref in LOGS]
+    for key, value in settings:
+        if remove_config(cwd, key, value):
+            removed.append(f"{key}={value}")
+    return removed
+
+
 def fetch_spec(remote: str, ref: SharedRef) -> str:
     """The refspec plain `git fetch` uses for ``ref``: a glob, so a remote without it is fine."""
     return f"+{ref.local}*:{tracking_ref(remote, ref)}*"
