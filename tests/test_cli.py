@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import florgit as flor
 from florgit.cli.main import main
 
 TRAIN = """
@@ -126,3 +127,24 @@ def test_verify_detects_a_deleted_object_and_gc_keeps_every_run(repo, capsys):
     (git_dir / "objects" / oid[:2] / oid[2:]).unlink()
     assert main(["verify"]) == 1
     assert oid in capsys.readouterr().err
+
+
+def test_dataframe_output_format_follows_the_file_name_and_unknown_names_get_a_hint(repo, tmp_path, capsys):
+    import polars as pl
+
+    from florgit.cli.main import main
+
+    for epoch in flor.loop("epoch", range(2)):
+        flor.log("loss", 0.5)
+    flor.commit()
+    target = tmp_path / "x.parquet"
+    assert main(["dataframe", "loss", "-o", str(target)]) == 0
+    assert pl.read_parquet(target)["loss"].to_list() == [0.5, 0.5]
+    assert main(["dataframe", "loss", "-o", str(tmp_path / "x.csv")]) == 0
+    assert (tmp_path / "x.csv").read_text().startswith("run_id,")
+    assert main(["dataframe", "loss", "-o", str(tmp_path / "x.weird")]) == 2
+    capsys.readouterr()
+    assert main(["dataframe", "los"]) == 0
+    assert "did you mean 'loss'" in capsys.readouterr().err
+    assert main(["dataframe", "epoch"]) == 0
+    assert "'epoch' is a loop" in capsys.readouterr().err

@@ -117,19 +117,20 @@ class Format(str, Enum):
 def dataframe_cmd(
     names: list[str] = typer.Argument(None, help="Logged names to pivot into columns."),
     fmt: Format = typer.Option(
-        Format.table, "--format",
+        None, "--format",
         help=(
-            "table, csv, json or parquet. json is one array of row objects; "
-            'NaN and infinities are written as "NaN", "Infinity", "-Infinity".'
+            "table, csv, json or parquet (default: from -o's extension, else table). json is one "
+            'array of row objects; NaN and infinities are written as "NaN", "Infinity", "-Infinity".'
         ),
     ),
-    output: str = typer.Option(None, "-o", "--output", help="Write to FILE instead of the terminal."),
+    output: str = typer.Option(None, "-o", "--output", help="Write to FILE (.csv, .json, .parquet, .txt) instead of the terminal."),
 ) -> None:
     """Print (or write) flor.dataframe(NAME...) for this repository."""
     import polars as pl
 
     from florgit.frames import dataframe
 
+    fmt = fmt or _format_of(output)
     frame = dataframe(*(names or []))
     if fmt is Format.parquet:
         if not output:
@@ -146,6 +147,19 @@ def dataframe_cmd(
             f.write(text)
     else:
         _write_data(text)
+
+
+_EXTENSIONS = {".csv": Format.csv, ".json": Format.json, ".parquet": Format.parquet, ".txt": Format.table}
+
+
+def _format_of(output: str | None) -> Format:
+    """The format a file name asks for; no file: the terminal table."""
+    if not output:
+        return Format.table
+    ext = os.path.splitext(output)[1].lower()
+    if ext not in _EXTENSIONS:
+        raise typer.BadParameter(f"cannot tell the format of {output!r}: name it .csv, .json, .parquet or .txt, or pass --format")
+    return _EXTENSIONS[ext]
 
 
 @app.command("checkpoints")

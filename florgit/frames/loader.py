@@ -9,7 +9,7 @@ order from 1 in each run, so the row is ``offset + ctx - 1`` and no join is need
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -34,6 +34,7 @@ class Loaded:
     records: pl.DataFrame  # run, seq, ctx, name, kind, i, f, s, sidx, replayed
     starts: pl.DataFrame  # run, ctx, loop_id, loop_row, iteration, kind, i, f, s, t: one per iteration
     loops: pl.DataFrame  # run, loop_id, parent, depth, loop, parent_sidx: one row per loop instance
+    absent: dict[str, str] = field(default_factory=dict)  # asked-for name no run logged -> a hint
 
 
 def load_runs(repo_path: str | None = None) -> pl.DataFrame:
@@ -195,8 +196,12 @@ def _assemble(read: list[_RunTables], records, starts, loops, rec_offsets, start
         pl.when(pl.col("ctx") > 0).then(pl.col("ctx") - 1 + _per_run(start_offsets, run)).alias("sidx"),
     )
     records = records.with_columns((pl.col("seq") >= _per_run(originals, run)).alias("replayed"))
+    absent: dict[str, str] = {}
     if names is not None:
-        records = records.filter(pl.col("name").is_in(names))
+        everything, records = records, records.filter(pl.col("name").is_in(names))
+        missing = set(names) - set(records.get_column("name").unique().to_list())
+        if missing:  # the rare path: say why, from every name there is
+            absent = _hints(missing, everything.get_column("name").unique().to_list(), loops.get_column("loop").unique().to_list())
     # Loop ids, like context ids, count from 1 in each run: the loop's row is arithmetic.
     starts = starts.with_columns((pl.col("loop_id") - 1 + _per_run(loop_offsets, run)).alias("loop_row"))
     starts = _checked_rows(starts, "loop_row", ["run", "loop_id"], loops)
@@ -209,7 +214,21 @@ def _assemble(read: list[_RunTables], records, starts, loops, rec_offsets, start
         records=records.select(_RECORD_COLUMNS),
         starts=starts.select(_START_COLUMNS),
         loops=loops.select(_LOOP_COLUMNS),
+        absent=absent,
     )
+
+
+def _hints(missing: set[str], logged: list[str], loops: list[str]) -> dict[str, str]:
+    import difflib
+
+    out = {}
+    for name in sorted(missing):
+        if name in loops:
+            out[name] = f"{name!r} is a loop, never logged: its column comes with any name logged inside it"
+        else:
+            close = difflib.get_close_matches(name, logged, n=3)
+            out[name] = f"no run logged {name!r}" + (f"; did you mean {' or '.join(map(repr, close))}?" if close else "")
+    return out
 
 
 _STORED_COLUMNS = {

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 from florgit.codec.values import BOOL, FLOAT, INT, KIND_NAMES, STR
-from florgit.errors import QueryError
+from florgit.errors import FlorgitWarning, QueryError
 from florgit.frames import columns
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ def dataframe(*names: str, repo: str | None = None) -> pl.DataFrame:
         wanted = run_level.get_column("name").unique(maintain_order=True).to_list()
         body = pivot(resolve(run_level, loaded.starts.clear(), loaded.loops.clear()), wanted)
         return _finish(run_meta.join(body, on="run", how="left", maintain_order="left"), [], wanted)
+    for hint in loaded.absent.values():
+        warnings.warn(f"florgit: {hint}", FlorgitWarning, stacklevel=2)
     res = resolve(loaded.records, loaded.starts, loaded.loops)
     body = pivot(res, list(names))
     loop_pairs = [(c, shown) for c, shown in res.display_pairs() if c in body.columns]
