@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import polars as pl
 
 from florgit.cli.display import visible as v
@@ -11,7 +13,14 @@ from florgit.validation import OID
 LISTING_COLUMNS = ["run_id", "date", "commit", "branch", "script", "status"]
 
 
-def run_table(where: str | None = None) -> pl.DataFrame:
+@dataclass
+class RunTable:
+    frame: pl.DataFrame  # LISTING_COLUMNS, then one column per arg, then per metric
+    args: list[str]  # the arg columns, as named in frame
+    metrics: list[str]  # the other logged names' columns (their last value)
+
+
+def run_table(where: str | None = None) -> RunTable:
     """One row per run, newest first, with the last value of every logged name (named by
     the rule of florgit.frames.columns: a metric called ``status`` is ``log:status``)."""
     from florgit.frames import columns
@@ -42,7 +51,8 @@ def run_table(where: str | None = None) -> pl.DataFrame:
         from florgit.frames.where import apply_where
 
         frame = apply_where(frame, where)
-    return frame
+    as_shown = [shown[columns.logged(n)] for n in names]
+    return RunTable(frame, as_shown[: len(arg_names)], as_shown[len(arg_names) :])
 
 
 def show_run(prefix: str) -> str:

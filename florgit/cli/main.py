@@ -62,34 +62,41 @@ def help_cmd(ctx: typer.Context, command: str = typer.Argument(None, help="A com
 def log_cmd(
     n: int = typer.Option(0, "-n", help="Show at most N runs (0: all)."),
     where: str = typer.Option(None, "--where", help="SQL predicate over the columns, e.g. \"lr < 0.01 AND status = 'ok'\"."),
+    columns: str = typer.Option(None, "--columns", help="Show these columns, comma-separated (run id, date and status always)."),
+    sort: str = typer.Option(None, "--sort", help="Sort by this column (default: newest first)."),
+    reverse: bool = typer.Option(False, "--reverse", "-r", help="Reverse the order."),
+    only_changed: bool = typer.Option(False, "--only-changed", help="Leave out args and metrics that are the same in every run."),
+    wide: bool = typer.Option(False, "--wide", help="Every column in full (the default when output is not a terminal)."),
     as_json: bool = typer.Option(
         False, "--json", help='One JSON object per line; NaN and infinities are written as "NaN", "Infinity", "-Infinity".'
     ),
     as_csv: bool = typer.Option(False, "--csv", help="CSV with a header line."),
 ) -> None:
-    """List recorded runs, newest first: id, date, commit (+ dirty), branch, script,
-    status, args and the last value of each metric."""
+    """List recorded runs, newest first. On a terminal: short id, age, status, then the
+    metrics (last value), args, commit, branch and script that fit; the rest are named
+    below the table."""
+    from florgit.cli import runtable
     from florgit.cli.listing import run_table
 
-    frame = run_table(where)
+    table = run_table(where)
+    values = runtable.ordered_values(table.frame, table.args, table.metrics)
+    frame, values = runtable.select(table.frame, values, columns=columns, sort=sort, reverse=reverse, only_changed=only_changed)
     if n:
         frame = frame.head(n)
-    if as_json:
-        for row in frame.iter_rows(named=True):
-            print(json_line(row))
-    elif as_csv:
-        _write_data(frame.write_csv())
+    if as_json or as_csv:
+        frame = frame.select("run_id", "date", "status", *values) if (columns or only_changed) else frame
+        if as_json:
+            for row in frame.iter_rows(named=True):
+                print(json_line(row))
+        else:
+            _write_data(frame.write_csv())
+        return
+    console = Console()
+    if wide or not console.is_terminal:
+        layout = runtable.wide(frame, values)
     else:
-        _out().print(_rich_table(frame))
-
-
-def _rich_table(frame) -> Table:
-    table = Table()
-    for name in frame.columns:
-        table.add_column(cell(name), no_wrap=name in ("run_id", "date", "commit", "status"))
-    for row in frame.iter_rows():
-        table.add_row(*(cell(v) for v in row))
-    return table
+        layout = runtable.terminal(frame, values, console.width)
+    _write_data(runtable.render(layout))
 
 
 def _write_data(text: str) -> None:
