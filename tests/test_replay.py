@@ -154,6 +154,9 @@ def test_replaying_twice_adds_nothing(history):
     again = flor.replay("g_seen")
     assert all(r.skip == "already replayed with this code" for r in again.runs)
     assert flor.scan().filter(pl.col("name") == "g_seen").collect().height == first
+    from florgit.cli.listing import show_run
+
+    assert "g_seen: " in show_run(again.runs[0].run_id)  # show lists the run's replays
 
 
 def test_parallel_jobs_and_partitions_give_the_same_values(history, repo):

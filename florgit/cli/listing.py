@@ -80,7 +80,7 @@ def show_run(prefix: str) -> str:
     lines.append("args     " + (" ".join(f"{v(k)}={v(val)}" for k, val in meta.args.items()) or "-"))
     if meta.unused_kwargs:
         lines.append(f"unused --kwargs: {v(', '.join(meta.unused_kwargs))}")
-    lines += ["", "metrics"] + _metrics(repo, stored)
+    lines += ["", "metrics"] + _metrics(repo, stored, set(meta.args))
     taken = checkpoints.list_checkpoints(repo, meta.run_id)
     lines += ["", f"checkpoints {len(taken)}" + (f" ({sum(c.stored for c in taken) / 1e6:.1f} MB stored)" if taken else "")]
     for info in taken[:20]:
@@ -89,11 +89,8 @@ def show_run(prefix: str) -> str:
 
     done = read_replays(repo, stored)
     lines += ["", f"replays  {len(done) or 'none recorded'}"]
-    for replay_meta, _data in done:
-        lines.append(
-            f"  {v(', '.join(map(str, replay_meta['names'])))}: {v(replay_meta['values'])} values, "
-            f"strategy {v(replay_meta['strategy'])}, part {v(replay_meta['part'])}"
-        )
+    for part in done:
+        lines.append(f"  {v(', '.join(part.names))}: {part.values} values, strategy {part.strategy}, part {part.part}")
     if meta.user_commit and meta.code_tree:
         diff = code_diff(cwd, meta.user_commit, meta.code_tree)
         if diff is None:
@@ -115,21 +112,38 @@ def code_diff(cwd: str, commit: str, tree: str) -> str | None:
     return run_git(cwd, *args, check=False).stdout
 
 
-def _metrics(repo, stored) -> list[str]:
+@dataclass(frozen=True)
+class Summary:
+    name: str
+    count: int
+    last: object
+    low: float | None  # min and max of the numeric values, when there are several
+    high: float | None
+
+
+def summaries(repo, stored) -> dict[str, Summary]:
+    """Each logged name of a run (its own records): how often, the last value, min and max."""
     from florgit.codec.values import FLOAT, INT
     from florgit.store import layout, runs
 
     records = pl.from_arrow(runs.read_table(repo, stored, layout.RECORDS))
-    out = []
+    out = {}
     for name in records.get_column("name").unique(maintain_order=True).to_list():
         part = records.filter(pl.col("name") == name)
         numeric = part.filter(pl.col("kind").is_in([INT, FLOAT]))
-        values = numeric.select(pl.when(pl.col("kind") == FLOAT).then(pl.col("f")).otherwise(pl.col("i").cast(pl.Float64)).alias("v"))
+        column = numeric.select(pl.when(pl.col("kind") == FLOAT).then(pl.col("f")).otherwise(pl.col("i").cast(pl.Float64))).to_series()
         last = part.row(-1, named=True)
         shown = last["f"] if last["kind"] == FLOAT else last["i"] if last["kind"] == INT else last["s"]
-        stats = ""
-        if values.height > 1:
-            column = values.get_column("v")
-            stats = f"   min {column.min():.6g}  max {column.max():.6g}"
-        out.append(f"  {v(name):24s} {part.height:>8,} logged   last {v(shown)}{stats}")
+        several = column.len() > 1
+        out[name] = Summary(name, part.height, shown, column.min() if several else None, column.max() if several else None)
+    return out
+
+
+def _metrics(repo, stored, args: set[str]) -> list[str]:
+    out = []
+    for s in summaries(repo, stored).values():
+        if s.name in args:
+            continue  # shown under args
+        stats = f"   min {s.low:.6g}  max {s.high:.6g}" if s.low is not None else ""
+        out.append(f"  {v(s.name):24s} {s.count:>8,} logged   last {v(s.last)}{stats}")
     return out or ["  -"]

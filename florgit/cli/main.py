@@ -120,6 +120,41 @@ class Format(str, Enum):
     parquet = "parquet"
 
 
+@app.command("diff")
+def diff_cmd(
+    first: str = typer.Argument(..., help="A run: id, unique prefix or suffix, latest or latest~N."),
+    second: str = typer.Argument("latest", help="The other run (default: latest)."),
+    show_all: bool = typer.Option(False, "--all", "-a", help="Also show what is the same in both."),
+    no_code: bool = typer.Option(False, "--no-code", help="Leave out the code diff."),
+) -> None:
+    """Compare two runs: status, duration, args, the last/min/max of each logged name,
+    and the diff of their code."""
+    from florgit.cli.compare import coloured_diff, compare
+
+    rows, diff, ids = compare(first, second)
+    out = _out()
+    out.print(cell(f"run 1: {ids[0]}\nrun 2: {ids[1]}"))
+    table = Table()
+    for title in ("", "run 1", "run 2"):
+        table.add_column(cell(title), no_wrap=True)
+    always = {"status", "duration"}
+    for what, one, two, differs in rows:
+        if differs or show_all or what in always:
+            style = "bold yellow" if differs else ""
+            table.add_row(cell(what, style), cell(one, style), cell(two, style))
+    out.print(table)
+    if no_code:
+        return
+    if diff is None:
+        out.print(cell("code: not compared (a run has no code snapshot)"))
+    elif not diff.strip():
+        out.print(cell("code: the same"))
+    elif out.is_terminal:
+        out.print(coloured_diff(diff), highlight=False, soft_wrap=True)
+    else:
+        _write_data(diff)
+
+
 @app.command("dataframe")
 def dataframe_cmd(
     names: list[str] = typer.Argument(None, help="Logged names to pivot into columns."),
