@@ -81,7 +81,7 @@ def test_log_where_csv_and_show(repo, capsys):
     assert len(rows) == 1 and rows[0]["lr"] == 0.5 and rows[0]["loss"] == 0.5  # last value
     assert main(["log", "--csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("run_id,date,commit,branch,script,status,lr,loss") and len(lines) == 3
+    assert lines[0].startswith("run_id,date,commit,branch,script,status,tags,note,lr,loss") and len(lines) == 3
     assert main(["log", "--where", "no_such_column = 1"]) == 1
     run = rows[0]["run_id"]
     assert main(["show", run[:20]]) == 0

@@ -74,7 +74,7 @@ def test_log_json_is_strict_with_nan_and_infinity_as_strings(hostile, capsys):
     assert len(rows) == 1
     row = rows[0]
     assert row["loss[train]"] == "NaN" and row["val"] == "Infinity" and row["low"] == "-Infinity"
-    assert row["note"].startswith("acc[/] \x1b[31mred")  # JSON keeps the data exact, escaped as \u001b
+    assert row["log:note"].startswith("acc[/] \x1b[31mred")  # a logged `note` beside the run-note column: log:note
     assert row["acc[/]"] == 1.0
 
 

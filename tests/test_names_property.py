@@ -19,7 +19,7 @@ INTERNAL = ["i", "f", "s", "name", "kind", "ctx", "seq", "run", "sidx", "dims", 
             "loop_row", "replayed", "value_int", "value_str", "parent", "t", "epoch_value", "log:x", "loop:x", "a/b"]  # fmt: skip
 SCAN_COLUMNS = {"run_id", "start_time", "script", "seq", "name", "replayed", "kind", "value_bool", "value_int",
                 "value_float", "value_str"}  # fmt: skip
-LISTING = {"run_id", "date", "commit", "branch", "script", "status"}
+LISTING = {"run_id", "date", "commit", "branch", "script", "status", "tags", "note"}
 
 names = st.one_of(
     st.sampled_from(INTERNAL),

@@ -10,7 +10,7 @@ from florgit.cli.display import visible as v
 from florgit.validation import OID
 
 
-LISTING_COLUMNS = ["run_id", "date", "commit", "branch", "script", "status"]
+LISTING_COLUMNS = ["run_id", "date", "commit", "branch", "script", "status", "tags", "note"]
 
 
 @dataclass
@@ -40,6 +40,8 @@ def run_table(where: str | None = None) -> RunTable:
         pl.col("branch").fill_null("(detached)"),
         "script",
         "status",
+        pl.col("tags").list.join(","),  # one text column: `--where "tags LIKE '%best%'"`
+        "note",
     )
     shown = columns.display(LISTING_COLUMNS, [], [(columns.logged(n), n) for n in names])
     for name in names:  # joined under internal names: a name `run` or `status` collides with nothing
@@ -74,6 +76,11 @@ def show_run(prefix: str) -> str:
         f"versions python {v(meta.python)}, torch {v(meta.torch or '-')}, florgit {v(meta.florgit)}; "
         f"host {v(meta.host)}, pid {meta.pid}",
     ]
+    from florgit.store import curation
+
+    marks = curation.state(repo).get(meta.run_id)
+    if marks is not None and (marks.tags or marks.note):
+        lines.append(f"tags     {v(', '.join(marks.tags) or '-')}" + (f"   note {v(marks.note)}" if marks.note else ""))
     if meta.skipped_files:
         lines.append(f"left out of the code snapshot (large untracked files): {v(', '.join(meta.skipped_files))}")
     lines.append("")

@@ -62,6 +62,7 @@ def help_cmd(ctx: typer.Context, command: str = typer.Argument(None, help="A com
 def log_cmd(
     n: int = typer.Option(0, "-n", help="Show at most N runs (0: all)."),
     where: str = typer.Option(None, "--where", help="SQL predicate over the columns, e.g. \"lr < 0.01 AND status = 'ok'\"."),
+    tag: str = typer.Option(None, "--tag", "-t", help="Only runs with this tag."),
     columns: str = typer.Option(None, "--columns", help="Show these columns, comma-separated (run id, date and status always)."),
     sort: str = typer.Option(None, "--sort", help="Sort by this column (default: newest first)."),
     reverse: bool = typer.Option(False, "--reverse", "-r", help="Reverse the order."),
@@ -80,7 +81,9 @@ def log_cmd(
 
     table = run_table(where)
     values = runtable.ordered_values(table.frame, table.args, table.metrics)
-    frame, values = runtable.select(table.frame, values, columns=columns, sort=sort, reverse=reverse, only_changed=only_changed)
+    frame, values = runtable.select(
+        table.frame, values, columns=columns, sort=sort, reverse=reverse, only_changed=only_changed, tag=tag
+    )
     if n:
         frame = frame.head(n)
     if as_json or as_csv:
@@ -468,6 +471,37 @@ def verify_cmd(quick: bool = typer.Option(False, "--quick", help="Check objects 
         _err.print(f"{len(report.problems)} problems in {summary}; fetch the missing data again (`git flor pull --checkpoints`)")
         raise typer.Exit(1)
     print(f"ok: {summary} verified")
+
+
+@app.command("tag")
+def tag_cmd(
+    run: str = typer.Argument(..., help="A run: id, unique prefix or suffix, latest or latest~N."),
+    tags: list[str] = typer.Argument(..., help="Tags to add (or remove with --remove)."),
+    remove: bool = typer.Option(False, "--remove", "-d", help="Remove these tags."),
+) -> None:
+    """Tag a run (shared by push and pull); `git flor log --tag TAG` lists the runs with it."""
+    _curate(run, "untag" if remove else "tag", tags)
+
+
+@app.command("note")
+def note_cmd(
+    run: str = typer.Argument(..., help="A run: id, unique prefix or suffix, latest or latest~N."),
+    text: str = typer.Argument(..., help='A note on the run ("" removes it).'),
+) -> None:
+    """Write a free-text note on a run (shared by push and pull; shown by `log` and `show`)."""
+    _curate(run, "note", [text])
+
+
+def _curate(run: str, op: str, values: list[str]) -> None:
+    from florgit.git import open_repo
+    from florgit.store import curation
+    from florgit.store.runs import find_run
+
+    repo = open_repo(require_workdir=False)
+    run_id = find_run(repo, run).run_id
+    curation.add(repo, [run_id], op, values, repo.author())
+    marks = curation.state(repo).get(run_id, curation.Curation())
+    print(f"{visible(run_id)}: tags {visible(', '.join(marks.tags) or '-')}" + (f"; note {visible(marks.note)}" if marks.note else ""))
 
 
 @app.command("rm")

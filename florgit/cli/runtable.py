@@ -34,9 +34,11 @@ class Layout:
 
 
 def select(frame: pl.DataFrame, value_columns: list[str], *, columns: str | None, sort: str | None,
-           reverse: bool, only_changed: bool) -> tuple[pl.DataFrame, list[str]]:
-    """Apply ``--columns``, ``--only-changed`` and ``--sort``; returns the frame and the
-    value columns still in it, in display order."""  # fmt: skip
+           reverse: bool, only_changed: bool, tag: str | None = None) -> tuple[pl.DataFrame, list[str]]:
+    """Apply ``--tag``, ``--columns``, ``--only-changed`` and ``--sort``; returns the frame
+    and the value columns still in it, in display order."""  # fmt: skip
+    if tag:
+        frame = frame.filter(pl.col("tags").str.split(",").list.contains(tag))
     if only_changed:
         value_columns = [c for c in value_columns if frame.get_column(c).n_unique() > 1]
     if columns:
@@ -89,8 +91,11 @@ def wide(frame: pl.DataFrame, value_columns: list[str]) -> Layout:
 
 
 def ordered_values(frame: pl.DataFrame, args: list[str], metrics: list[str]) -> list[str]:
-    """Value columns by priority: metrics, args, then where and what ran."""
-    return [*metrics, *args, *(c for c in _DETAILS if c in frame.columns)]
+    """Value columns by priority: tags (when any run has one), metrics, args, then where
+    and what ran, and notes."""
+    used = {c for c in ("tags", "note") if c in frame.columns and frame.get_column(c).fill_null("").str.len_chars().max()}
+    details = [c for c in _DETAILS if c in frame.columns]
+    return [*(["tags"] if "tags" in used else []), *metrics, *args, *details, *(["note"] if "note" in used else [])]
 
 
 def render(layout: Layout) -> str:

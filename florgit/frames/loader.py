@@ -19,6 +19,8 @@ from florgit.git import open_repo
 from florgit.store import layout
 from florgit.store import runs as store_runs
 from florgit.store.recovery import recover_abandoned
+from florgit.store import curation
+from florgit.store.curation import Curation
 from florgit.store.meta import RunMeta
 from florgit.store.replays import read_replays
 from florgit.validation import memory_budget, name_problem
@@ -49,7 +51,7 @@ def load_runs(repo_path: str | None = None) -> pl.DataFrame:
                 metas.append(checked[0] if checked else store_runs.read_meta(repo, run))
             except StoreError as exc:
                 _left_out(run.run_id, exc)
-    return _runs_frame(metas)
+    return _runs_frame(metas, curation.state(repo))
 
 
 # Runs this process has validated, by run tree id (content-addressed, so what passed once
@@ -86,7 +88,7 @@ def load(repo_path: str | None = None, names: list[str] | None = None) -> Loaded
         for idx, why in bad.items():
             _left_out(read[idx].meta.run_id, InvalidDataError(f"run {read[idx].meta.run_id}", why, read[idx].meta.run_id))
         read = [r for i, r in enumerate(read) if i not in bad]
-    return _assemble(read, *tables, names)
+    return _assemble(read, *tables, names, curation.state(repo))
 
 
 def _read_run(repo, run: store_runs.StoredRun, budget: list[int]) -> _RunTables:
@@ -188,7 +190,7 @@ def _heights(offsets: list[int], total: int) -> list[int]:
     return [b - a for a, b in zip(offsets, [*offsets[1:], total])]
 
 
-def _assemble(read: list[_RunTables], records, starts, loops, rec_offsets, start_offsets, loop_offsets, names) -> Loaded:
+def _assemble(read: list[_RunTables], records, starts, loops, rec_offsets, start_offsets, loop_offsets, names, curated) -> Loaded:
     run = pl.col("run")
     originals = [r.own for r in read]
     records = records.with_columns(
@@ -210,7 +212,7 @@ def _assemble(read: list[_RunTables], records, starts, loops, rec_offsets, start
     )
     loops = _checked_rows(loops, "parent_sidx", ["run", "parent"], starts.rename({"ctx": "parent"}))
     return Loaded(
-        runs=_runs_frame([r.meta for r in read]),
+        runs=_runs_frame([r.meta for r in read], curated),
         records=records.select(_RECORD_COLUMNS),
         starts=starts.select(_START_COLUMNS),
         loops=loops.select(_LOOP_COLUMNS),
@@ -288,7 +290,9 @@ _EMPTY_TYPES = {
 }  # fmt: skip
 
 
-def _runs_frame(metas: list) -> pl.DataFrame:
+def _runs_frame(metas: list, curated: dict[str, Curation]) -> pl.DataFrame:
+    none = Curation()
+    marks = [curated.get(m.run_id, none) for m in metas]
     return pl.DataFrame(
         {
             "run": pl.Series(range(len(metas)), dtype=pl.UInt32),
@@ -303,5 +307,7 @@ def _runs_frame(metas: list) -> pl.DataFrame:
             "records": pl.Series([m.records for m in metas], dtype=pl.Int64),
             "checkpoints": pl.Series([m.checkpoints for m in metas], dtype=pl.Int64),
             "args": pl.Series([list(m.args) for m in metas], dtype=pl.List(pl.String)),
+            "tags": pl.Series([list(c.tags) for c in marks], dtype=pl.List(pl.String)),
+            "note": pl.Series([c.note for c in marks], dtype=pl.String),
         }
     )

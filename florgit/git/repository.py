@@ -55,6 +55,11 @@ class GitRepo:
         except (pygit2.GitError, KeyError):
             return pygit2.Signature(_FALLBACK_NAME, _FALLBACK_EMAIL)
 
+    def author(self) -> str:
+        """``Name <email>`` of whoever git says this is."""
+        sig = self.signature()
+        return f"{sig.name} <{sig.email}>"
+
     def head(self) -> HeadInfo:
         repo = self._repo
         if repo.head_is_unborn:
@@ -141,6 +146,26 @@ class GitRepo:
         def make_tree(base: pygit2.Tree | None) -> pygit2.Oid | None:
             missing = {p: v for p, v in wanted.items() if _entry_id(base, p) != v[0]}
             return trees.put_many(self._repo, base, missing) if missing else None
+
+        return refs.commit_cas(self._repo, ref, make_tree, message, self.signature())
+
+    def edit_blob_in_ref(
+        self, ref: str, path: str, edit: Callable[[bytes | None], bytes | None], message: str, max_bytes: int
+    ) -> str | None:
+        """Commit on ``ref`` the blob at ``path`` replaced by ``edit(old content or None)``;
+        None from ``edit`` skips. Compare-and-swap: ``edit`` sees the content it replaces,
+        however many writers race. A present blob over ``max_bytes`` is a StoreError."""
+        parts = path.split("/")
+
+        def make_tree(base: pygit2.Tree | None) -> pygit2.Oid | None:
+            entry = _entry(base, path)
+            old = None
+            if entry is not None and entry.type_str == "blob":
+                if self._repo.odb.read_header(entry.id)[1] > max_bytes:
+                    raise StoreError(f"{path} on {ref} is over {max_bytes:,} bytes; florgit leaves it alone")
+                old = self._repo[entry.id].data
+            new = edit(old)
+            return None if new is None else trees.put(self._repo, base, parts, self._repo.create_blob(new), trees.BLOB_MODE)
 
         return refs.commit_cas(self._repo, ref, make_tree, message, self.signature())
 
@@ -281,13 +306,18 @@ class GitRepo:
         return notes.update(self._repo, ref, target, edit, message, self.signature())
 
 
-def _entry_id(tree: pygit2.Tree | None, path: str) -> pygit2.Oid | None:
+def _entry(tree: pygit2.Tree | None, path: str) -> pygit2.Object | None:
     if tree is None:
         return None
     try:
-        return tree[path].id
+        return tree[path]
     except KeyError:
         return None
+
+
+def _entry_id(tree: pygit2.Tree | None, path: str) -> pygit2.Oid | None:
+    entry = _entry(tree, path)
+    return entry.id if entry is not None else None
 
 
 def _unborn_branch(repo: pygit2.Repository) -> str | None:

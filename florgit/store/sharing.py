@@ -14,6 +14,7 @@ from florgit.errors import StoreError
 from florgit.git import GitRepo
 from florgit.git.command import GitCommandError, ensure_config, remove_config, run_git
 from florgit.store import layout, quarantine
+from florgit.store.curation import CURATION_REF
 
 PUSH_ATTEMPTS = 8
 
@@ -22,10 +23,14 @@ PUSH_ATTEMPTS = 8
 class SharedRef:
     local: str
     name: str  # tracking ref suffix
-    notes: bool = False
+    union_lines: bool = False  # blobs changed on both sides keep every line of both
 
 
-LOGS = (SharedRef(layout.SHADOW_REF, "shadow"), SharedRef(layout.NOTES_REF, "notes", notes=True))
+LOGS = (
+    SharedRef(layout.SHADOW_REF, "shadow"),
+    SharedRef(layout.NOTES_REF, "notes", union_lines=True),
+    SharedRef(CURATION_REF, "curation", union_lines=True),  # tags and notes on runs
+)
 CHECKPOINTS = (SharedRef(layout.CHECKPOINTS_REF, "checkpoints"),)
 
 
@@ -101,7 +106,7 @@ def merge_tracking(repo: GitRepo, remote: str, refs: list[SharedRef] | tuple[Sha
         if other is None:
             continue
         bad = quarantine.incoming_problems(repo, tracking) if ref.local == layout.SHADOW_REF else {}
-        done[ref.local] = repo.merge_ref(ref.local, other, union_notes=ref.notes, exclude=frozenset(bad))
+        done[ref.local] = repo.merge_ref(ref.local, other, union_notes=ref.union_lines, exclude=frozenset(bad))
         if ref.local == layout.SHADOW_REF:
             quarantine.hold(repo, remote, bad)
             for path, why in bad.items():
