@@ -331,3 +331,36 @@ def test_a_pulled_note_bomb_is_never_inflated(repo):
     assert len(flor.runs()) == 2
     verify = _flor(repo, "verify")
     assert "Traceback" not in verify.stderr
+
+
+CKPT = """
+import torch, florgit as flor
+flor.set_echo(False)
+torch.manual_seed(0)
+m = torch.nn.Linear(64, 64)
+frozen = torch.nn.Linear(64, 64)  # never trained: its chunks are shared by every run
+opt = torch.optim.SGD(m.parameters(), lr=flor.arg("lr", 0.1))
+flor.set_checkpoint_period(1)
+with flor.checkpointing(m=m, frozen=frozen):
+    for epoch in flor.loop("epoch", range(2)):
+        m.weight.data += flor.arg("lr", 0.1)
+        flor.log("w", float(m.weight.sum()))
+"""
+
+
+def test_rm_where_then_gc_drops_checkpoints_only_removed_runs_used(repo):
+    repo.write("ckpt.py", CKPT)
+    repo.run("ckpt.py", "--kwargs", "lr=0.1")
+    repo.run("ckpt.py", "--kwargs", "lr=0.5")
+    keep, drop = sorted(flor.runs().sort("start_time")["run_id"].to_list())
+    out = _flor(repo, "rm", "--where", "lr > 0.2")
+    assert out.returncode == 0 and drop in out.stdout and keep not in out.stdout
+    gc = _flor(repo, "gc")
+    assert gc.returncode == 0 and "dropped the checkpoints of 1 removed run(s)" in gc.stdout, gc.stdout + gc.stderr
+    git(repo.path, "fsck", "--strict")
+    import torch
+
+    m, frozen = torch.nn.Linear(64, 64), torch.nn.Linear(64, 64)
+    flor.load_checkpoint(keep, 1, m=m, frozen=frozen)  # the kept run's shared chunks are still there
+    tree = git(repo.path, "ls-tree", "-r", "--name-only", layout.CHECKPOINTS_REF)
+    assert drop not in tree and keep in tree

@@ -506,19 +506,26 @@ def _curate(run: str, op: str, values: list[str]) -> None:
 
 @app.command("rm")
 def rm_cmd(
-    runs: list[str] = typer.Argument(..., help="Runs: ids, unique prefixes or suffixes, latest or latest~N."),
+    runs: list[str] = typer.Argument(None, help="Runs: ids, unique prefixes or suffixes, latest or latest~N."),
+    where: str = typer.Option(None, "--where", help="Also every run this SQL predicate over `git flor log`'s columns selects."),
     undo: bool = typer.Option(False, "--undo", help="Bring runs set aside back."),
     reason: str = typer.Option("", "--reason", help="Why, kept with the tombstone."),
 ) -> None:
     """Set runs aside for good: queries, replay and `log` skip them, later pulls do not
-    bring them back, and their data stays in git (`--undo` restores them). Works on runs
-    that fail validation too."""
+    bring them back, and their data stays in git (`--undo` restores them; `git flor gc`
+    drops checkpoint data only removed runs used). Works on runs that fail validation too."""
     from florgit.git import open_repo
     from florgit.store import tombstones
     from florgit.store.runs import find_run
 
     repo = open_repo(require_workdir=False)
-    ids = [find_run(repo, r, removed=True).run_id for r in runs]
+    ids = [find_run(repo, r, removed=True).run_id for r in runs or []]
+    if where:
+        from florgit.cli.listing import run_table
+
+        ids += [r for r in run_table(where).frame.get_column("run_id").to_list() if r not in ids]
+    if not ids:
+        raise typer.BadParameter("name runs, or select them with --where")
     if undo:
         tombstones.restore(repo, ids)
     else:

@@ -10,7 +10,7 @@ from florgit.errors import FlorgitError
 from florgit.git import GitRepo
 from florgit.git.command import run_git
 from florgit.store import checkpoints as ckpts
-from florgit.store import checks, layout, quarantine, runs
+from florgit.store import checks, layout, quarantine, runs, tombstones
 from florgit.store.meta import NoteLine
 from florgit.store.recovery import recover_abandoned
 
@@ -93,6 +93,7 @@ def gc(repo: GitRepo) -> list[str]:
         if run_id not in live:
             repo.delete_ref(ref)
             done.append(f"removed stale {ref}")
+    done += drop_removed_checkpoints(repo)
     dropped = ckpts.compact_index(repo)
     if dropped:
         done.append(f"dropped {dropped} dead checkpoint-index lines")
@@ -101,6 +102,36 @@ def gc(repo: GitRepo) -> list[str]:
     run_git(cwd, "-c", "core.bigFileThreshold=1m", "-c", "pack.compression=1", "gc", "--quiet")
     done.append(f"git gc: {before / 1e6:.1f} MB -> {_size(cwd) / 1e6:.1f} MB of objects")
     return done
+
+
+def drop_removed_checkpoints(repo: GitRepo) -> list[str]:
+    """Take the checkpoints of runs set aside with ``git flor rm`` off the checkpoints ref,
+    with every chunk no other run uses (a chunk shared with a kept run stays)."""
+    gone = tombstones.removed(repo)
+    runs_tree = repo.tree_at(layout.CHECKPOINTS_REF, layout.RUNS_DIR)
+    if not gone or runs_tree is None:
+        return []
+    kept_chunks: set[str] = set()
+    dropped_chunks: set[str] = set()
+    paths: dict[str, str | None] = {}
+    for day, run_id, _tree in repo.nested_trees(runs_tree):
+        good, _bad = ckpts.scan_checkpoints(repo, run_id)  # a run still going counts as kept
+        chunks = {c for info in good for c in info.chunks}
+        if run_id in gone:
+            dropped_chunks |= chunks
+            paths[f"{layout.RUNS_DIR}/{day}/{run_id}"] = None
+        else:
+            kept_chunks |= chunks
+    only_removed = dropped_chunks - kept_chunks
+    paths.update({ckpts.blob_path(c): None for c in only_removed})
+    if not paths:
+        return []
+    freed = sum(repo.object_size(c) for c in only_removed if repo.has_object(c))
+    repo.put_blobs_in_ref(layout.CHECKPOINTS_REF, paths, f"flor: gc checkpoints of {len(paths) - len(only_removed)} removed run(s)")
+    return [
+        f"dropped the checkpoints of {len(paths) - len(only_removed)} removed run(s): {len(only_removed)} chunks, "
+        f"{freed / 1e6:.1f} MB that no kept run uses (git frees the space when it prunes unreachable objects)"
+    ]
 
 
 def _size(cwd: str) -> int:
