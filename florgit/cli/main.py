@@ -158,6 +158,31 @@ def diff_cmd(
         _write_data(diff)
 
 
+@app.command("plot")
+def plot_cmd(
+    names: list[str] = typer.Argument(..., help="Logged names to plot (numbers)."),
+    where: str = typer.Option(None, "--where", help="Runs by `git flor log`'s columns, e.g. \"lr < 0.01 AND tags LIKE '%best%'\"."),
+    run: list[str] = typer.Option(None, "--run", help="Only this run (id, prefix, suffix, latest, latest~N); repeatable."),
+    output: str = typer.Option(None, "-o", "--output", help="Write FILE (.png, .svg, or .html that opens offline)."),
+    height: int = typer.Option(20, "--height", min=5, help="Terminal chart height in lines."),
+) -> None:
+    """A metric over its loop iterations, one line per run: in the terminal, or to a file."""
+    from florgit.cli import plotting
+
+    selected = list(run or [])
+    if where:  # runs selected by their run-level values, as `git flor log` shows them
+        from florgit.cli.listing import run_table
+
+        selected += run_table(where).frame.get_column("run_id").to_list() or ["<none>"]
+    lines, x_label = plotting.series(list(names), None, selected or None)
+    if output:
+        plotting.write(lines, x_label, output)
+        print(f"wrote {visible(output)}: {len(lines)} line(s)")
+        return
+    console = Console()
+    sys.stdout.write(plotting.terminal(lines, x_label, min(console.width, 160), height, console.is_terminal))
+
+
 @app.command("dataframe")
 def dataframe_cmd(
     names: list[str] = typer.Argument(None, help="Logged names to pivot into columns."),
