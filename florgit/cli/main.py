@@ -183,6 +183,23 @@ def plot_cmd(
     sys.stdout.write(plotting.terminal(lines, x_label, min(console.width, 160), height, console.is_terminal))
 
 
+@app.command("report")
+def report_cmd(
+    output: str = typer.Option("report.html", "-o", "--output", help="The HTML file to write."),
+    metric: list[str] = typer.Option(None, "--metric", "-m", help="Plot this name (repeatable; default: the first numeric metrics)."),
+    where: str = typer.Option(None, "--where", help="Only runs this SQL predicate over `git flor log`'s columns selects."),
+    title: str = typer.Option("florgit runs", "--title", help="The page's title."),
+) -> None:
+    """One self-contained HTML file (opens offline, no server) with the sortable run
+    table and plots of the metrics."""
+    from florgit.cli import report
+
+    page, runs, plots = report.build(list(metric or []) or None, where, title)
+    with open(output, "w", encoding="utf-8") as f:
+        f.write(page)
+    print(f"wrote {visible(output)}: {runs} runs, {plots} plot(s)")
+
+
 @app.command("dataframe")
 def dataframe_cmd(
     names: list[str] = typer.Argument(None, help="Logged names to pivot into columns."),

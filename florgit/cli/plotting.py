@@ -103,8 +103,9 @@ def svg(lines: list[Series], x_label: str) -> str:
     return out.getvalue()
 
 
-def page(figures: list[tuple[str, str]], title: str, body_html: str = "") -> str:
-    """A self-contained HTML page: inline SVG figures, no script, nothing fetched."""
+def page(figures: list[tuple[str, str]], title: str, body_html: str = "", script: str = "") -> str:
+    """A self-contained HTML page: inline SVG figures (and ``script``, inline), nothing
+    fetched. ``figures`` are (caption, SVG document); an empty SVG shows the caption alone."""
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -118,7 +119,10 @@ def page(figures: list[tuple[str, str]], title: str, body_html: str = "") -> str
     ]
     for caption, figure in figures:
         start = figure.find("<svg")
-        parts.append(f"<figure>{figure[start:]}<figcaption>{html.escape(caption)}</figcaption></figure>")
+        shown = figure[start:] if start >= 0 else ""
+        parts.append(f"<figure>{shown}<figcaption>{html.escape(caption)}</figcaption></figure>")
+    if script:
+        parts.append(f"<script>{script}</script>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
