@@ -247,3 +247,18 @@ def test_tracked_or_shared_hooks_folders_are_left_alone(tmp_path, where):
         out = _flor(repo, command)
         assert out.returncode == 0 and "leaves it alone" in out.stdout, out.stdout + out.stderr
         assert {p.name: p.read_text() for p in folder.iterdir()} == before
+
+
+def test_a_plain_pull_with_nothing_else_to_merge_brings_the_runs(remote_and_clones, monkeypatch):
+    _bare, (alice, bob) = remote_and_clones
+    assert _flor(bob, "install").returncode == 0
+    mine = _hooks_dir(bob) / "reference-transaction.florgit-saved"
+    mine.write_text('#!/bin/sh\necho "$1 $(cat | wc -l)" >> "$(git rev-parse --git-dir)/mine.log"\n')
+    mine.chmod(0o755)
+    alice.run("train.py")
+    assert _flor(alice, "push").returncode == 0
+    pull = subprocess.run(["git", "pull", "--no-rebase"], cwd=bob.path, capture_output=True, text=True)
+    assert pull.returncode == 0 and "Already up to date" in pull.stdout, pull.stdout + pull.stderr
+    assert len(_runs_in(bob, monkeypatch)) == 1  # merged by the reference-transaction hook
+    log = (bob.path / ".git" / "mine.log").read_text()
+    assert "prepared" in log and "committed" in log  # the user's own hook ran for every state

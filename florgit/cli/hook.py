@@ -9,6 +9,8 @@ even start, the shell hook written by ``florgit.git.hooks.script`` runs the user
 - post-commit: commit runs left behind by killed processes.
 - post-rewrite: carry run notes from rewritten commits to their new versions.
 - post-merge: merge flor refs fetched by ``git pull`` into the local ones.
+- reference-transaction (git >= 2.28): merge flor refs a plain ``git fetch``/``git pull``
+  brought, even when there was nothing else to merge.
 """
 
 from __future__ import annotations
@@ -120,7 +122,28 @@ def _config_true(key: str) -> bool:
     return bool(values) and values[-1].strip().lower() in ("1", "true", "yes", "on")
 
 
-ACTIONS = {"pre-push": pre_push, "post-commit": post_commit, "post-rewrite": post_rewrite, "post-merge": post_merge}
+def reference_transaction(args: list[str], stdin: str) -> None:
+    """A plain `git fetch`/`git pull` updated florgit's tracking refs: merge them now (git
+    runs no post-merge when a pull finds nothing else to merge)."""
+    from florgit.store import sharing
+
+    if not args or args[0] != "committed":
+        return
+    prefix = "refs/flor/remotes/"
+    refs = [line.split()[-1] for line in stdin.splitlines() if line.split() and line.split()[-1].startswith(prefix)]
+    remotes = {ref[len(prefix) :].rpartition("/")[0] for ref in refs} - {""}
+    repo = _repo()
+    for remote in sorted(remotes):
+        sharing.merge_tracking(repo, remote, sharing.shared_refs(checkpoints=True))
+
+
+ACTIONS = {
+    "pre-push": pre_push,
+    "post-commit": post_commit,
+    "post-rewrite": post_rewrite,
+    "post-merge": post_merge,
+    "reference-transaction": reference_transaction,
+}
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -22,7 +22,11 @@ import sys
 
 from florgit.git.command import hooks_dir, run_git
 
-HOOKS = ("pre-push", "post-commit", "post-rewrite", "post-merge")
+HOOKS = ("pre-push", "post-commit", "post-rewrite", "post-merge", "reference-transaction")
+# reference-transaction (git >= 2.28) runs for every ref update of every git command, so
+# its shell starts florgit only for committed updates of florgit's tracking refs (a plain
+# `git fetch` or `git pull` that brought flor refs, even with nothing else to merge).
+FILTERED = {"reference-transaction": ('"$1" = committed', " refs/flor/remotes/")}
 MARKER = "# florgit hook:"
 SAVED_SUFFIX = ".florgit-saved"
 
@@ -56,12 +60,33 @@ def script(name: str, python: str | None = None) -> str:
     Either way it fails open: when florgit cannot start, the user's saved hook still
     runs with the same arguments and stdin and its status is the hook's."""
     head = f"#!/bin/sh\n{MARKER} `git flor install` put it here; `git flor uninstall` restores what was here\n"
+    if name in FILTERED:
+        return head + _filtered(name, python)
     if python is None:
         body = f'command -v git-flor >/dev/null 2>&1 && exec git flor hook {name} "$@"\n'
         return head + body + _FALLBACK.format(what="git-flor is not on PATH", suffix=SAVED_SUFFIX)
     assert "'" not in _BOOT
     body = f"py={shlex.quote(python)}\n" f"[ -x \"$py\" ] && exec \"$py\" -c '{_BOOT}' \"$0\" {name} \"$@\"\n"
     return head + body + _FALLBACK.format(what="$py cannot be run", suffix=SAVED_SUFFIX)
+
+
+def _filtered(name: str, python: str | None) -> str:
+    """A hook that starts florgit only when its arguments and input concern florgit; the
+    user's saved hook always runs, with the same arguments and input."""
+    state, needle = FILTERED[name]
+    if python is None:
+        start = f'command -v git-flor >/dev/null 2>&1 && exec git flor hook {name} "$@" <<FLORGIT_INPUT\n$input\nFLORGIT_INPUT\n'
+    else:
+        start = (
+            f"py={shlex.quote(python)}\n"
+            f"[ -x \"$py\" ] && exec \"$py\" -c '{_BOOT}' \"$0\" {name} \"$@\" <<FLORGIT_INPUT\n$input\nFLORGIT_INPUT\n"
+        )
+    return (
+        "input=$(cat)\n"
+        f'if [ {state} ]; then case "$input" in *"{needle}"*)\n{start};; esac; fi\n'
+        f'[ -x "$0{SAVED_SUFFIX}" ] && exec "$0{SAVED_SUFFIX}" "$@" <<FLORGIT_INPUT\n$input\nFLORGIT_INPUT\n'
+        "exit 0\n"
+    )
 
 
 def is_ours(path: str) -> bool:
