@@ -262,3 +262,12 @@ def test_a_plain_pull_with_nothing_else_to_merge_brings_the_runs(remote_and_clon
     assert len(_runs_in(bob, monkeypatch)) == 1  # merged by the reference-transaction hook
     log = (bob.path / ".git" / "mine.log").read_text()
     assert "prepared" in log and "committed" in log  # the user's own hook ran for every state
+
+
+def test_a_fresh_clone_says_how_to_get_the_runs(remote_and_clones, tmp_path):
+    bare, (alice, _bob) = remote_and_clones
+    alice.run("train.py")
+    assert _flor(alice, "push").returncode == 0
+    git(tmp_path, "clone", "-q", str(bare), str(tmp_path / "carol"))
+    out = _flor(Repo(tmp_path / "carol"), "log")
+    assert out.returncode == 0 and "git flor pull origin" in out.stderr

@@ -80,6 +80,8 @@ def log_cmd(
     from florgit.cli.listing import run_table
 
     table = run_table(where)
+    if table.frame.is_empty() and not where:
+        _hint_remote_runs()
     values = runtable.ordered_values(table.frame, table.args, table.metrics)
     frame, values = runtable.select(
         table.frame, values, columns=columns, sort=sort, reverse=reverse, only_changed=only_changed, tag=tag
@@ -100,6 +102,17 @@ def log_cmd(
     else:
         layout = runtable.terminal(frame, values, console.width)
     _write_data(runtable.render(layout))
+
+
+def _hint_remote_runs() -> None:
+    """A fresh clone has no runs yet, but its remote may: say how to get them."""
+    from florgit.git import open_repo
+
+    repo = open_repo(require_workdir=False)
+    remotes = sorted({r.split("/")[2] for r in repo.refs_under("refs/remotes/") if r.endswith("/flor.shadow")})
+    if remotes:
+        _err.print(cell(f"no runs here yet, but {', '.join(remotes)} has some: `git flor pull {remotes[0]}` brings them "
+                        "(`git flor install` makes every `git pull` bring them)"))  # fmt: skip
 
 
 def _write_data(text: str) -> None:
