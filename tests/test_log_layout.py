@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import fcntl
-import os
-import pty
-import struct
-import subprocess
 import sys
-import termios
 
 import pytest
 
 from florgit.cli import runtable
 from florgit.cli.listing import run_table
 from florgit.cli.main import main
+from tests.conftest import run_in_terminal
 
 TRAIN = """
 import florgit as flor
@@ -59,25 +54,8 @@ def test_key_values_are_visible_in_full_and_lines_fit(runs, width):
 
 
 def test_a_real_80_column_terminal(runs):
-    leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    env = {**os.environ, "COLUMNS": "80", "TERM": "xterm"}
-    proc = subprocess.Popen([sys.executable, "-m", "florgit.cli.main", "log"], cwd=runs.path, stdin=follower,
-                            stdout=follower, stderr=follower, env=env, close_fds=True)  # fmt: skip
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            data = os.read(leader, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    proc.wait(timeout=60)
-    os.close(leader)
-    text = b"".join(chunks).decode().replace("\r", "")
-    assert proc.returncode == 0, text
+    code, text = run_in_terminal([sys.executable, "-m", "florgit.cli.main", "log"], runs.path, 80)
+    assert code == 0, text
     assert all(len(line) <= 80 for line in text.splitlines()), text
     assert "0.987654" in text and "12345.7" in text and "age" in text
 

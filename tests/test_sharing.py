@@ -271,3 +271,15 @@ def test_a_fresh_clone_says_how_to_get_the_runs(remote_and_clones, tmp_path):
     git(tmp_path, "clone", "-q", str(bare), str(tmp_path / "carol"))
     out = _flor(Repo(tmp_path / "carol"), "log")
     assert out.returncode == 0 and "git flor pull origin" in out.stderr
+
+
+def test_push_and_verify_show_progress_on_a_terminal(remote_and_clones):
+    from tests.conftest import run_in_terminal
+
+    _bare, (alice, _bob) = remote_and_clones
+    alice.write("ckpt.py", "import torch, florgit as flor\nm = torch.nn.Linear(256, 256)\nwith flor.checkpointing(m=m):\n    for _ in flor.loop('e', range(1)):\n        pass\n")
+    alice.run("ckpt.py")
+    code, shown = run_in_terminal([sys.executable, "-m", "florgit.cli.main", "push", "--checkpoints"], alice.path)
+    assert code == 0 and "Writing objects" in shown and "KiB" in shown, shown  # git's byte counts
+    code, shown = run_in_terminal([sys.executable, "-m", "florgit.cli.main", "verify"], alice.path)
+    assert code == 0 and "ok:" in shown, shown

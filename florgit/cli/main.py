@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from contextlib import contextmanager
 from enum import Enum
 
 import typer
@@ -359,8 +360,9 @@ def replay_cmd(
         task = bar.add_task("replaying", total=len(work))
         # Foreign runs still in the plan were shown and accepted above.
         results = execute(
-            repo, plan, jobs=jobs, partition=share, progress=lambda _r: bar.advance(task), trust_foreign=True
-        )
+            repo, plan, jobs=jobs, partition=share, progress=lambda _r: bar.advance(task), trust_foreign=True,
+            waiting=lambda t: bar.update(task, description=f"replaying {t.run.run_id} [{t.part}]"),
+        )  # fmt: skip
     failed = [r for r in results if not r.ok]
     for result in results:
         state = "ok" if result.ok else "FAILED"
@@ -450,7 +452,7 @@ def push_cmd(
     from florgit.git import open_repo
     from florgit.store import sharing
 
-    _report(sharing.push(open_repo(require_workdir=False), remote, checkpoints), "no runs to push yet")
+    _report(sharing.push(open_repo(require_workdir=False), remote, checkpoints, sys.stderr.isatty()), "no runs to push yet")
 
 
 @app.command("pull")
@@ -462,7 +464,7 @@ def pull_cmd(
     from florgit.git import open_repo
     from florgit.store import sharing
 
-    _report(sharing.pull(open_repo(require_workdir=False), remote, checkpoints), f"{remote} has no runs yet")
+    _report(sharing.pull(open_repo(require_workdir=False), remote, checkpoints, sys.stderr.isatty()), f"{remote} has no runs yet")
 
 
 def _report(result: dict[str, str], nothing: str) -> None:
@@ -518,7 +520,8 @@ def verify_cmd(quick: bool = typer.Option(False, "--quick", help="Check objects 
     from florgit.git import open_repo
     from florgit.store.maintenance import verify
 
-    report = verify(open_repo(require_workdir=False), deep=not quick)
+    with _progress("verifying") as step:
+        report = verify(open_repo(require_workdir=False), deep=not quick, on_run=step)
     for problem in report.problems:
         _err.print(f"[red]problem:[/] {markup(problem)}", highlight=False, soft_wrap=True)
     summary = f"{report.runs} runs, {report.notes} notes, {report.checkpoints} checkpoints, {report.objects} objects"
@@ -526,6 +529,21 @@ def verify_cmd(quick: bool = typer.Option(False, "--quick", help="Check objects 
         _err.print(f"{len(report.problems)} problems in {summary}; fetch the missing data again (`git flor pull --checkpoints`)")
         raise typer.Exit(1)
     print(f"ok: {summary} verified")
+
+
+@contextmanager
+def _progress(what: str):
+    """A transient progress bar on a terminal's stderr, naming the run in hand; ``step(i,
+    n, run_id)`` moves it. Nothing at all when stderr is not a terminal."""
+    from rich.progress import Progress
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield lambda _i, _n, _run: None
+        return
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task(what, total=None)
+        yield lambda i, n, run: bar.update(task, completed=i, total=n, description=f"{what} {run}")
 
 
 @app.command("tag")
@@ -595,7 +613,7 @@ def gc_cmd() -> None:
     from florgit.git import open_repo
     from florgit.store.maintenance import gc
 
-    for line in gc(open_repo(require_workdir=False)):
+    for line in gc(open_repo(require_workdir=False), progress=sys.stderr.isatty()):
         print(visible(line))
 
 

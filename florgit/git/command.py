@@ -17,9 +17,18 @@ class GitCommandError(StoreError):
         super().__init__(f"`git {' '.join(args)}` failed ({code}): {stderr.strip() or 'no message'}")
 
 
-def run_git(cwd: str, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+def run_git(
+    cwd: str, *args: str, check: bool = True, input: str | None = None, show_stderr: bool = False
+) -> subprocess.CompletedProcess:
+    """``git ARGS`` in ``cwd``; with ``show_stderr`` git's progress and messages go to the
+    user's terminal instead of being captured."""
     env = {**os.environ, "FLORGIT_IN_HOOK": "1", "GIT_TERMINAL_PROMPT": os.environ.get("GIT_TERMINAL_PROMPT", "0")}
-    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, input=input, env=env)
+    proc = subprocess.run(
+        ["git", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=None if show_stderr else subprocess.PIPE,
+        text=True, input=input, env=env,
+    )  # fmt: skip
+    if proc.stderr is None:
+        proc.stderr = ""
     if check and proc.returncode != 0:
         raise GitCommandError(list(args), proc.returncode, proc.stderr)
     return proc

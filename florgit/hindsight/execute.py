@@ -73,7 +73,7 @@ def _ranges(run: RunPlan, jobs: int, names: list[str]) -> list[Task]:
 
 
 def execute(
-    repo: GitRepo, plan: Plan, jobs: int = 1, partition=None, progress=None, trust_foreign: bool = False
+    repo: GitRepo, plan: Plan, jobs: int = 1, partition=None, progress=None, trust_foreign: bool = False, waiting=None
 ) -> list[Result]:
     """Run the plan's work; foreign runs only with ``trust_foreign`` (the caller has shown
     their code and the user accepted it), else they are marked skipped."""
@@ -93,7 +93,9 @@ def execute(
                 for i, t in enumerate(work)
             ]
             results = []
-            for future in futures:
+            for task, future in zip(work, futures):
+                if waiting is not None:
+                    waiting(task)  # the run whose result comes next, for a progress line
                 results.append(future.result())
                 if progress is not None:
                     progress(results[-1])

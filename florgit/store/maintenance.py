@@ -4,6 +4,7 @@ and ``gc`` what is left over (stale pending refs, dead index lines) before git's
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from florgit.errors import FlorgitError
@@ -24,7 +25,7 @@ class Report:
     problems: list[str] = field(default_factory=list)
 
 
-def verify(repo: GitRepo, deep: bool = True) -> Report:
+def verify(repo: GitRepo, deep: bool = True, on_run: Callable[[int, int, str], None] | None = None) -> Report:
     """Every object a run, note or checkpoint refers to is present and hash-valid, and
     every run passes the checks queries and pulls apply (store.checks); with ``deep``,
     every table, replay part and checkpoint array is decoded and checked as well. Runs set
@@ -44,7 +45,9 @@ def verify(repo: GitRepo, deep: bool = True) -> Report:
     report.problems += runs.layout_problems(repo)
     stored = runs.list_runs(repo)
     report.runs = len(stored)
-    for run in stored:
+    for done, run in enumerate(stored):
+        if on_run is not None:
+            on_run(done, len(stored), run.run_id)  # for a progress bar
         intact = True
         try:
             for path, _kind, oid in repo.walk(run.tree):
@@ -83,7 +86,7 @@ def _verify_notes(repo: GitRepo, report: Report, paths: set[str]) -> None:
                 report.problems.append(f"note on {commit}: names {note.path}, which the shadow branch does not have")
 
 
-def gc(repo: GitRepo) -> list[str]:
+def gc(repo: GitRepo, progress: bool = False) -> list[str]:
     """Recover killed runs, drop stale pending refs and dead index lines, then run git's
     gc with settings for incompressible blobs (no delta search on big blobs, light zlib)."""
     done = [f"recovered run {r} (killed)" for r in recover_abandoned(repo)]
@@ -99,7 +102,8 @@ def gc(repo: GitRepo) -> list[str]:
         done.append(f"dropped {dropped} dead checkpoint-index lines")
     cwd = repo.workdir or repo.git_dir
     before = _size(cwd)
-    run_git(cwd, "-c", "core.bigFileThreshold=1m", "-c", "pack.compression=1", "gc", "--quiet")
+    quiet = [] if progress else ["--quiet"]  # git's own progress goes to a terminal
+    run_git(cwd, "-c", "core.bigFileThreshold=1m", "-c", "pack.compression=1", "gc", *quiet, show_stderr=progress)
     done.append(f"git gc: {before / 1e6:.1f} MB -> {_size(cwd) / 1e6:.1f} MB of objects")
     return done
 

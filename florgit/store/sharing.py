@@ -83,7 +83,7 @@ def fetch_spec(remote: str, ref: SharedRef) -> str:
     return f"+{ref.local}*:{tracking_ref(remote, ref)}*"
 
 
-def fetch(repo: GitRepo, remote: str, checkpoints: bool = False) -> list[SharedRef]:
+def fetch(repo: GitRepo, remote: str, checkpoints: bool = False, progress: bool = False) -> list[SharedRef]:
     """Fetch the remote's flor refs into tracking refs; returns those the remote has."""
     _check_remote(remote)
     cwd = _cwd(repo)
@@ -92,7 +92,8 @@ def fetch(repo: GitRepo, remote: str, checkpoints: bool = False) -> list[SharedR
     present = {line.split("\t")[1] for line in listed.splitlines() if "\t" in line}
     have = [r for r in wanted if r.local in present]
     if have:
-        run_git(cwd, "fetch", "--quiet", "--no-tags", remote, *(f"+{r.local}:{tracking_ref(remote, r)}" for r in have))
+        specs = [f"+{r.local}:{tracking_ref(remote, r)}" for r in have]
+        run_git(cwd, "fetch", "--progress" if progress else "--quiet", "--no-tags", remote, *specs, show_stderr=progress)
     return have
 
 
@@ -114,25 +115,26 @@ def merge_tracking(repo: GitRepo, remote: str, refs: list[SharedRef] | tuple[Sha
     return done
 
 
-def pull(repo: GitRepo, remote: str = "origin", checkpoints: bool = False) -> dict[str, str]:
+def pull(repo: GitRepo, remote: str = "origin", checkpoints: bool = False, progress: bool = False) -> dict[str, str]:
     _check_remote(remote)
     configure(repo, remote)
-    return merge_tracking(repo, remote, fetch(repo, remote, checkpoints))
+    return merge_tracking(repo, remote, fetch(repo, remote, checkpoints, progress))
 
 
-def push(repo: GitRepo, remote: str = "origin", checkpoints: bool = False) -> dict[str, str]:
+def push(repo: GitRepo, remote: str = "origin", checkpoints: bool = False, progress: bool = False) -> dict[str, str]:
     """Share the flor refs with ``remote``; never forced, retried when others push too."""
     _check_remote(remote)
     configure(repo, remote)
     cwd = _cwd(repo)
     last_error = ""
     for _ in range(PUSH_ATTEMPTS):
-        merge_tracking(repo, remote, fetch(repo, remote, checkpoints))
+        merge_tracking(repo, remote, fetch(repo, remote, checkpoints, progress))
         local = [r for r in shared_refs(checkpoints) if repo.ref_tip(r.local) is not None]
         if not local:
             return {}
         specs = [f"{r.local}:{r.local}" for r in local]
-        proc = run_git(cwd, "push", "--porcelain", "--no-verify", remote, *specs, check=False)
+        flags = ["--progress"] if progress else []
+        proc = run_git(cwd, "push", "--porcelain", "--no-verify", *flags, remote, *specs, check=False, show_stderr=progress)
         if proc.returncode == 0:
             return _push_results(proc.stdout)
         last_error = proc.stderr.strip() or proc.stdout.strip()
