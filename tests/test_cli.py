@@ -148,3 +148,15 @@ def test_dataframe_output_format_follows_the_file_name_and_unknown_names_get_a_h
     assert "did you mean 'loss'" in capsys.readouterr().err
     assert main(["dataframe", "epoch"]) == 0
     assert "'epoch' is a loop" in capsys.readouterr().err
+
+
+def test_dataframe_where_in_the_api_and_the_cli(repo, capsys):
+    for lr in (0.1, 0.2):
+        flor.arg("lr", lr)
+        for epoch in flor.loop("epoch", range(2)):
+            flor.log("loss", lr * epoch)
+        flor.commit()
+    assert flor.dataframe("lr", "loss", where="lr > 0.15 AND epoch = 1")["loss"].to_list() == [0.2]
+    capsys.readouterr()  # the runs' echo
+    assert main(["dataframe", "lr", "loss", "--where", "lr < 0.15", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.count("\n") == 3  # header and the two epochs of lr 0.1

@@ -225,6 +225,7 @@ def dataframe_cmd(
         ),
     ),
     output: str = typer.Option(None, "-o", "--output", help="Write to FILE (.csv, .json, .parquet, .txt) instead of the terminal."),
+    where: str = typer.Option(None, "--where", help="Keep the rows this SQL predicate over the columns selects."),
 ) -> None:
     """Print (or write) flor.dataframe(NAME...) for this repository."""
     import polars as pl
@@ -232,7 +233,7 @@ def dataframe_cmd(
     from florgit.frames import dataframe
 
     fmt = fmt or _format_of(output)
-    frame = dataframe(*(names or []))
+    frame = dataframe(*(names or []), where=where)
     if fmt is Format.parquet:
         if not output:
             raise typer.BadParameter("parquet is binary: give a file with -o FILE")

@@ -15,12 +15,22 @@ if TYPE_CHECKING:
 RUN_COLUMNS = ["run_id", "start_time", "script"]
 
 
-def dataframe(*names: str, repo: str | None = None) -> pl.DataFrame:
+def dataframe(*names: str, repo: str | None = None, where: str | None = None) -> pl.DataFrame:
     """One row per run and loop context, with one typed column per name (FlorDB's pivot).
 
     Run-level values (args, final metrics) are repeated on each loop row of their run.
-    With no names: one row per run with every run-level value.
+    With no names: one row per run with every run-level value. ``where`` keeps the rows
+    an SQL predicate over the frame's columns selects, e.g. ``where="lr < 0.01"``.
     """
+    frame = _dataframe(names, repo)
+    if where:
+        from florgit.frames.where import apply_where
+
+        frame = apply_where(frame, where)
+    return frame
+
+
+def _dataframe(names: tuple[str, ...], repo: str | None) -> pl.DataFrame:
     import polars as pl
 
     from florgit.frames.contexts import resolve
