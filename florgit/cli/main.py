@@ -183,12 +183,12 @@ def plot_cmd(
     """A metric over its loop iterations, one line per run: in the terminal, or to a file."""
     from florgit.cli import plotting
 
-    selected = list(run or [])
+    chosen = None
     if where:  # runs selected by their run-level values, as `git flor log` shows them
         from florgit.cli.listing import run_table
 
-        selected += run_table(where).frame.get_column("run_id").to_list() or ["<none>"]
-    lines, x_label = plotting.series(list(names), None, selected or None)
+        chosen = set(run_table(where).frame.get_column("run_id").to_list())
+    lines, x_label = plotting.series(list(names), run or None, run_ids=chosen)
     if output:
         plotting.write(lines, x_label, output)
         print(f"wrote {visible(output)}: {len(lines)} line(s)")

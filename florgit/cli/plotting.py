@@ -30,21 +30,20 @@ class Series:
         return f"{self.run_id[-8:]} {self.name}"
 
 
-def series(names: list[str], where: str | None, runs: list[str] | None) -> tuple[list[Series], str]:
-    """One series per run and name, and the x axis' label."""
+def series(names: list[str], runs: list[str] | None = None, run_ids: set[str] | None = None) -> tuple[list[Series], str]:
+    """One series per run and name, and the x axis' label; ``runs`` are references,
+    ``run_ids`` exact ids (both narrow the runs when given)."""
     from florgit import dataframe
 
     frame = dataframe(*names)
+    if run_ids is not None:
+        frame = frame.filter(pl.col("run_id").is_in(list(run_ids)))
     if runs:
         from florgit.git import open_repo
         from florgit.store.runs import find_run
 
         repo = open_repo(require_workdir=False)
         frame = frame.filter(pl.col("run_id").is_in([find_run(repo, r).run_id for r in runs]))
-    if where:
-        from florgit.frames.where import apply_where
-
-        frame = apply_where(frame, where)
     candidates = [c for c in frame.columns[3:] if c not in names and frame.schema[c].is_integer()]
     out, x_label = [], "run"
     for name in names:

@@ -45,10 +45,10 @@ def build(metrics: list[str] | None, where: str | None, title: str) -> tuple[str
     frame = table.frame
     chosen = metrics if metrics else [m for m in table.metrics if frame.schema[m].is_numeric()][:MAX_PLOTS]
     figures = []
-    run_ids = frame.get_column("run_id").to_list()
+    run_ids = set(frame.get_column("run_id").to_list()) if where else None
     for name in chosen:
         try:
-            lines, x_label = plotting.series([name], None, run_ids or ["<none>"])
+            lines, x_label = plotting.series([name], run_ids=run_ids)
         except Exception as exc:  # one metric that cannot be plotted never loses the report
             figures.append((f"{name}: not plotted ({visible(exc)})", ""))
             continue
