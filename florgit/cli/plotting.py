@@ -30,12 +30,17 @@ class Series:
         return f"{self.run_id[-8:]} {self.name}"
 
 
-def series(names: list[str], runs: list[str] | None = None, run_ids: set[str] | None = None) -> tuple[list[Series], str]:
+def series(
+    names: list[str], runs: list[str] | None = None, run_ids: set[str] | None = None,
+    frame: pl.DataFrame | None = None, frame_names: list[str] | None = None,
+) -> tuple[list[Series], str]:
     """One series per run and name, and the x axis' label; ``runs`` are references,
-    ``run_ids`` exact ids (both narrow the runs when given)."""
+    ``run_ids`` exact ids (both narrow the runs when given). ``frame``: the dataframe of
+    ``frame_names`` (which include ``names``) when the caller has it already."""
     from florgit import dataframe
 
-    frame = dataframe(*names)
+    if frame is None:
+        frame, frame_names = dataframe(*names), names
     if run_ids is not None:
         frame = frame.filter(pl.col("run_id").is_in(list(run_ids)))
     if runs:
@@ -44,7 +49,9 @@ def series(names: list[str], runs: list[str] | None = None, run_ids: set[str] | 
 
         repo = open_repo(require_workdir=False)
         frame = frame.filter(pl.col("run_id").is_in([find_run(repo, r).run_id for r in runs]))
-    candidates = [c for c in frame.columns[3:] if c not in names and frame.schema[c].is_integer()]
+    # dataframe's columns: run_id, start_time, script, the loop columns, then the names
+    loop_columns = frame.columns[3 : len(frame.columns) - len(frame_names or names)]
+    candidates = [c for c in loop_columns if frame.schema[c].is_integer()]
     out, x_label = [], "run"
     for name in names:
         if not frame.schema[name].is_numeric():

@@ -46,9 +46,12 @@ def build(metrics: list[str] | None, where: str | None, title: str) -> tuple[str
     chosen = metrics if metrics else [m for m in table.metrics if frame.schema[m].is_numeric()][:MAX_PLOTS]
     figures = []
     run_ids = set(frame.get_column("run_id").to_list()) if where else None
+    from florgit import dataframe
+
+    values = dataframe(*chosen) if chosen else None  # one load for every plot
     for name in chosen:
         try:
-            lines, x_label = plotting.series([name], run_ids=run_ids)
+            lines, x_label = plotting.series([name], run_ids=run_ids, frame=values, frame_names=chosen)
         except Exception as exc:  # one metric that cannot be plotted never loses the report
             figures.append((f"{name}: not plotted ({visible(exc)})", ""))
             continue
