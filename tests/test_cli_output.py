@@ -120,7 +120,7 @@ def test_verify_problem_lines_are_escaped(repo, capsys, monkeypatch):
     from florgit.store import maintenance
 
     report = SimpleNamespace(problems=["run acc[/] \x1b[2J is [bold]bad[/]"], runs=1, notes=0, checkpoints=0, objects=3)
-    monkeypatch.setattr(maintenance, "verify", lambda repo, deep=True: report)
+    monkeypatch.setattr(maintenance, "verify", lambda repo, deep=True, on_run=None: report)
     assert main(["verify"]) == 1
     err = capsys.readouterr().err
     assert "problem: run acc[/] \\x1b[2J is [bold]bad[/]" in err

@@ -150,7 +150,8 @@ def diff_cmd(
 
     rows, diff, ids = compare(first, second)
     out = _out()
-    out.print(cell(f"run 1: {ids[0]}\nrun 2: {ids[1]}"))
+    for label, run_id in zip(("run 1", "run 2"), ids):
+        out.print(cell(f"{label}: {run_id}"))
     table = Table()
     for title in ("", "run 1", "run 2"):
         table.add_column(cell(title), no_wrap=True)
