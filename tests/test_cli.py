@@ -81,7 +81,7 @@ def test_log_where_csv_and_show(repo, capsys):
     assert len(rows) == 1 and rows[0]["lr"] == 0.5 and rows[0]["loss"] == 0.5  # last value
     assert main(["log", "--csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("run_id,date,commit,branch,script,status,tags,note,lr,loss") and len(lines) == 3
+    assert lines[0].startswith("run_id,date,commit,branch,script,status,tags,note,duration_s,author,user_commit,dirty,lr,loss") and len(lines) == 3
     assert main(["log", "--where", "no_such_column = 1"]) == 1
     run = rows[0]["run_id"]
     assert main(["show", run[:20]]) == 0
@@ -160,3 +160,16 @@ def test_dataframe_where_in_the_api_and_the_cli(repo, capsys):
     capsys.readouterr()  # the runs' echo
     assert main(["dataframe", "lr", "loss", "--where", "lr < 0.15", "--format", "csv"]) == 0
     assert capsys.readouterr().out.count("\n") == 3  # header and the two epochs of lr 0.1
+
+
+def test_runs_and_log_share_the_run_columns(repo, capsys):
+    flor.arg("lr", 0.1)
+    flor.commit()
+    runs = flor.runs()
+    assert {"author", "duration_s", "user_commit", "dirty", "tags", "note"} <= set(runs.columns)
+    assert runs["author"].to_list() == ["Flor Tester <tester@example.com>"]
+    capsys.readouterr()
+    assert main(["log", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert row["author"] == "Flor Tester <tester@example.com>" and len(row["user_commit"]) == 40
+    assert row["duration_s"] >= 0 and row["dirty"] is False

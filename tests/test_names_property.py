@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import florgit as flor
+from florgit.cli.listing import LISTING_COLUMNS
 from florgit.cli.main import main as cli_main
 from florgit.codec.values import RESERVED_NAMES
 from florgit.validation import name_problem
@@ -19,7 +20,7 @@ INTERNAL = ["i", "f", "s", "name", "kind", "ctx", "seq", "run", "sidx", "dims", 
             "loop_row", "replayed", "value_int", "value_str", "parent", "t", "epoch_value", "log:x", "loop:x", "a/b"]  # fmt: skip
 SCAN_COLUMNS = {"run_id", "start_time", "script", "seq", "name", "replayed", "kind", "value_bool", "value_int",
                 "value_float", "value_str"}  # fmt: skip
-LISTING = {"run_id", "date", "commit", "branch", "script", "status", "tags", "note"}
+LISTING = set(LISTING_COLUMNS)
 
 names = st.one_of(
     st.sampled_from(INTERNAL),

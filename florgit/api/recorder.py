@@ -64,6 +64,7 @@ class Recorder(LoopBook):
             python=platform.python_version(),
             florgit=__version__,
             host=socket.gethostname(),
+            author=self.repo.author(),
             pid=os.getpid(),
         )
         self.kwargs = kwargs

@@ -10,7 +10,10 @@ from florgit.cli.display import visible as v
 from florgit.validation import OID
 
 
-LISTING_COLUMNS = ["run_id", "date", "commit", "branch", "script", "status", "tags", "note"]
+LISTING_COLUMNS = [
+    "run_id", "date", "commit", "branch", "script", "status", "tags", "note",
+    "duration_s", "author", "user_commit", "dirty",  # in --json/--csv/--wide; --columns picks them
+]  # fmt: skip
 
 
 @dataclass
@@ -42,6 +45,10 @@ def run_table(where: str | None = None) -> RunTable:
         "status",
         pl.col("tags").list.join(","),  # one text column: `--where "tags LIKE '%best%'"`
         "note",
+        "duration_s",
+        "author",
+        "user_commit",
+        "dirty",
     )
     shown = columns.display(LISTING_COLUMNS, [], [(columns.logged(n), n) for n in names])
     for name in names:  # joined under internal names: a name `run` or `status` collides with nothing

@@ -293,7 +293,7 @@ _EMPTY_TYPES = {
 def _runs_frame(metas: list, curated: dict[str, Curation]) -> pl.DataFrame:
     none = Curation()
     marks = [curated.get(m.run_id, none) for m in metas]
-    return pl.DataFrame(
+    frame = pl.DataFrame(
         {
             "run": pl.Series(range(len(metas)), dtype=pl.UInt32),
             "run_id": pl.Series([m.run_id for m in metas], dtype=pl.String),
@@ -303,6 +303,7 @@ def _runs_frame(metas: list, curated: dict[str, Curation]) -> pl.DataFrame:
             "status": pl.Series([m.status for m in metas], dtype=pl.String),
             "user_commit": pl.Series([m.user_commit for m in metas], dtype=pl.String),
             "branch": pl.Series([m.branch for m in metas], dtype=pl.String),
+            "author": pl.Series([m.author or None for m in metas], dtype=pl.String),
             "dirty": pl.Series([m.dirty for m in metas], dtype=pl.Boolean),
             "records": pl.Series([m.records for m in metas], dtype=pl.Int64),
             "checkpoints": pl.Series([m.checkpoints for m in metas], dtype=pl.Int64),
@@ -311,3 +312,5 @@ def _runs_frame(metas: list, curated: dict[str, Curation]) -> pl.DataFrame:
             "note": pl.Series([c.note for c in marks], dtype=pl.String),
         }
     )
+    seconds = (pl.col("end_time") - pl.col("start_time")).dt.total_milliseconds() / 1000
+    return frame.with_columns(seconds.alias("duration_s"))

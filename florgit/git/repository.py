@@ -56,9 +56,16 @@ class GitRepo:
             return pygit2.Signature(_FALLBACK_NAME, _FALLBACK_EMAIL)
 
     def author(self) -> str:
-        """``Name <email>`` of whoever git says this is."""
-        sig = self.signature()
-        return f"{sig.name} <{sig.email}>"
+        """``Name <email>`` of whoever git would record as author ($GIT_AUTHOR_NAME/EMAIL,
+        else user.name/user.email); empty when git knows no one."""
+        name, email = os.environ.get("GIT_AUTHOR_NAME"), os.environ.get("GIT_AUTHOR_EMAIL")
+        if not (name and email):
+            try:
+                sig = self._repo.default_signature
+                name, email = name or sig.name, email or sig.email
+            except (pygit2.GitError, KeyError):
+                pass
+        return f"{name} <{email}>" if name and email else ""
 
     def head(self) -> HeadInfo:
         repo = self._repo

@@ -44,6 +44,7 @@ class RunMeta:
     florgit: str = ""
     torch: str | None = None
     host: str = ""
+    author: str = ""  # `Name <email>` as git knows the person who ran it
     pid: int = 0
     format: int = FORMAT_VERSION
 
@@ -87,6 +88,7 @@ class RunMeta:
             florgit=f.get("florgit", lambda x: v.text(x, 64), default=""),
             torch=f.get("torch", lambda x: v.text(x, 64), default=None, **opt_text),
             host=f.get("host", lambda x: v.text(x, 256), default=""),
+            author=f.get("author", lambda x: v.text(x, 512), default=""),
             pid=f.get("pid", v.integer, default=0),
             format=fmt,
         )
