@@ -98,7 +98,7 @@ def test_dataframe_formats_and_output_file(repo, tmp_path, capsys):
     assert main(["dataframe", "lr", "loss", "--format", "parquet", "-o", str(out)]) == 0
     assert pl.read_parquet(out)["loss"].to_list() == [1.0, 0.5]
     assert main(["dataframe", "loss", "--format", "json"]) == 0
-    assert len(json.loads(capsys.readouterr().out)) == 2
+    assert [json.loads(line)["loss"] for line in capsys.readouterr().out.splitlines()] == [1.0, 0.5]  # JSON lines
 
 
 def test_verify_detects_a_deleted_object_and_gc_keeps_every_run(repo, capsys):

@@ -80,7 +80,7 @@ def test_log_json_is_strict_with_nan_and_infinity_as_strings(hostile, capsys):
 
 def test_dataframe_json_is_strict_and_table_has_no_raw_controls(hostile, capsys):
     assert main(["dataframe", "val", "low", "msg", "--format", "json"]) == 0
-    rows = _strict(capsys.readouterr().out)
+    rows = [_strict(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["val"] for r in rows] == ["Infinity", "Infinity"] and rows[0]["low"] == "-Infinity"
     assert rows[0]["msg"].startswith("[link=")
     assert main(["dataframe", "val", "note"]) == 0

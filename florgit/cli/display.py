@@ -98,10 +98,11 @@ def json_line(value: Any) -> str:
 
 
 def frame_rows_json(frame) -> str:
-    """A polars DataFrame as one JSON array of row objects (as ``write_json`` writes it,
-    times in ISO 8601), strict: NaN and infinities as strings, not null."""
-    rows = [json_safe(row) for row in frame.iter_rows(named=True)]
-    return json.dumps(rows, default=_iso, allow_nan=False, separators=(",", ":"))
+    """A polars DataFrame as JSON lines, one object per row (the shape of ``log --json``),
+    times in ISO 8601, strict: NaN and infinities as strings, not null."""
+    return "\n".join(
+        json.dumps(json_safe(row), default=_iso, allow_nan=False, separators=(",", ":")) for row in frame.iter_rows(named=True)
+    )
 
 
 def _iso(value: Any) -> str:

@@ -221,8 +221,8 @@ def dataframe_cmd(
     fmt: Format = typer.Option(
         None, "--format",
         help=(
-            "table, csv, json or parquet (default: from -o's extension, else table). json is one "
-            'array of row objects; NaN and infinities are written as "NaN", "Infinity", "-Infinity".'
+            "table, csv, json or parquet (default: from -o's extension, else table). json is JSON "
+            'lines, one object per row, as `log --json`; NaN and infinities are written as "NaN", "Infinity", "-Infinity".'
         ),
     ),
     output: str = typer.Option(None, "-o", "--output", help="Write to FILE (.csv, .json, .parquet, .txt) instead of the terminal."),
@@ -244,7 +244,7 @@ def dataframe_cmd(
         with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=40):
             text = str(visible_frame(frame)) + "\n"
     else:
-        text = frame.write_csv() if fmt is Format.csv else frame_rows_json(frame) + "\n"
+        text = frame.write_csv() if fmt is Format.csv else (frame_rows_json(frame) + "\n" if frame.height else "")
     if output:
         with open(output, "w") as f:
             f.write(text)
