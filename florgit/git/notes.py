@@ -22,20 +22,11 @@ def _note_blob(repo: pygit2.Repository, tree: pygit2.Tree | None, target: str) -
     """The note blob on ``target``; one over MAX_NOTE_BYTES (checked from its header, so a
     pulled zlib bomb is never inflated) is a StoreError."""
     for path in (f"{target[:2]}/{target[2:]}", target):
-        entry = _entry(tree, path)
+        entry = trees.entry(tree, path)
         if entry is not None and entry.type_str == "blob":
             _check_size(repo, entry.id, path)
             return repo[entry.id]
     return None
-
-
-def _entry(tree: pygit2.Tree | None, path: str):
-    if tree is None:
-        return None
-    try:
-        return tree[path]
-    except KeyError:
-        return None
 
 
 def _check_size(repo: pygit2.Repository, oid: pygit2.Oid, path: str) -> None:

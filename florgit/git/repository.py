@@ -165,7 +165,7 @@ class GitRepo:
         parts = path.split("/")
 
         def make_tree(base: pygit2.Tree | None) -> pygit2.Oid | None:
-            entry = _entry(base, path)
+            entry = trees.entry(base, path)
             old = None
             if entry is not None and entry.type_str == "blob":
                 if self._repo.odb.read_header(entry.id)[1] > max_bytes:
@@ -313,17 +313,8 @@ class GitRepo:
         return notes.update(self._repo, ref, target, edit, message, self.signature())
 
 
-def _entry(tree: pygit2.Tree | None, path: str) -> pygit2.Object | None:
-    if tree is None:
-        return None
-    try:
-        return tree[path]
-    except KeyError:
-        return None
-
-
 def _entry_id(tree: pygit2.Tree | None, path: str) -> pygit2.Oid | None:
-    entry = _entry(tree, path)
+    entry = trees.entry(tree, path)
     return entry.id if entry is not None else None
 
 

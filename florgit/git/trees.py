@@ -27,6 +27,16 @@ def _subtree(repo: pygit2.Repository, tree: pygit2.Tree | None, name: str) -> py
     return repo[entry.id] if entry.type_str == "tree" else None
 
 
+def entry(tree: pygit2.Tree | None, path: str) -> pygit2.Object | None:
+    """The entry at ``path`` inside ``tree`` (its id, mode and type, nothing read), or None."""
+    if tree is None:
+        return None
+    try:
+        return tree[path]
+    except KeyError:
+        return None
+
+
 def lookup(repo: pygit2.Repository, tree: pygit2.Tree | None, path: str) -> pygit2.Object | None:
     """The object at ``path`` inside ``tree``, or None."""
     if tree is None:
