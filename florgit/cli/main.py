@@ -209,7 +209,8 @@ def report_cmd(
     table and plots of the metrics."""
     from florgit.cli import report
 
-    page, runs, plots = report.build(list(metric or []) or None, where, title)
+    with _progress("report:") as step:
+        page, runs, plots = report.build(list(metric or []) or None, where, title, on_step=step)
     with open(output, "w", encoding="utf-8") as f:
         f.write(page)
     print(f"wrote {visible(output)}: {runs} runs, {plots} plot(s)")

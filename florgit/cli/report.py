@@ -37,8 +37,9 @@ document.querySelectorAll("table.runs").forEach(function (table) {
 """
 
 
-def build(metrics: list[str] | None, where: str | None, title: str) -> tuple[str, int, int]:
-    """The page, and how many runs and plots it holds."""
+def build(metrics: list[str] | None, where: str | None, title: str, on_step=None) -> tuple[str, int, int]:
+    """The page, and how many runs and plots it holds; ``on_step(i, n, what)`` follows
+    its progress."""
     from florgit.cli.listing import run_table
 
     table = run_table(where)
@@ -49,7 +50,9 @@ def build(metrics: list[str] | None, where: str | None, title: str) -> tuple[str
     from florgit import dataframe
 
     values = dataframe(*chosen) if chosen else None  # one load for every plot
-    for name in chosen:
+    for i, name in enumerate(chosen):
+        if on_step is not None:
+            on_step(i, len(chosen), f"plotting {name}")
         try:
             lines, x_label = plotting.series([name], run_ids=run_ids, frame=values, frame_names=chosen)
         except Exception as exc:  # one metric that cannot be plotted never loses the report
