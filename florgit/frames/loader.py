@@ -16,11 +16,10 @@ import polars as pl
 from florgit.codec import ipc_bounds, schemas
 from florgit.errors import FlorgitWarning, InvalidDataError, StoreError
 from florgit.git import open_repo
-from florgit.store import layout
+from florgit.store import curation, layout
 from florgit.store import runs as store_runs
-from florgit.store.recovery import recover_abandoned
-from florgit.store import curation
 from florgit.store.curation import Curation
+from florgit.store.recovery import recover_abandoned
 from florgit.store.meta import RunMeta
 from florgit.store.replays import read_replays
 from florgit.validation import memory_budget, name_problem
@@ -233,11 +232,9 @@ def _hints(missing: set[str], logged: list[str], loops: list[str]) -> dict[str, 
     return out
 
 
-_STORED_COLUMNS = {
-    layout.RECORDS: ["ctx", "name", "kind", "i", "f", "s"],
-    layout.STARTS: ["ctx", "loop_id", "iteration", "kind", "i", "f", "s", "t"],
-    layout.LOOPS: ["loop_id", "parent", "depth", "loop"],
-}
+# The tables a query reads (not ``ends``), each with every stored column.
+_SCHEMAS = {layout.RECORDS: schemas.RECORDS, layout.STARTS: schemas.STARTS, layout.LOOPS: schemas.LOOPS}
+_STORED_COLUMNS = {name: schemas.names(columns) for name, columns in _SCHEMAS.items()}
 
 
 def _concat_with_run(frames: list[pl.DataFrame], columns: list[str]) -> tuple[pl.DataFrame, list[int]]:
@@ -268,9 +265,6 @@ def _checked_rows(frame: pl.DataFrame, column: str, keys: list[str], target: pl.
 def _per_run(values: list[int], run: pl.Expr) -> pl.Expr:
     """``values[run]`` for every row."""
     return pl.lit(pl.Series(values, dtype=pl.Int64)).gather(run)
-
-
-_SCHEMAS = {layout.RECORDS: schemas.RECORDS, layout.STARTS: schemas.STARTS, layout.LOOPS: schemas.LOOPS}
 
 
 def _read(data: bytes, name: str, run_id: str, budget: list[int]) -> pl.DataFrame:
