@@ -11,13 +11,14 @@ Run:   python scripts/bench_daily.py [--runs 1000] [--repeat 3]
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchenv import isolated_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,9 +46,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="florgit-bench-daily-") as tmp:
         repo = Path(tmp) / "repo"
         repo.mkdir()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "FLORGIT_"))}
-        env.update(HOME=tmp, GIT_CONFIG_NOSYSTEM="1", PYTHONPATH=str(ROOT), FLORGIT_ECHO="0",
-                   GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@x", GIT_COMMITTER_NAME="b", GIT_COMMITTER_EMAIL="b@x")  # fmt: skip
+        env = isolated_env(tmp, ROOT)
         subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
         subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", "init"], cwd=repo, env=env, check=True)
         (repo / "write.py").write_text(WRITE.format(runs=args.runs))

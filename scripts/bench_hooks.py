@@ -8,13 +8,14 @@ Run:  python scripts/bench_hooks.py
 
 from __future__ import annotations
 
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchenv import isolated_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,9 +35,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="florgit-bench-hooks-") as tmp:
         repo = Path(tmp) / "project"
         repo.mkdir()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "FLORGIT_"))}
-        env.update(HOME=tmp, GIT_CONFIG_NOSYSTEM="1", PYTHONPATH=str(ROOT), FLORGIT_ECHO="0",
-                   GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@x", GIT_COMMITTER_NAME="b", GIT_COMMITTER_EMAIL="b@x")  # fmt: skip
+        env = isolated_env(tmp, ROOT)
         subprocess.run(["git", "init", "-q"], cwd=repo, env=env, check=True)
         (repo / "train.py").write_text("import florgit as flor\nfor e in flor.loop('e', range(3)):\n    flor.log('x', e)\n")
         subprocess.run(["git", "add", "."], cwd=repo, env=env, check=True)

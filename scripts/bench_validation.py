@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from benchenv import isolated_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,13 +49,6 @@ print(json.dumps({"fresh": t1 - t0, "second": t2 - t1, "runs": t3 - t2, "rows": 
 """
 
 
-def _env(home: Path, code_root: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "FLORGIT_"))}
-    env.update(HOME=str(home), GIT_CONFIG_NOSYSTEM="1", PYTHONPATH=str(code_root), FLORGIT_ECHO="0",
-               GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@x", GIT_COMMITTER_NAME="b", GIT_COMMITTER_EMAIL="b@x")  # fmt: skip
-    return env
-
-
 def _time(repo: Path, env: dict[str, str]) -> dict:
     out = subprocess.run([sys.executable, "-c", TIME], cwd=repo, env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -73,7 +67,7 @@ def main() -> None:
         try:
             repo = tmp_path / "repo"
             repo.mkdir()
-            env_new, env_old = _env(tmp_path, ROOT), _env(tmp_path, base)
+            env_new, env_old = isolated_env(tmp_path, ROOT), isolated_env(tmp_path, base)
             subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
             subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", "init"], cwd=repo, env=env_new, check=True)
             (repo / "write.py").write_text(WRITE.format(runs=args.runs))
