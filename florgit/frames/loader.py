@@ -16,13 +16,14 @@ import polars as pl
 from florgit.codec import ipc_bounds, schemas
 from florgit.errors import FlorgitWarning, InvalidDataError, StoreError
 from florgit.git import open_repo
-from florgit.store import curation, layout
+from florgit.store import consistency, curation, layout
+from florgit.store.consistency import per_run
 from florgit.store import runs as store_runs
 from florgit.store.curation import Curation
 from florgit.store.recovery import recover_abandoned
 from florgit.store.meta import RunMeta
 from florgit.store.replays import read_replays
-from florgit.validation import memory_budget, name_problem
+from florgit.validation import memory_budget
 
 _RECORD_COLUMNS = ["run", "seq", "ctx", "name", "kind", "i", "f", "s", "sidx", "replayed"]
 _START_COLUMNS = ["run", "ctx", "loop_id", "loop_row", "iteration", "kind", "i", "f", "s", "t"]
@@ -148,41 +149,9 @@ def _stack(read: list[_RunTables]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataF
 
 
 def _inconsistent_runs(records, starts, loops, _rec_offsets, start_offsets, loop_offsets) -> dict[int, str]:
-    """Runs whose tables refer to contexts or loops they do not have, or hold names or
-    kinds florgit never writes; vectorised over all runs (per-run checks cost more than
-    the data when runs are many)."""
-    n_starts = _per_run(_heights(start_offsets, starts.height), pl.col("run"))
-    n_loops = _per_run(_heights(loop_offsets, loops.height), pl.col("run"))
-    checks = [
-        (records, (pl.col("ctx") < 0) | (pl.col("ctx") > n_starts), "its records refer to loop iterations it does not have"),
-        (records, ~pl.col("kind").is_between(0, 4), "its records hold a value kind florgit does not write"),
-        (starts, (pl.col("loop_id") < 1) | (pl.col("loop_id") > n_loops) | (pl.col("ctx") < 1), "its iterations refer to loops it does not have"),
-        (starts, ~pl.col("kind").is_between(0, 4), "its loop items hold a value kind florgit does not write"),
-        (loops, (pl.col("parent") < 0) | (pl.col("parent") > n_starts) | (pl.col("loop_id") < 1), "its loops refer to iterations it does not have"),
-    ]  # fmt: skip
-    bad: dict[int, str] = {}
-    for (frame, wrong, why), found in zip(checks, _any_each(checks)):
-        if found:  # the rare path: find which runs
-            for run in frame.filter(wrong.fill_null(True)).get_column("run").unique().to_list():
-                bad.setdefault(run, why)
-    for frame, column in ((records, "name"), (loops, "loop")):
-        for name in frame.get_column(column).unique().to_list():
-            problem = name_problem(name)
-            if problem is not None:
-                for run in frame.filter(pl.col(column) == name).get_column("run").unique().to_list():
-                    bad.setdefault(run, f"it holds a name florgit would refuse ({problem})")
-    return bad
-
-
-def _any_each(checks: list[tuple[pl.DataFrame, pl.Expr, str]]) -> list[bool]:
-    """Whether any row fails each check, one pass per frame."""
-    out = []
-    for frame in dict.fromkeys(id(f) for f, _w, _y in checks):
-        owned = [(f, w) for f, w, _y in checks if id(f) == frame]
-        exprs = [w.fill_null(True).any().alias(str(k)) for k, (_f, w) in enumerate(owned)]
-        row = owned[0][0].select(exprs).row(0) if owned[0][0].height else (False,) * len(exprs)
-        out += list(row)
-    return out
+    return consistency.inconsistent_runs(
+        records, starts, loops, _heights(start_offsets, starts.height), _heights(loop_offsets, loops.height)
+    )
 
 
 def _heights(offsets: list[int], total: int) -> list[int]:
@@ -193,10 +162,10 @@ def _assemble(read: list[_RunTables], records, starts, loops, rec_offsets, start
     run = pl.col("run")
     originals = [r.own for r in read]
     records = records.with_columns(
-        (pl.int_range(pl.len(), dtype=pl.Int64) - _per_run(rec_offsets, run)).alias("seq"),
-        pl.when(pl.col("ctx") > 0).then(pl.col("ctx") - 1 + _per_run(start_offsets, run)).alias("sidx"),
+        (pl.int_range(pl.len(), dtype=pl.Int64) - per_run(rec_offsets, run)).alias("seq"),
+        pl.when(pl.col("ctx") > 0).then(pl.col("ctx") - 1 + per_run(start_offsets, run)).alias("sidx"),
     )
-    records = records.with_columns((pl.col("seq") >= _per_run(originals, run)).alias("replayed"))
+    records = records.with_columns((pl.col("seq") >= per_run(originals, run)).alias("replayed"))
     absent: dict[str, str] = {}
     if names is not None:
         everything, records = records, records.filter(pl.col("name").is_in(names))
@@ -204,10 +173,10 @@ def _assemble(read: list[_RunTables], records, starts, loops, rec_offsets, start
         if missing:  # the rare path: say why, from every name there is
             absent = _hints(missing, everything.get_column("name").unique().to_list(), loops.get_column("loop").unique().to_list())
     # Loop ids, like context ids, count from 1 in each run: the loop's row is arithmetic.
-    starts = starts.with_columns((pl.col("loop_id") - 1 + _per_run(loop_offsets, run)).alias("loop_row"))
+    starts = starts.with_columns((pl.col("loop_id") - 1 + per_run(loop_offsets, run)).alias("loop_row"))
     starts = _checked_rows(starts, "loop_row", ["run", "loop_id"], loops)
     loops = loops.with_columns(
-        pl.when(pl.col("parent") > 0).then(pl.col("parent") - 1 + _per_run(start_offsets, run)).alias("parent_sidx")
+        pl.when(pl.col("parent") > 0).then(pl.col("parent") - 1 + per_run(start_offsets, run)).alias("parent_sidx")
     )
     loops = _checked_rows(loops, "parent_sidx", ["run", "parent"], starts.rename({"ctx": "parent"}))
     return Loaded(
@@ -233,7 +202,7 @@ def _hints(missing: set[str], logged: list[str], loops: list[str]) -> dict[str, 
 
 
 # The tables a query reads (not ``ends``), each with every stored column.
-_SCHEMAS = {layout.RECORDS: schemas.RECORDS, layout.STARTS: schemas.STARTS, layout.LOOPS: schemas.LOOPS}
+_SCHEMAS = {name: layout.TABLE_COLUMNS[name] for name in (layout.RECORDS, layout.STARTS, layout.LOOPS)}
 _STORED_COLUMNS = {name: schemas.names(columns) for name, columns in _SCHEMAS.items()}
 
 
@@ -260,11 +229,6 @@ def _checked_rows(frame: pl.DataFrame, column: str, keys: list[str], target: pl.
         return frame
     numbered = target.select(keys).with_row_index(column).with_columns(pl.col(column).cast(pl.Int64))
     return frame.drop(column).join(numbered, on=keys, how="left", maintain_order="left")
-
-
-def _per_run(values: list[int], run: pl.Expr) -> pl.Expr:
-    """``values[run]`` for every row."""
-    return pl.lit(pl.Series(values, dtype=pl.Int64)).gather(run)
 
 
 def _read(data: bytes, name: str, run_id: str, budget: list[int]) -> pl.DataFrame:

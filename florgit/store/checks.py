@@ -12,18 +12,17 @@ from __future__ import annotations
 from florgit import validation
 from florgit.errors import StoreError
 from florgit.git import GitRepo
-from florgit.store import layout, trust
+from florgit.store import consistency, layout, trust
 from florgit.store.replays import read_replays
 from florgit.store.runs import StoredRun, meta_from, read_files
 
-_TABLES = {layout.RECORDS: "RECORD_SCHEMA", layout.STARTS: "START_SCHEMA", layout.LOOPS: "LOOP_SCHEMA", layout.ENDS: "END_SCHEMA"}
 
 
 def run_problems(repo: GitRepo, run: StoredRun, *, deep: bool = True) -> list[str]:
     """Every problem found in ``run``, each one line naming the run; empty if none."""
     problems: list[str] = []
     try:
-        files = read_files(repo, run, (layout.META_FILE, *_TABLES))
+        files = read_files(repo, run, (layout.META_FILE, *layout.TABLE_COLUMNS))
         meta = meta_from(files[layout.META_FILE], run.run_id)
     except StoreError as exc:
         return [str(exc)]
@@ -50,31 +49,23 @@ def _code_problems(repo: GitRepo, run: StoredRun) -> list[str]:
 def _table_problems(repo: GitRepo, run: StoredRun, files: dict[str, bytes]) -> list[str]:
     import polars as pl
 
-    from florgit.codec import arrow, ipc_bounds
+    from florgit.codec import ipc_bounds
 
     budget = validation.memory_budget()
     frames = {}
     try:
-        for name, schema in _TABLES.items():
-            frames[name] = ipc_bounds.read_checked(files[name], getattr(arrow, schema), budget, None, name, run.run_id)
+        for name, columns in layout.TABLE_COLUMNS.items():
+            frames[name] = ipc_bounds.read_checked(files[name], columns, budget, None, name, run.run_id)
     except StoreError as exc:
         return [f"run {run.run_id}: {exc}"]
     problems: list[str] = []
-    records, starts, loops = frames[layout.RECORDS], frames[layout.STARTS], frames[layout.LOOPS]
-    if records.height and not records.get_column("ctx").is_between(0, starts.height).all():
-        problems.append(f"run {run.run_id}: its records refer to loop iterations it does not have")
-    if starts.height and not starts.get_column("loop_id").is_between(1, loops.height).all():
-        problems.append(f"run {run.run_id}: its iterations refer to loops it does not have")
-    if loops.height and not loops.get_column("parent").is_between(0, starts.height).all():
-        problems.append(f"run {run.run_id}: its loops refer to iterations it does not have")
-    for column, frame in (("name", records), ("loop", loops)):
-        bad = [n for n in frame.get_column(column).unique().to_list() if validation.name_problem(n)]
-        if bad:
-            problems.append(f"run {run.run_id}: it holds a name florgit refuses ({bad[0][:60]!r})")
+    records, starts, loops = (frames[n].with_columns(run=pl.lit(0)) for n in (layout.RECORDS, layout.STARTS, layout.LOOPS))
+    bad = consistency.inconsistent_runs(records, starts, loops, [starts.height], [loops.height])
+    problems += [f"run {run.run_id}: {why}" for why in bad.values()]
     recorded = set(records.get_column("name").unique().to_list())
     for part in read_replays(repo, run, problems):
         try:
-            added = ipc_bounds.read_checked(part.records, arrow.RECORD_SCHEMA, budget, None, "records.arrows", run.run_id)
+            added = ipc_bounds.read_checked(part.records, layout.TABLE_COLUMNS[layout.RECORDS], budget, None, layout.RECORDS, run.run_id)
         except StoreError as exc:
             problems.append(f"run {run.run_id}: replay {part.replay_id}/{part.part}: {exc}")
             continue

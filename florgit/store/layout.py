@@ -6,6 +6,8 @@ import os
 import secrets
 import time
 
+from florgit.codec import schemas
+
 SHADOW_REF = "refs/heads/flor.shadow"
 NOTES_REF = "refs/notes/flor"
 # Checkpoints hang off their own ref so sharing logs never moves checkpoint bytes.
@@ -24,6 +26,7 @@ LOOPS = "loops.arrows"
 STARTS = "starts.arrows"
 ENDS = "ends.arrows"
 TABLES = (LOOPS, STARTS, ENDS, RECORDS)
+TABLE_COLUMNS = {LOOPS: schemas.LOOPS, STARTS: schemas.STARTS, ENDS: schemas.ENDS, RECORDS: schemas.RECORDS}
 
 SPOOL_DIR = os.path.join("flor", "spool")
 SPOOL_LOCK = "lock"

@@ -164,9 +164,7 @@ def read_table(repo: GitRepo, run: StoredRun, name: str) -> pa.Table:
     from florgit.codec import arrow, ipc_bounds
 
     data, what = _file(repo, run, name), f"{name} of run {run.run_id}"
-    schema = {layout.RECORDS: arrow.RECORD_SCHEMA, layout.LOOPS: arrow.LOOP_SCHEMA,
-              layout.STARTS: arrow.START_SCHEMA, layout.ENDS: arrow.END_SCHEMA}[name]  # fmt: skip
-    ipc_bounds.check_stream(data, schema, validation.memory_budget(), what, run.run_id)
+    ipc_bounds.check_stream(data, layout.TABLE_COLUMNS[name], validation.memory_budget(), what, run.run_id)
     try:
         table = arrow.from_stream_bytes(data)
         table.validate(full=True)  # e.g. string offsets that point outside their buffer
