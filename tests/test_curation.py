@@ -47,3 +47,43 @@ def test_a_bad_tag_is_one_clear_line(repo):
     repo.run("train.py")
     out = _flor(repo, "tag", "latest", "has,comma")
     assert out.returncode == 1 and "not a tag" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_rm_travels_both_ways_and_a_pulled_removal_only_hides(remote_and_clones, monkeypatch):
+    _bare, (alice, bob) = remote_and_clones
+    alice.run("train.py")
+    alice.run("train.py", "--kwargs", "who=alice2")
+    assert _flor(alice, "push").returncode == 0
+    assert _flor(bob, "pull").returncode == 0
+    monkeypatch.chdir(bob.path)
+    first, second = flor.runs().sort("run_id")["run_id"].to_list()
+    bob_run = _bob_records(bob)
+    # bob removes one of alice's runs and one of his own; alice removes her other run
+    assert _flor(bob, "rm", first, bob_run, "--reason", "bad seed").returncode == 0
+    assert _flor(bob, "push").returncode == 0
+    pulled = _flor(alice, "pull")
+    assert pulled.returncode == 0
+    assert f"removed run {first}: by" in pulled.stdout and "recorded here" in pulled.stdout
+    assert f"removed run {bob_run}: by" in pulled.stdout
+    assert _flor(alice, "rm", second).returncode == 0
+    assert _flor(alice, "push").returncode == 0
+    assert _flor(bob, "pull").returncode == 0
+    for repo in (alice, bob):
+        monkeypatch.chdir(repo.path)
+        assert flor.runs()["run_id"].to_list() == []
+        assert first not in _flor(repo, "log").stdout
+    # the pull that brought bob's removal hides alice's run, but her gc keeps its checkpoints
+    gc = _flor(alice, "gc")
+    assert gc.returncode == 0 and "kept the checkpoints of 1 run(s) recorded here" in gc.stdout, gc.stdout
+    # an undo travels too
+    assert _flor(alice, "rm", "--undo", first).returncode == 0
+    assert _flor(alice, "push").returncode == 0
+    pulled = _flor(bob, "pull")
+    assert f"restored run {first}" in pulled.stdout
+    monkeypatch.chdir(bob.path)
+    assert flor.runs()["run_id"].to_list() == [first]
+
+
+def _bob_records(bob: Repo) -> str:
+    bob.run("train.py", "--kwargs", "who=bob")
+    return sorted(flor.runs()["run_id"].to_list())[-1]

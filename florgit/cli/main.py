@@ -585,11 +585,12 @@ def rm_cmd(
     runs: list[str] = typer.Argument(None, help="Runs: ids, unique prefixes or suffixes, latest or latest~N."),
     where: str = typer.Option(None, "--where", help="Also every run this SQL predicate over `git flor log`'s columns selects."),
     undo: bool = typer.Option(False, "--undo", help="Bring runs set aside back."),
-    reason: str = typer.Option("", "--reason", help="Why, kept with the tombstone."),
+    reason: str = typer.Option("", "--reason", help="Why; shared with the removal."),
 ) -> None:
-    """Set runs aside for good: queries, replay and `log` skip them, later pulls do not
-    bring them back, and their data stays in git (`--undo` restores them; `git flor gc`
-    drops checkpoint data only removed runs used). Works on runs that fail validation too."""
+    """Set runs aside: queries, replay and `log` skip them here and, after push and pull,
+    in teammates' clones too. Their data stays in git (`--undo` brings them back); `git
+    flor gc` drops checkpoint data only removed runs used, but never for runs recorded in
+    this clone that someone else removed. Works on runs that fail validation too."""
     from florgit.git import open_repo
     from florgit.store import tombstones
     from florgit.store.runs import find_run

@@ -162,17 +162,28 @@ class GitRepo:
         """Commit on ``ref`` the blob at ``path`` replaced by ``edit(old content or None)``;
         None from ``edit`` skips. Compare-and-swap: ``edit`` sees the content it replaces,
         however many writers race. A present blob over ``max_bytes`` is a StoreError."""
-        parts = path.split("/")
+        return self.edit_blobs_in_ref(ref, [path], lambda _path, old: edit(old), message, max_bytes)
+
+    def edit_blobs_in_ref(
+        self, ref: str, paths: list[str], edit: Callable[[str, bytes | None], bytes | None], message: str, max_bytes: int
+    ) -> str | None:
+        """:meth:`edit_blob_in_ref` for many paths in one commit; ``edit(path, old)``
+        returning None leaves that path alone (all None: no commit)."""
 
         def make_tree(base: pygit2.Tree | None) -> pygit2.Oid | None:
-            entry = trees.entry(base, path)
-            old = None
-            if entry is not None and entry.type_str == "blob":
-                if self._repo.odb.read_header(entry.id)[1] > max_bytes:
-                    raise StoreError(f"{path} on {ref} is over {max_bytes:,} bytes; florgit leaves it alone")
-                old = self._repo[entry.id].data
-            new = edit(old)
-            return None if new is None else trees.put(self._repo, base, parts, self._repo.create_blob(new), trees.BLOB_MODE)
+            changed = None
+            for path in paths:
+                entry = trees.entry(base, path)
+                old = None
+                if entry is not None and entry.type_str == "blob":
+                    if self._repo.odb.read_header(entry.id)[1] > max_bytes:
+                        raise StoreError(f"{path} on {ref} is over {max_bytes:,} bytes; florgit leaves it alone")
+                    old = self._repo[entry.id].data
+                new = edit(path, old)
+                if new is not None:
+                    changed = trees.put(self._repo, base, path.split("/"), self._repo.create_blob(new), trees.BLOB_MODE)
+                    base = self._repo[changed]
+            return changed
 
         return refs.commit_cas(self._repo, ref, make_tree, message, self.signature())
 

@@ -1,10 +1,11 @@
-"""Tags and notes on runs, shared with push and pull.
+"""Tags, notes and removals of runs, shared with push and pull.
 
 They live on ``refs/flor/curation``: one blob per run (``<day>/<run id>``) holding JSON
-lines, each an event (``tag``, ``untag``, ``note``) with its time and author. Events are
+lines, each an event (``tag``, ``untag``, ``note``, ``rm``, ``restore``) with its time
+and author. Events are
 only ever added, and the ref is union-merged line by line (like git's ``cat_sort_uniq``
 for notes), so two people tagging the same run at once both keep their tags; a run's
-tags and note are the events folded in time order. Every line is parsed by
+tags, note and removal are the events folded in time order. Every line is parsed by
 :meth:`Event.parse` (it may come from someone else's push); a bad line is skipped.
 """
 
@@ -20,7 +21,8 @@ from florgit.errors import FlorgitWarning, StoreError, UsageError
 from florgit.git import GitRepo
 
 CURATION_REF = "refs/flor/curation"
-OPS = ("tag", "untag", "note")
+OPS = ("tag", "untag", "note", "rm", "restore")
+TEXT_OPS = ("note", "rm", "restore")  # their value is free text (a note, a reason)
 MAX_TAG = 64
 MAX_NOTE = 4096
 MAX_BLOB = 4 * 1024 * 1024
@@ -41,8 +43,8 @@ class Event:
         what = f"a curation line of run {run_id}"
         f = v.Fields(v.load_json(line.encode(), what, run_id), what, run_id)
         op = f.get("op", v.one_of(*OPS))
-        value = f.get("value", lambda x: v.text(x, MAX_NOTE if op == "note" else MAX_TAG))
-        if op != "note":
+        value = f.get("value", lambda x: v.text(x, MAX_NOTE if op in TEXT_OPS else MAX_TAG))
+        if op not in TEXT_OPS:
             tag_problem(value, what, run_id)
         return cls(f.get("t", v.number), op, value, f.get("by", lambda x: v.text(x, 256), default=""))
 
@@ -51,6 +53,9 @@ class Event:
 class Curation:
     tags: tuple[str, ...] = ()
     note: str | None = None
+    removed: bool = False
+    removed_by: str = ""  # who set the run aside, as their event says
+    decided: bool = False  # some rm/restore event exists (it overrides an old local tombstone)
 
 
 def tag_problem(tag: str, what: str = "tag", run_id: str | None = None) -> None:
@@ -65,7 +70,7 @@ def tag_problem(tag: str, what: str = "tag", run_id: str | None = None) -> None:
 
 def add(repo: GitRepo, run_ids: list[str], op: str, values: list[str], author: str) -> None:
     """Append events for each run (one commit for all of them)."""
-    if op != "note":
+    if op not in TEXT_OPS:
         for value in values:
             try:
                 tag_problem(value)
@@ -74,13 +79,14 @@ def add(repo: GitRepo, run_ids: list[str], op: str, values: list[str], author: s
     now = time.time()
     lines = [Event(now, op, value, author).to_line() for value in values]
 
-    def edit(old: bytes | None) -> bytes:
+    def edit(_path: str, old: bytes | None) -> bytes:
         text = (old or b"").decode("utf-8", "replace")
         merged = sorted({*(ln for ln in text.splitlines() if ln.strip()), *lines})
         return ("\n".join(merged) + "\n").encode()
 
-    for run_id in run_ids:
-        repo.edit_blob_in_ref(CURATION_REF, _path(run_id), edit, f"flor: {op} {' '.join(values)[:60]} on {run_id}", MAX_BLOB)
+    what = f"{' '.join(run_ids[:3])}{' ...' if len(run_ids) > 3 else ''}"
+    message = f"flor: {op} {' '.join(values)[:60]} on {what}".replace("  ", " ")
+    repo.edit_blobs_in_ref(CURATION_REF, [_path(r) for r in dict.fromkeys(run_ids)], edit, message, MAX_BLOB)
 
 
 def state(repo: GitRepo) -> dict[str, Curation]:
@@ -112,14 +118,19 @@ def fold(text: str, run_id: str) -> Curation:
                 continue  # one bad line (maybe pulled) never hides the others
     tags: dict[str, None] = {}
     note = None
+    removed_by: str | None = None
+    decided = False
     for event in sorted(events, key=lambda e: (e.t, e.op, e.value)):
         if event.op == "tag":
             tags[event.value] = None
         elif event.op == "untag":
             tags.pop(event.value, None)
-        else:
+        elif event.op == "note":
             note = event.value or None
-    return Curation(tuple(sorted(tags)), note)
+        else:
+            decided = True
+            removed_by = event.by if event.op == "rm" else None
+    return Curation(tuple(sorted(tags)), note, removed_by is not None, removed_by or "", decided)
 
 
 def _path(run_id: str) -> str:

@@ -110,11 +110,22 @@ def gc(repo: GitRepo, progress: bool = False) -> list[str]:
 
 def drop_removed_checkpoints(repo: GitRepo) -> list[str]:
     """Take the checkpoints of runs set aside with ``git flor rm`` off the checkpoints ref,
-    with every chunk no other run uses (a chunk shared with a kept run stays)."""
-    gone = tombstones.removed(repo)
+    with every chunk no other run uses (a chunk shared with a kept run stays). Runs
+    recorded here that someone else removed keep theirs: a pulled removal only hides."""
+    from florgit.store import trust
+
+    hidden = tombstones.removed(repo)
+    protected = (hidden & trust.own_runs(repo)) - tombstones.removed_here(repo)
+    gone = hidden - protected
     runs_tree = repo.tree_at(layout.CHECKPOINTS_REF, layout.RUNS_DIR)
+    kept_note = (
+        [f"kept the checkpoints of {len(protected)} run(s) recorded here that a teammate removed "
+         f"({', '.join(sorted(protected)[:3])}{', ...' if len(protected) > 3 else ''}); "
+         "`git flor rm RUN` here drops them too"]
+        if protected else []
+    )  # fmt: skip
     if not gone or runs_tree is None:
-        return []
+        return kept_note
     kept_chunks: set[str] = set()
     dropped_chunks: set[str] = set()
     paths: dict[str, str | None] = {}
@@ -129,13 +140,13 @@ def drop_removed_checkpoints(repo: GitRepo) -> list[str]:
     only_removed = dropped_chunks - kept_chunks
     paths.update({ckpts.blob_path(c): None for c in only_removed})
     if not paths:
-        return []
+        return kept_note
     freed = sum(repo.object_size(c) for c in only_removed if repo.has_object(c))
     repo.put_blobs_in_ref(layout.CHECKPOINTS_REF, paths, f"flor: gc checkpoints of {len(paths) - len(only_removed)} removed run(s)")
     return [
         f"dropped the checkpoints of {len(paths) - len(only_removed)} removed run(s): {len(only_removed)} chunks, "
         f"{freed / 1e6:.1f} MB that no kept run uses (git frees the space when it prunes unreachable objects)"
-    ]
+    ] + kept_note
 
 
 def _size(cwd: str) -> int:

@@ -116,9 +116,21 @@ def merge_tracking(repo: GitRepo, remote: str, refs: list[SharedRef] | tuple[Sha
 
 
 def pull(repo: GitRepo, remote: str = "origin", checkpoints: bool = False, progress: bool = False) -> dict[str, str]:
+    """Fetch and merge; the result also names each run a teammate removed or restored."""
+    from florgit.store import tombstones, trust
+
     _check_remote(remote)
     configure(repo, remote)
-    return merge_tracking(repo, remote, fetch(repo, remote, checkpoints, progress))
+    before = tombstones.removed_by(repo)
+    done = merge_tracking(repo, remote, fetch(repo, remote, checkpoints, progress))
+    after = tombstones.removed_by(repo)
+    own = trust.own_runs(repo) if set(after) - set(before) else frozenset()
+    for run_id in sorted(set(after) - set(before)):
+        mine = f"; it was recorded here, and `git flor rm --undo {run_id}` brings it back" if run_id in own else ""
+        done[f"removed run {run_id}"] = f"by {after[run_id] or 'someone'}{mine}"
+    for run_id in sorted(set(before) - set(after)):
+        done[f"restored run {run_id}"] = "a teammate brought it back"
+    return done
 
 
 def push(repo: GitRepo, remote: str = "origin", checkpoints: bool = False, progress: bool = False) -> dict[str, str]:
