@@ -195,3 +195,11 @@ def test_cli_replay_with_yes_and_dry_run(history, capsys):
     assert "+flor.log(\"w_sum\", sum(model.w))" in out and "run" in out
     assert main(["replay", "w_sum", "--yes"]) == 0
     assert flor.dataframe("w_sum").height == 3
+
+
+def test_runs_lists_the_last_value_of_a_replayed_name(history):
+    flor.replay("w_sum")
+    replayed = flor.dataframe("w_sum").sort("run_id")
+    runs = flor.runs().sort("run_id")
+    assert runs["w_sum"].to_list() == replayed["w_sum"].to_list()
+    assert all(v is not None for v in runs["w_sum"].to_list())

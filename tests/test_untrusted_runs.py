@@ -61,6 +61,10 @@ BAD_METAS = {
     "run_id of another run": {"run_id": "20250101-000000.000-0000beef"},
     "arg name with ESC": {"args": {"\x1b[2J": 1}},
     "huge": b" " * (17 * 1024 * 1024),
+    "last a list": {"last": ["loss", 1]},
+    "last holds an object": {"last": {"loss": {"$gt": 1}}},
+    "last name with ESC": {"last": {"\x1b[2J": 1}},
+    "last int over int64": {"last": {"loss": 2**70}},
 }
 
 

@@ -204,6 +204,7 @@ class Recorder(LoopBook):
         if status == DISCARD:
             self._discard()
             return
+        from florgit.store import meta as meta_mod
         from florgit.store.runs import persist_run
 
         if self.checkpointer is not None:
@@ -215,6 +216,7 @@ class Recorder(LoopBook):
         meta.status, meta.error = status, error
         meta.end = _utc_iso(time.time())
         meta.records = self.flusher.count
+        meta.last = meta_mod.last_summary(self.flusher.last)
         meta.torch = getattr(sys.modules.get("torch"), "__version__", None)
         meta.unused_kwargs = sorted(set(self.kwargs) - self.used_kwargs)
         if meta.unused_kwargs:

@@ -27,15 +27,10 @@ def run_table(where: str | None = None) -> RunTable:
     """One row per run, newest first, with the last value of every logged name (named by
     the rule of florgit.frames.columns: a metric called ``status`` is ``log:status``)."""
     from florgit.frames import columns
-    from florgit.frames.loader import load
-    from florgit.frames.typing import dtype_for, value_expr
+    from florgit.frames.runlist import run_list
 
-    loaded = load()
-    runs = loaded.runs
-    arg_names = list(dict.fromkeys(n for names in runs.get_column("args").to_list() for n in names))
-    last = loaded.records.group_by("run", "name").agg(pl.all().sort_by("seq").last())
-    names = arg_names + sorted(set(last.get_column("name").unique().to_list()) - set(arg_names))
-    frame = runs.select(
+    listed = run_list()
+    frame = listed.frame.select(
         "run",
         "run_id",
         pl.col("start_time").dt.strftime("%Y-%m-%d %H:%M").alias("date"),
@@ -49,19 +44,17 @@ def run_table(where: str | None = None) -> RunTable:
         "author",
         "user_commit",
         "dirty",
+        *(columns.logged(n) for n in listed.names),
     )
-    shown = columns.display(LISTING_COLUMNS, [], [(columns.logged(n), n) for n in names])
-    for name in names:  # joined under internal names: a name `run` or `status` collides with nothing
-        part = last.filter(pl.col("name") == name)
-        typed = part.select("run", value_expr(dtype_for(set(part.get_column("kind").to_list()))).alias(columns.logged(name)))
-        frame = frame.join(typed, on="run", how="left", maintain_order="left")
+    shown = columns.display(LISTING_COLUMNS, [], [(columns.logged(n), n) for n in listed.names])
     frame = frame.sort("run", descending=True).drop("run").rename(shown)
     if where:
         from florgit.frames.where import apply_where
 
         frame = apply_where(frame, where)
-    as_shown = [shown[columns.logged(n)] for n in names]
-    return RunTable(frame, as_shown[: len(arg_names)], as_shown[len(arg_names) :])
+    as_shown = [shown[columns.logged(n)] for n in listed.names]
+    n_args = len(listed.args)
+    return RunTable(frame, as_shown[:n_args], as_shown[n_args:])
 
 
 def show_run(prefix: str) -> str:

@@ -15,7 +15,7 @@ import polars as pl
 
 from florgit.codec import ipc_bounds, schemas
 from florgit.errors import FlorgitWarning, InvalidDataError, StoreError
-from florgit.git import open_repo
+from florgit.git import GitRepo, open_repo
 from florgit.store import consistency, curation, layout
 from florgit.store.consistency import per_run
 from florgit.store import runs as store_runs
@@ -41,16 +41,26 @@ class Loaded:
 
 def load_runs(repo_path: str | None = None) -> pl.DataFrame:
     """The ``runs`` frame alone: reads each run's meta.json and no tables."""
+    repo, listed = load_metas(repo_path)
+    return runs_frame(repo, [meta for _run, meta in listed])
+
+
+def load_metas(repo_path: str | None = None) -> tuple[GitRepo, list[tuple[store_runs.StoredRun, RunMeta]]]:
+    """Every listed run with its validated meta (a run that fails is left out, warned)."""
     repo = open_repo(repo_path, require_workdir=False)
     recover_abandoned(repo)
-    metas = []
+    listed = []
     with repo.unverified_reads():
         for run in store_runs.list_runs(repo):
             checked = _CHECKED.get(run.tree)
             try:
-                metas.append(checked[0] if checked else store_runs.read_meta(repo, run))
+                listed.append((run, checked[0] if checked else store_runs.read_meta(repo, run)))
             except StoreError as exc:
-                _left_out(run.run_id, exc)
+                left_out(run.run_id, exc)
+    return repo, listed
+
+
+def runs_frame(repo: GitRepo, metas: list[RunMeta]) -> pl.DataFrame:
     return _runs_frame(metas, curation.state(repo))
 
 
@@ -77,21 +87,21 @@ def load(repo_path: str | None = None, names: list[str] | None = None) -> Loaded
     with repo.unverified_reads():  # Arrow decoding checks structure; `git flor verify` checks hashes
         for run in store_runs.list_runs(repo):
             try:
-                read.append(_read_run(repo, run, budget))
+                read.append(read_run(repo, run, budget))
             except StoreError as exc:  # one bad run never breaks the others
-                _left_out(run.run_id, exc)
+                left_out(run.run_id, exc)
     while True:
         tables = _stack(read)
         bad = _inconsistent_runs(*tables)
         if not bad:
             break
         for idx, why in bad.items():
-            _left_out(read[idx].meta.run_id, InvalidDataError(f"run {read[idx].meta.run_id}", why, read[idx].meta.run_id))
+            left_out(read[idx].meta.run_id, InvalidDataError(f"run {read[idx].meta.run_id}", why, read[idx].meta.run_id))
         read = [r for i, r in enumerate(read) if i not in bad]
     return _assemble(read, *tables, names, curation.state(repo))
 
 
-def _read_run(repo, run: store_runs.StoredRun, budget: list[int]) -> _RunTables:
+def read_run(repo, run: store_runs.StoredRun, budget: list[int]) -> _RunTables:
     """One run's meta and tables, each validated; the declared size of every table is
     charged to ``budget`` before anything is decoded."""
     files = store_runs.read_files(repo, run, (layout.META_FILE, *_STORED_COLUMNS))
@@ -136,7 +146,7 @@ def _additions(records: pl.DataFrame, n_starts: int, parts: list, run_id: str, b
     return out
 
 
-def _left_out(run_id: str, exc: Exception) -> None:
+def left_out(run_id: str, exc: Exception) -> None:
     why = str(exc) if isinstance(exc, InvalidDataError) else f"{exc}; set it aside with `git flor rm {run_id}`"
     warnings.warn(f"florgit: run {run_id} is left out: {why}", FlorgitWarning, stacklevel=3)
 

@@ -105,10 +105,16 @@ def _long(loaded) -> pl.DataFrame:
 
 
 def runs(repo: str | None = None) -> pl.DataFrame:
-    """One row per recorded run: id, times, script, status, user commit, branch, dirty."""
-    from florgit.frames.loader import load_runs
+    """One row per recorded run, oldest first: id, times, script, status, user commit,
+    branch, dirty flag, author, tags, note, duration, then each arg's value and each
+    logged name's last value (a name equal to one of these columns shows as ``log:NAME``).
+    Reads no tables: the last values come from each run's metadata."""
+    from florgit.frames import columns
+    from florgit.frames.runlist import run_list
 
-    return load_runs(repo).drop("run")
+    listed = run_list(repo)
+    frame = listed.frame.drop("run")
+    return frame.rename(columns.display(frame.columns, [], [(columns.logged(n), n) for n in listed.names]))
 
 
 def query(sql: str, repo: str | None = None) -> pl.DataFrame:

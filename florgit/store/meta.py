@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from florgit import validation as v
+from florgit.codec.values import fits_int64
 
 FORMAT_VERSION = 1
 STATUSES = ("running", "ok", "failed", "interrupted", "killed")
@@ -40,6 +41,9 @@ class RunMeta:
     error: str | None = None
     records: int = 0
     checkpoints: int = 0
+    # The last value of each logged name, so run listings need no tables; None when the
+    # run predates it or did not fit (too many names, a very long string).
+    last: dict[str, object] | None = None
     python: str = ""
     florgit: str = ""
     torch: str | None = None
@@ -84,6 +88,7 @@ class RunMeta:
             error=f.get("error", v.text, default=None, **opt_text),
             records=f.get("records", v.integer, default=0),
             checkpoints=f.get("checkpoints", v.integer, default=0),
+            last=f.get("last", _last, default=None, optional=True),
             python=f.get("python", lambda x: v.text(x, 64), default=""),
             florgit=f.get("florgit", lambda x: v.text(x, 64), default=""),
             torch=f.get("torch", lambda x: v.text(x, 64), default=None, **opt_text),
@@ -105,6 +110,28 @@ def _args(value: Any) -> dict[str, object]:
         v.name(key)
         if type(item) not in ARG_TYPES or (type(item) is str and len(item) > v.MAX_TEXT):
             raise v.BadField(f"holds {type(item).__name__} for {key!r}; args are bool, int, float, str or null")
+    return value
+
+
+MAX_LAST_NAMES = 10_000
+MAX_LAST_TEXT = 1024
+
+
+def last_summary(last: dict[str, object]) -> dict[str, object] | None:
+    """What ``last`` is stored as: the values themselves, or None when they don't fit."""
+    if len(last) > MAX_LAST_NAMES or any(type(x) is str and len(x) > MAX_LAST_TEXT for x in last.values()):
+        return None
+    return dict(last)
+
+
+def _last(value: Any) -> dict[str, object]:
+    if type(value) is not dict or len(value) > MAX_LAST_NAMES:
+        raise v.BadField(f"must be an object of at most {MAX_LAST_NAMES:,} name: value")
+    for key, item in value.items():
+        v.name(key)
+        kind = type(item)
+        if kind not in ARG_TYPES or (kind is str and len(item) > MAX_LAST_TEXT) or (kind is int and not fits_int64(item)):
+            raise v.BadField(f"holds an unexpected value for {key!r}")
     return value
 
 
