@@ -131,3 +131,33 @@ def test_concurrent_first_commits_on_a_new_ref_are_all_kept(repo):
         names = repo.git("ls-tree", "--name-only", "refs/flor/race:w").split()
         assert {f"{round_}-{w}" for w in range(4)} <= set(names)
         repo.git("update-ref", "-d", "refs/flor/race")
+
+
+def test_recording_never_imports_pandas_and_a_run_flushed_at_exit_is_kept(repo):
+    """pyarrow.array imports pandas when it is installed: in the flusher thread that is
+    slow, and at interpreter exit the import fails and the run was lost."""
+    import importlib.util
+
+    import pytest
+
+    if importlib.util.find_spec("pandas") is None:
+        pytest.skip("needs pandas installed (the test extra installs it)")
+    repo.write("short.py", """
+        import sys
+        import florgit as flor
+        flor.set_echo(False)
+        flor.arg("lr", 0.1)
+        for epoch in flor.loop("epoch", range(2)):
+            flor.log("loss", 0.5)
+            flor.log("note", "text")
+        flor.commit()
+        assert "pandas" not in sys.modules, "recording imported pandas"
+        flor.log("after", 1)  # a second run, flushed only as the interpreter exits
+    """)
+    out = repo.run("short.py")
+    assert "Traceback" not in out.stderr, out.stderr
+    import florgit as flor
+
+    runs = flor.runs()
+    assert runs["status"].to_list() == ["ok", "ok"]
+    assert runs["records"].to_list() == [5, 1] and runs["after"].to_list() == [None, 1]

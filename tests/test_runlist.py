@@ -85,3 +85,18 @@ def test_log_shows_the_same_last_values(repo):
     table = run_table()
     row = table.frame.row(0, named=True)
     assert table.args == ["lr", "opt"] and row["lr"] == 0.5 and row["log:status"] == "done" and row["steps"] == 20
+
+
+def test_to_pandas_works_and_says_how_to_get_pandas_when_it_is_missing(repo, monkeypatch):
+    import sys
+
+    import pytest
+
+    repo.write("train.py", TRAIN)
+    repo.commit("train")
+    repo.run("train.py")
+    for frame in (flor.runs(), flor.dataframe("loss"), flor.query("SELECT run_id FROM runs")):
+        assert frame.to_pandas().shape == frame.shape
+    monkeypatch.setitem(sys.modules, "pandas", None)  # as if pandas were not installed
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'florgit\[pandas\]'"):
+        flor.dataframe("loss").to_pandas()

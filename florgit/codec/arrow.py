@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from florgit.codec import schemas
+from florgit.codec.pyarrays import array, empty_batch
 from florgit.codec.ipc_bounds import check_stream, read_checked  # checked reads of pulled streams
 from florgit.codec.values import BOOL, FLOAT, INT, KIND_OF_TYPE, STR, fits_int64
 
@@ -46,16 +47,16 @@ def value_columns(values: Sequence[object]) -> list[pa.Array]:
     if len(types) == 1:
         (only,) = types
         kind = KIND_OF_TYPE[only]
-        kinds = pa.array([kind] * n, pa.int8())
+        kinds = array([kind] * n, pa.int8())
         i = f = s = None
         if kind in (INT, BOOL):
             if kind == INT and not all(map(fits_int64, values)):  # type: ignore[arg-type]
                 return value_columns([_big_int(v) for v in values])
-            i = pa.array(values, pa.bool_()).cast(pa.int64()) if kind == BOOL else pa.array(values, pa.int64())
+            i = array(values, pa.int64())
         elif kind == FLOAT:
-            f = pa.array(values, pa.float64())
+            f = array(values, pa.float64())
         elif kind == STR:
-            s = pa.array(values, pa.string())
+            s = array(values, pa.string())
         return [kinds, _or_nulls(i, pa.int64(), n), _or_nulls(f, pa.float64(), n), _or_nulls(s, pa.string(), n)]
     return _mixed_value_columns(values)
 
@@ -72,10 +73,10 @@ def _mixed_value_columns(values: Sequence[object]) -> list[pa.Array]:
         floats.append(v if k == FLOAT else None)
         strs.append(v if k == STR else None)
     return [
-        pa.array(kinds, pa.int8()),
-        pa.array(ints, pa.int64()),
-        pa.array(floats, pa.float64()),
-        pa.array(strs, pa.string()),
+        array(kinds, pa.int8()),
+        array(ints, pa.int64()),
+        array(floats, pa.float64()),
+        array(strs, pa.string()),
     ]
 
 
@@ -91,9 +92,9 @@ def _or_nulls(arr: pa.Array | None, typ: pa.DataType, n: int) -> pa.Array:
 def record_batch(records: Sequence[schemas.RecordRow]) -> pa.RecordBatch:
     """Build a record batch from ``(ctx, name, value)`` tuples."""
     if not records:
-        return pa.RecordBatch.from_pylist([], RECORD_SCHEMA)
+        return empty_batch(RECORD_SCHEMA)
     ctxs, names, values = _columns(records, 3)
-    cols = [pa.array(ctxs, pa.int64()), pa.array(names, pa.string()), *value_columns(values)]
+    cols = [array(ctxs, pa.int64()), array(names, pa.string()), *value_columns(values)]
     return pa.RecordBatch.from_arrays(cols, schema=RECORD_SCHEMA)
 
 
@@ -110,14 +111,14 @@ def loop_batch(loops: Sequence[schemas.LoopRow]) -> pa.RecordBatch:
 def start_batch(starts: Sequence[schemas.StartRow]) -> pa.RecordBatch:
     """From ``(ctx, loop_id, iteration, item value, t)`` tuples."""
     if not starts:
-        return pa.RecordBatch.from_pylist([], START_SCHEMA)
+        return empty_batch(START_SCHEMA)
     ctx, loop_id, iteration, values, t = _columns(starts, 5)
     cols = [
-        pa.array(ctx, pa.int64()),
-        pa.array(loop_id, pa.int64()),
-        pa.array(iteration, pa.int64()),
+        array(ctx, pa.int64()),
+        array(loop_id, pa.int64()),
+        array(iteration, pa.int64()),
         *value_columns(values),
-        pa.array(t, pa.float64()),
+        array(t, pa.float64()),
     ]
     return pa.RecordBatch.from_arrays(cols, schema=START_SCHEMA)
 
@@ -129,9 +130,9 @@ def end_batch(ends: Sequence[schemas.EndRow]) -> pa.RecordBatch:
 
 def _plain_batch(rows: Sequence[tuple], schema: pa.Schema) -> pa.RecordBatch:
     if not rows:
-        return pa.RecordBatch.from_pylist([], schema)
+        return empty_batch(schema)
     cols = _columns(rows, len(schema))
-    return pa.RecordBatch.from_arrays([pa.array(c, f.type) for c, f in zip(cols, schema)], schema=schema)
+    return pa.RecordBatch.from_arrays([array(c, f.type) for c, f in zip(cols, schema)], schema=schema)
 
 
 class StreamAppender:

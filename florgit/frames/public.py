@@ -22,12 +22,14 @@ def dataframe(*names: str, repo: str | None = None, where: str | None = None) ->
     With no names: one row per run with every run-level value. ``where`` keeps the rows
     an SQL predicate over the frame's columns selects, e.g. ``where="lr < 0.01"``.
     """
+    from florgit.frames.frame import wrap
+
     frame = _dataframe(names, repo)
     if where:
         from florgit.frames.where import apply_where
 
         frame = apply_where(frame, where)
-    return frame
+    return wrap(frame)
 
 
 def _dataframe(names: tuple[str, ...], repo: str | None) -> pl.DataFrame:
@@ -112,9 +114,11 @@ def runs(repo: str | None = None) -> pl.DataFrame:
     from florgit.frames import columns
     from florgit.frames.runlist import run_list
 
+    from florgit.frames.frame import wrap
+
     listed = run_list(repo)
     frame = listed.frame.drop("run")
-    return frame.rename(columns.display(frame.columns, [], [(columns.logged(n), n) for n in listed.names]))
+    return wrap(frame.rename(columns.display(frame.columns, [], [(columns.logged(n), n) for n in listed.names])))
 
 
 def query(sql: str, repo: str | None = None) -> pl.DataFrame:
@@ -124,5 +128,7 @@ def query(sql: str, repo: str | None = None) -> pl.DataFrame:
     from florgit.frames.loader import load
 
     loaded = load(repo)  # one read of the repository serves both tables
+    from florgit.frames.frame import wrap
+
     ctx = pl.SQLContext(records=_long(loaded).lazy(), runs=loaded.runs.drop("run").lazy())
-    return ctx.execute(sql).collect()
+    return wrap(ctx.execute(sql).collect())
