@@ -144,6 +144,42 @@ def test_echo_prints_args_and_loop_context_and_can_be_silenced(repo):
     assert quiet == ""
 
 
+ECHO_TRAIN = """
+import time
+import florgit as flor
+lr = flor.arg("lr", 0.001)
+for epoch in flor.loop("epoch", range(3)):
+    for step in flor.loop("step", range(3)):
+        flor.log("loss", 0.25)
+        time.sleep(0.15)
+    flor.log("acc", 0.5)
+"""
+
+
+def test_echo_prints_exactly_the_lines_the_readme_documents(repo):
+    """README: each arg as it is read (`lr: 0.001`), one line per finished outer iteration
+    with the last values logged in it (`epoch: 2, acc: 0.5`), while an iteration runs at
+    most two lines a second with its newest values (`epoch: 2, step: 100, loss: 0.31`),
+    and `florgit: committed run RUN_ID (ok, N records) to flor.shadow` at the end."""
+    import re
+    import time
+
+    repo.write("train.py", ECHO_TRAIN)
+    started = time.monotonic()
+    lines = repo.run("train.py").stdout.splitlines()
+    took = time.monotonic() - started
+    progress = re.compile(r"epoch: [0-2], step: [0-2], loss: 0\.25")  # the index, as in dataframe()
+    assert lines[0] == "lr: 0.001"
+    assert re.fullmatch(r"florgit: committed run \S+ \(ok, 13 records\) to flor\.shadow", lines[-1]), lines[-1]
+    middle = lines[1:-1]
+    assert [ln for ln in middle if ln.startswith("epoch: ") and ", acc: " in ln] == [
+        "epoch: 0, acc: 0.5", "epoch: 1, acc: 0.5", "epoch: 2, acc: 0.5"
+    ]
+    others = [ln for ln in middle if ", acc: " not in ln]
+    assert all(progress.fullmatch(ln) for ln in others), others
+    assert others and len(others) <= 2 * took + 1  # at most two progress lines a second
+
+
 @pytest.mark.parametrize("bare", [True])
 def test_bare_repository_and_no_repository_are_clear_errors(tmp_path, monkeypatch, bare):
     from florgit.errors import BareRepositoryError, NotARepositoryError
