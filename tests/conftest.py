@@ -25,6 +25,9 @@ IDENTITY = {
 def isolated_env(tmp_path_factory, monkeypatch):
     """No developer config leaks in: temp HOME, no system config, fixed identity."""
     home = tmp_path_factory.mktemp("home")
+    # The hundreds of Python processes the tests start reuse florgit's compiled modules
+    # (a machine with PYTHONDONTWRITEBYTECODE=1 recompiles them in every process).
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
     for key in list(os.environ):
         if key.startswith("GIT_") or key.startswith("FLORGIT_"):
             monkeypatch.delenv(key)
