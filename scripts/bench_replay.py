@@ -119,7 +119,7 @@ def _repo(tmp: str) -> tuple[Path, dict[str, str]]:
 def _commit(repo: Path, code: str, message: str) -> None:
     (repo / "train.py").write_text(code)
     subprocess.run(["git", "add", "."], cwd=repo, check=True)
-    subprocess.run(["git", "commit", "-qm", message], cwd=repo, check=True)
+    subprocess.run(["git", "commit", "-qm", message, "--allow-empty"], cwd=repo, check=True)
 
 
 def tutorial_case() -> None:

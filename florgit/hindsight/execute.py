@@ -28,7 +28,9 @@ from dataclasses import dataclass
 from florgit.errors import FlorgitError, InvalidDataError
 from florgit.git import GitRepo
 from florgit.hindsight.plan import Plan, RunPlan, hold_foreign
+from florgit.hindsight import warm
 from florgit.hindsight.spec import ENV, ReplaySpec
+from florgit.hindsight.warm import Zygote
 from florgit.store import trust
 
 
@@ -73,10 +75,13 @@ def _ranges(run: RunPlan, jobs: int, names: list[str]) -> list[Task]:
 
 
 def execute(
-    repo: GitRepo, plan: Plan, jobs: int = 1, partition=None, progress=None, trust_foreign: bool = False, waiting=None
+    repo: GitRepo, plan: Plan, jobs: int = 1, partition=None, progress=None, trust_foreign: bool = False, waiting=None,
+    warm: bool = True,
 ) -> list[Result]:
     """Run the plan's work; foreign runs only with ``trust_foreign`` (the caller has shown
-    their code and the user accepted it), else they are marked skipped."""
+    their code and the user accepted it), else they are marked skipped. With ``warm``,
+    tasks fork from one process that already imported the scripts' modules
+    (florgit.hindsight.warm); where forking is unsafe they start as plain processes."""
     if not trust_foreign:
         hold_foreign(plan)
     work = tasks(plan, jobs, partition)
@@ -87,22 +92,49 @@ def execute(
             key = (task.run.code_tree, task.run.replay_id)
             if key not in dirs:
                 dirs[key] = _try_export(repo, task.run, os.path.join(root, f"v{len(dirs)}"))
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = [
-                pool.submit(_run_or_fail, repo, t, dirs[(t.run.code_tree, t.run.replay_id)], root, i)
-                for i, t in enumerate(work)
-            ]
-            results = []
-            for task, future in zip(work, futures):
-                if waiting is not None:
-                    waiting(task)  # the run whose result comes next, for a progress line
-                results.append(future.result())
-                if progress is not None:
-                    progress(results[-1])
+        zygote = _start_zygote(work, dirs, root) if warm and work else None
+        if zygote is not None:
+            plan.warm = (
+                f"warm workers: {', '.join(zygote.imported) or 'no modules'} imported once" if zygote.warm
+                else f"plain processes ({zygote.why})"
+            )  # fmt: skip
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+                futures = [
+                    pool.submit(_run_or_fail, repo, t, dirs[(t.run.code_tree, t.run.replay_id)], root, i, zygote)
+                    for i, t in enumerate(work)
+                ]
+                results = []
+                for task, future in zip(work, futures):
+                    if waiting is not None:
+                        waiting(task)  # the run whose result comes next, for a progress line
+                    results.append(future.result())
+                    if progress is not None:
+                        progress(results[-1])
+        finally:
+            if zygote is not None and zygote.warm:
+                zygote.close()
         plan.results = results
         return results
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _start_zygote(work: list[Task], dirs: dict, root: str) -> Zygote | None:
+    """One process that imports what the scripts import, for every task to fork from;
+    None where the user turned it off (``FLORGIT_REPLAY_WARM=0``)."""
+    if os.environ.get("FLORGIT_REPLAY_WARM", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    sources, local = {}, set()
+    for task in work:
+        code_dir = dirs[(task.run.code_tree, task.run.replay_id)]
+        if isinstance(code_dir, Exception):
+            continue
+        sources[task.run.replay_id] = task.run.patched or ""
+        local.add(os.path.dirname(os.path.join(code_dir, *task.run.script.split("/"))))
+        local.add(os.path.join(code_dir, *task.run.cwd.split("/")))
+    modules = warm.imported_modules(sources.values(), local)
+    return Zygote(modules, _child_env(), root)
 
 
 def _try_export(repo: GitRepo, run: RunPlan, target: str) -> str | Exception:
@@ -112,11 +144,11 @@ def _try_export(repo: GitRepo, run: RunPlan, target: str) -> str | Exception:
         return exc
 
 
-def _run_or_fail(repo: GitRepo, task: Task, code_dir: str | Exception, root: str, index: int) -> Result:
+def _run_or_fail(repo: GitRepo, task: Task, code_dir: str | Exception, root: str, index: int, zygote) -> Result:
     if isinstance(code_dir, Exception):
         return Result(task.run.run_id, task.part, False, 0.0, f"could not export its code: {code_dir}")
     try:
-        return _run(repo, task, code_dir, root, index)
+        return _run(repo, task, code_dir, root, index, zygote)
     except (FlorgitError, OSError) as exc:  # e.g. a working folder leading out of the export
         return Result(task.run.run_id, task.part, False, 0.0, f"could not start it: {exc}")
 
@@ -186,7 +218,20 @@ def _drop_escaping_links(target: str, paths: list[str]) -> None:
                 changed = True
 
 
-def _run(repo: GitRepo, task: Task, code_dir: str, root: str, index: int) -> Result:
+def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a replay process: florgit importable, no echo."""
+    import florgit
+
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(florgit.__file__)))
+    return {
+        **os.environ,
+        "FLORGIT_ECHO": "0",
+        "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p),
+        **(extra or {}),
+    }
+
+
+def _run(repo: GitRepo, task: Task, code_dir: str, root: str, index: int, zygote: Zygote | None = None) -> Result:
     run = task.run
     spec = ReplaySpec(
         git_dir=repo.git_dir,
@@ -201,15 +246,7 @@ def _run(repo: GitRepo, task: Task, code_dir: str, root: str, index: int) -> Res
     )
     spec_path = os.path.join(root, f"spec-{index}.json")  # outside the exported code
     spec.dump(spec_path)
-    import florgit
-
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(florgit.__file__)))
-    env = {
-        **os.environ,
-        ENV: spec_path,
-        "FLORGIT_ECHO": "0",
-        "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p),
-    }
+    env = _child_env({ENV: spec_path})
     cwd = _inside(code_dir, f"{run.cwd}/.")
     os.makedirs(cwd, exist_ok=True)  # a recorded working folder may hold only ignored files
     # Always the exported script (the run's own code), whatever argv[0] was: an absolute
@@ -217,6 +254,20 @@ def _run(repo: GitRepo, task: Task, code_dir: str, root: str, index: int) -> Res
     script = os.path.relpath(os.path.join(code_dir, *run.script.split("/")), cwd)
     script = script if not script.startswith("-") else f".{os.sep}{script}"  # a path, never an option
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, script, *run.argv[1:]], cwd=cwd, env=env, capture_output=True, text=True)
-    output = (proc.stdout + proc.stderr)[-4000:]
-    return Result(run.run_id, task.part, proc.returncode == 0, time.perf_counter() - start, output)
+    if zygote is not None and zygote.warm:
+        out_path = os.path.join(root, f"out-{index}.txt")
+        returncode = zygote.run(script, run.argv[1:], cwd, env, out_path).returncode
+        output = _tail(out_path)
+    else:
+        proc = subprocess.run([sys.executable, script, *run.argv[1:]], cwd=cwd, env=env, capture_output=True, text=True)
+        returncode, output = proc.returncode, (proc.stdout + proc.stderr)[-4000:]
+    return Result(run.run_id, task.part, returncode == 0, time.perf_counter() - start, output)
+
+
+def _tail(path: str, size: int = 4000) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.path.getsize(path) - size))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""

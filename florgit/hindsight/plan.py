@@ -56,6 +56,7 @@ class Plan:
     names: list[str]
     runs: list[RunPlan]
     results: list = field(default_factory=list)
+    warm: str = ""  # how the tasks started: warm workers or plain processes, and why
 
     @property
     def todo(self) -> list[RunPlan]:

@@ -119,6 +119,8 @@ class Zygote:
             first = {}
         self.warm: bool = bool(first.get("warm"))
         self.why: str = str(first.get("why") or ("it did not start" if not hello else ""))
+        imported = first.get("imported")
+        self.imported: list[str] = [str(m) for m in imported] if isinstance(imported, list) else []
         self._lock = threading.Lock()
         self._waiting: dict[int, tuple[threading.Event, list[int]]] = {}
         self._next = 0
@@ -169,13 +171,15 @@ class Zygote:
 def _zygote(req_fd: int, res_fd: int, modules: list[str]) -> None:
     import importlib
 
+    imported = []
     for name in modules:
         try:
             importlib.import_module(name)
+            imported.append(name)
         except BaseException:  # noqa: BLE001 - a module that fails to import is the script's business
             continue
     why = fork_unsafe()
-    _answer(res_fd, {"warm": why is None, "why": why})
+    _answer(res_fd, {"warm": why is None, "why": why, "imported": imported})
     if why is not None:
         return
     children: dict[int, int] = {}
