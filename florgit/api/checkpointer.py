@@ -57,6 +57,8 @@ class Checkpointer(CheckpointScope):
         self.last_write_cpu = 0.0
         self.taken = 0
         self.skipped = 0
+        self.frame = None  # the user frame running the checkpointed loop
+        self.carried: list[str] = []  # its loop-carried variables (florgit.hindsight.carried)
         self.failed: list[str] = []
         self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
         self._git_dir = git_dir
@@ -64,11 +66,13 @@ class Checkpointer(CheckpointScope):
         self._thread.start()
 
     # -- training thread -----------------------------------------------------------------
-    def bind(self, name: str, loop_id: int, depth: int) -> bool:
-        """Is this loop the outermost loop inside the open checkpointing block?"""
+    def bind(self, name: str, loop_id: int, depth: int, frame=None) -> bool:
+        """Is this loop the outermost loop inside the open checkpointing block? If so,
+        ``frame`` runs it: its loop-carried variables are stored with each checkpoint."""
         if self.depth is None or self.bound is not None or depth != self.depth + 1:
             return False
         self.bound, self.bound_depth, self.loop_start = (name, loop_id), depth, time.perf_counter()
+        self.frame, self.carried = frame, _carried(frame) if frame is not None else []
         return True
 
     def is_inner(self, depth: int) -> bool:
@@ -77,7 +81,7 @@ class Checkpointer(CheckpointScope):
 
     def unbind(self, loop_id: int) -> None:
         if self.bound is not None and self.bound[1] == loop_id:
-            self.bound = None
+            self.bound, self.frame = None, None
 
     def due(self, boundary: int) -> bool:
         if boundary == 0:
@@ -113,10 +117,33 @@ class Checkpointer(CheckpointScope):
             "grads": statetree.encode(grads, arrays),
             "rng": statetree.encode(_rng_state(), arrays),
         }
+        if self.carried and self.frame is not None:
+            encoded["variables"], encoded["inexact"] = self._variables(arrays)
         metas = [tensors.describe(a) for a in arrays]
         copies = [tensors.snapshot(a) for a in arrays]
         types = {name: f"{type(obj).__module__}.{type(obj).__qualname__}" for name, obj in self.objs.items()}
         return (loop, loop_id, boundary, phase, encoded, types, metas, copies)
+
+    def _variables(self, arrays: list) -> tuple[dict, dict[str, str]]:
+        """The loop-carried variables that can be stored without pickle, and the type of
+        each one that can't (replay of this run is then inexact for it)."""
+        from types import FunctionType, ModuleType
+
+        from florgit.api.userframe import read_variables
+        from florgit.errors import CheckpointError
+
+        checkpointed = {id(obj) for obj in self.objs.values()}
+        values, inexact = {}, {}
+        for name, value in read_variables(self.frame, self.carried).items():
+            if id(value) in checkpointed or isinstance(value, (ModuleType, FunctionType, type)):
+                continue  # restored with its object, or code rather than state
+            try:
+                statetree.encode(value, [])
+            except (CheckpointError, RecursionError):
+                inexact[name] = f"{type(value).__module__}.{type(value).__qualname__}"
+                continue
+            values[name] = value
+        return statetree.encode(values, arrays), inexact
 
     def close(self) -> None:
         """Wait for every pending checkpoint (showing progress when it takes a while)."""
@@ -185,6 +212,26 @@ class Checkpointer(CheckpointScope):
         if not self.failed:
             warnings.warn(f"florgit: a checkpoint failed and training goes on: {why}", stacklevel=3)
         self.failed.append(why)
+
+
+_CARRIED: dict[tuple[str, int], list[str]] = {}
+
+
+def _carried(frame) -> list[str]:
+    """The loop-carried variables of the loop the frame is running (analysed once per
+    loop); none when its source can't be read or parsed."""
+    import linecache
+
+    key = (frame.f_code.co_filename, frame.f_lineno)
+    if key not in _CARRIED:
+        from florgit.hindsight.carried import loop_state
+
+        try:
+            state = loop_state("".join(linecache.getlines(key[0])), key[1])
+        except (SyntaxError, ValueError, RecursionError):
+            state = None
+        _CARRIED[key] = state.carried if state is not None else []
+    return _CARRIED[key]
 
 
 def _lower_priority() -> None:

@@ -101,7 +101,7 @@ class Recorder(LoopBook):
         scalar = SCALAR_TYPES
         self.depth = depth
         ckpt = self.checkpointer
-        checkpointed = ckpt is not None and ckpt.bind(name, loop_id, depth)
+        checkpointed = ckpt is not None and ckpt.bind(name, loop_id, depth, sys._getframe(1))
         inner = not checkpointed and ckpt is not None and ckpt.is_inner(depth)
         if checkpointed:
             ckpt.capture(name, loop_id, 0)  # the state before the first item is fetched

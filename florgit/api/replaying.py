@@ -23,6 +23,7 @@ from contextlib import contextmanager
 
 from florgit.api.flusher import Buffers
 from florgit.api.loopbook import CheckpointScope, LoopBook
+from florgit.api.userframe import caller_frame, write_variables
 from florgit.codec.values import SCALAR_TYPES, check_name, to_scalar
 from florgit.errors import FlorgitError
 from florgit.hindsight.spec import ReplaySpec
@@ -109,7 +110,7 @@ class ReplayRecorder(LoopBook):
             self.ctx, self.depth = parent, depth - 1
 
     def _skipped_loop(self, after) -> Iterator:
-        self._restore(after)  # the state right after this inner loop ran
+        self._restore(after, caller_frame())  # the state right after this inner loop ran
         return iter(())
 
     def _bound_loop(self, name: str, iterable: Iterable, depth: int) -> Iterator:
@@ -126,7 +127,7 @@ class ReplayRecorder(LoopBook):
                     start = self.checkpoints.get(("start", idx))
                     if start is None:
                         raise FlorgitError(f"run {self.run_id} has no checkpoint at the start of {name} {idx}")
-                    self._restore(start)
+                    self._restore(start, sys._getframe(1))  # the user frame running the loop
                 self.outer_iteration = idx
                 self._start(loop_id, idx, item)
                 yield item
@@ -161,10 +162,14 @@ class ReplayRecorder(LoopBook):
         finally:
             self.ctx, self.depth = parent, depth - 1
 
-    def _restore(self, info) -> None:
+    def _restore(self, info, frame) -> None:
+        """The checkpoint's objects and RNG states, and the loop-carried variables of
+        ``frame`` as they were when it was taken."""
         from florgit.api.restore import restore
 
-        restore(self.repo, info, self.scope.objs)
+        values = restore(self.repo, info, self.scope.objs)
+        if frame is not None:
+            write_variables(frame, values)
         self.restored += 1
 
     # -- the end -----------------------------------------------------------------------------

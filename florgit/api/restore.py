@@ -53,8 +53,9 @@ def load_checkpoint(run: str, iteration: int | None = None, *, rng: bool = True,
     return info
 
 
-def restore(git, info, objs: dict[str, object], *, rng: bool = True) -> None:
-    """Load checkpoint ``info`` into ``objs`` (used by load_checkpoint and replay)."""
+def restore(git, info, objs: dict[str, object], *, rng: bool = True) -> dict[str, object]:
+    """Load checkpoint ``info`` into ``objs`` (used by load_checkpoint and replay);
+    returns the loop-carried variables stored with it (florgit.hindsight.carried)."""
     from florgit.codec import statetree
     from florgit.store import checkpoints as store
 
@@ -73,6 +74,7 @@ def restore(git, info, objs: dict[str, object], *, rng: bool = True) -> None:
         from florgit.api.checkpointer import restore_rng
 
         _apply(where, "random states", lambda: restore_rng(statetree.decode(manifest.rng, arrays)))
+    return statetree.decode(manifest.variables, arrays) if manifest.variables else {}
 
 
 def _restore_grads(module, saved: dict) -> None:

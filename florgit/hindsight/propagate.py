@@ -73,41 +73,60 @@ def place(statement: Statement, old_code: str) -> str:
         return old_code  # that version already logs it
     tree = ast.parse(old_code)
     lines = old_code.splitlines(keepends=True)
-    body, indent_of = _matching_body(tree, statement.loops, lines)
     source = _renamed(statement, old_code)
-    at, indent = _anchor(statement, body, lines, indent_of)
+    at, indent = _place_in(statement, _matching_bodies(tree, statement.loops), lines)
     text = "".join(indent + ln + "\n" if ln.strip() else "\n" for ln in source.splitlines())
     return "".join(lines[:at]) + text + "".join(lines[at:])
 
 
-def _matching_body(tree: ast.Module, loops: list[str], lines: list[str]) -> tuple[list[ast.stmt], str]:
-    body: list[ast.stmt] = tree.body
-    indent = ""
-    for loop in loops:
-        candidates = [s for s in _walk_stmts(body) if isinstance(s, ast.For) and _loop_name(s) == loop]
-        if len(candidates) != 1:
-            what = "no" if not candidates else f"{len(candidates)}"
-            raise Unplaceable(f"{what} flor.loop({loop!r}) found where the statement belongs")
-        body = candidates[0].body
-        indent = _indent(lines[body[0].lineno - 1])
-    return body, indent
+def _matching_bodies(tree: ast.Module, loops: list[str]) -> list[list[ast.stmt]]:
+    """Every statement list of the old version inside the same chain of flor.loop names
+    (the module's, a function's, a ``with`` block's...), outermost first."""
+    found: list[list[ast.stmt]] = []
+
+    def visit(body: list[ast.stmt], chain: list[str]) -> None:
+        if chain == loops and body:
+            found.append(body)
+        for stmt in body:
+            for child, child_chain in _bodies(stmt, chain):
+                if child_chain == loops[: len(child_chain)]:
+                    visit(child, child_chain)
+
+    visit(tree.body, [])
+    if not found:
+        where = " > ".join(loops) or "the top level"
+        raise Unplaceable(f"no flor.loop chain {where} found where the statement belongs")
+    return found
 
 
-def _anchor(statement: Statement, body: list[ast.stmt], lines: list[str], indent: str) -> tuple[int, str]:
-    """Line index to insert at, and the indentation to use."""
+def _place_in(statement: Statement, bodies: list[list[ast.stmt]], lines: list[str]) -> tuple[int, str]:
+    """Where the statement goes: the one body holding its nearest neighbour that matches.
+    Neighbours that are themselves new ``log`` statements (added with it, not in this
+    version) are passed over."""
     plain = [ln.rstrip("\n") for ln in lines]
-    norms = [_key(plain, s) for s in body]
-    for k in range(3):  # nearest neighbours first, the previous one before the next one
+    keyed = [(body, [_key(plain, s) for s in body]) for body in bodies]
+    depth = max(len(statement.before), len(statement.after))
+    for k in range(depth):  # nearest neighbours first, the previous one before the next one
         for side, neighbours in (("before", statement.before), ("after", statement.after)):
             if k >= len(neighbours):
                 continue
-            hit = _unique(neighbours[k], norms)
-            if hit is not None:
+            hits = [(body, i) for body, norms in keyed for i, n in enumerate(norms) if n == neighbours[k]]
+            if not hits:  # no exact match anywhere: the one clearly best near-match
+                hits = [(body, i) for body, norms in keyed if (i := _unique(neighbours[k], norms)) is not None]
+            if len(hits) == 1:
+                body, hit = hits[0]
                 at = body[hit].end_lineno if side == "before" else body[hit].lineno - 1
                 return at, _indent(lines[body[hit].lineno - 1])
-    if statement.first_in_body and body:
+            if len(hits) > 1:
+                raise Unplaceable(f"its neighbour {neighbours[k][:60]!r} is in {len(hits)} places in that version")
+    first = statement.first_in_body or all(key.startswith(_LOG_KEY_PREFIXES) for key in statement.before)
+    if first and len(bodies) == 1:
+        body = bodies[0]
         return body[0].lineno - 1, _indent(lines[body[0].lineno - 1])
     raise Unplaceable("none of the statement's neighbours is in that version")
+
+
+_LOG_KEY_PREFIXES = ("flor . log (", "log (")
 
 
 def _unique(target: str, norms: list[str]) -> int | None:

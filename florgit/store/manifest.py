@@ -10,9 +10,10 @@ checked by the loader in ``store.checkpoints``.
 
 from __future__ import annotations
 
+import keyword
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import Any
 
@@ -97,6 +98,8 @@ class Manifest:
     grads: dict  # object name -> {parameter name: tensor reference}
     rng: dict
     arrays: tuple[ManifestArray, ...]
+    variables: dict = field(default_factory=dict)  # loop-carried variable -> encoded value
+    inexact: dict = field(default_factory=dict)  # loop-carried variable not stored -> its type
 
     @property
     def nbytes(self) -> int:
@@ -133,9 +136,12 @@ def _parse(data: bytes, where: str, run: str | None) -> Manifest:
     raw_arrays = _field(top, "arrays", _list_problem)
     paths: dict[int, tuple[str, str]] = {}  # array index -> (tree path, kind the tree expects)
     trees = {}
-    for part in ("objects", "grads", "rng"):
+    for part in ("objects", "grads", "rng", "variables"):
         trees[part] = _field(top, part, _trees_problem, default={})
         _walk(trees[part], "" if part == "objects" else part, 0, len(raw_arrays), paths)
+    for key in (*trees["variables"], *_field(top, "inexact", _text_map_problem, default={})):
+        if not key.isidentifier() or keyword.iskeyword(key):
+            raise _Invalid(f"{key[:40]!r} is not a Python variable name")
     _check_grads(trees["grads"])
     arrays = tuple(_array(raw, i, paths, run) for i, raw in enumerate(raw_arrays))
     for index, (path, kind) in paths.items():
@@ -153,6 +159,8 @@ def _parse(data: bytes, where: str, run: str | None) -> Manifest:
         grads=trees["grads"],
         rng=trees["rng"],
         arrays=arrays,
+        variables=trees["variables"],
+        inexact=_field(top, "inexact", _text_map_problem, default={}),
     )
 
 
