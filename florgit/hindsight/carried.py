@@ -45,6 +45,17 @@ def find_loop(tree: ast.AST, line: int) -> ast.For | None:
     return None
 
 
+def loop_state_named(source: str, loop_name: str) -> LoopState | None:
+    """:func:`loop_state` of the one ``flor.loop(loop_name, ...)`` in ``source``."""
+    tree = ast.parse(source)
+    lines = [
+        node.iter.lineno for node in ast.walk(tree)
+        if isinstance(node, (ast.For, ast.AsyncFor)) and _is_loop_call(node.iter) and node.iter.args
+        and isinstance(node.iter.args[0], ast.Constant) and node.iter.args[0].value == loop_name
+    ]  # fmt: skip
+    return loop_state(source, lines[0]) if len(lines) == 1 else None
+
+
 def _is_loop_call(node: ast.AST) -> bool:
     if not isinstance(node, ast.Call):
         return False
@@ -69,7 +80,7 @@ def loop_state(source: str, line: int, exclude: set[str] | frozenset[str] = froz
     definitions = _defined_names(loop.body) | _checkpointed_around(tree, loop)
     order = list(dict.fromkeys(n for stmt in loop.body for n in _all_names(stmt)))
     keep = [n for n in order if n in wanted and n not in own_targets and n not in exclude and n not in definitions]
-    return LoopState(keep, changed_inner)
+    return LoopState(keep, changed_inner - definitions - set(exclude))
 
 
 def _enclosing_body(tree: ast.AST, target: ast.stmt) -> list[ast.stmt]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from florgit import validation
 from florgit.errors import FlorgitError, QueryError
 from florgit.git import GitRepo
-from florgit.hindsight import propagate
+from florgit.hindsight import carried, propagate
 from florgit.store import checkpoints as ckpts
 from florgit.store import layout, replays, runs, trust
 
@@ -49,6 +49,9 @@ class RunPlan:
     skip: str | None = None  # why this run is not replayed
     foreign: bool = False  # not recorded in this clone: its code is someone else's
     left_out: list[str] = field(default_factory=list)  # entries its export leaves out
+    inexact: dict[str, str] = field(default_factory=dict)  # loop-carried variable not stored -> type
+    stored_variables: set[str] = field(default_factory=set)  # loop-carried variables its checkpoints hold
+    note: str = ""  # why the strategy is slower than its place suggests
 
 
 @dataclass
@@ -62,16 +65,36 @@ class Plan:
     def todo(self) -> list[RunPlan]:
         return [r for r in self.runs if r.skip is None]
 
+    @property
+    def inexact(self) -> list[RunPlan]:
+        """Runs to replay whose checkpoints lack loop-carried variables they could not store."""
+        return [r for r in self.todo if r.inexact and r.strategy != "full"]
+
 
 def make_plan(repo: GitRepo, names: list[str], where: str | None = None, run_ids: list[str] | None = None) -> Plan:
+    """The plan for every selected run. Work shared by runs (today's statements, each code
+    version's placement, the ``where`` selection) is done once, so planning grows with the
+    number of runs, not its square."""
     stored = runs.list_runs(repo)
     if run_ids:
-        wanted = {runs.find_run(repo, r).run_id for r in run_ids}
+        wanted = {runs.resolve_run(repo, r, stored).run_id for r in run_ids}
         stored = [r for r in stored if r.run_id in wanted]
     if where:
-        stored = [r for r in stored if r.run_id in _matching(repo, where)]
-    own, checked = trust.own_runs(repo), {}
-    return Plan(names, [_plan_checked(repo, r, names, r.run_id not in own, checked) for r in stored])
+        selected = _matching(repo, where)
+        stored = [r for r in stored if r.run_id in selected]
+    own, cache = trust.own_runs(repo), _Cache()
+    return Plan(names, [_plan_checked(repo, r, names, r.run_id not in own, cache) for r in stored])
+
+
+@dataclass
+class _Cache:
+    """What runs of one plan share: checked code trees, today's scripts and their new
+    statements, and each code version's patched script."""
+
+    code: dict = field(default_factory=dict)  # code tree -> trust.CodeTree or the error
+    current: dict = field(default_factory=dict)  # script path -> today's text or None
+    statements: dict = field(default_factory=dict)  # (script, names) -> statements or a skip reason
+    patched: dict = field(default_factory=dict)  # (old script text, statements key) -> patched or error
 
 
 def hold_foreign(plan: Plan) -> list[RunPlan]:
@@ -83,25 +106,27 @@ def hold_foreign(plan: Plan) -> list[RunPlan]:
 
 
 def _matching(repo: GitRepo, where: str) -> set[str]:
-    from florgit.frames import dataframe
+    """Runs the predicate selects, over ``flor.runs()``'s columns (args, last values,
+    status, tags...): read once for the whole plan, from run metadata only."""
+    from florgit.frames import runs as run_frame
     from florgit.frames.where import apply_where
 
-    frame = dataframe(repo=repo.workdir or repo.git_dir)
+    frame = run_frame(repo=repo.workdir or repo.git_dir)
     return set(apply_where(frame, where).get_column("run_id").to_list())
 
 
-def _plan_checked(repo: GitRepo, stored: runs.StoredRun, names: list[str], foreign: bool, checked: dict) -> RunPlan:
+def _plan_checked(repo: GitRepo, stored: runs.StoredRun, names: list[str], foreign: bool, cache: _Cache) -> RunPlan:
     """A run's plan; a run that cannot be read or replayed safely is skipped, saying why
     (one damaged or hostile run never stops the others)."""
     plan = RunPlan(stored.run_id, "", [], ".", None, foreign=foreign)
     try:
-        _plan_run(repo, stored, names, plan, checked)
+        _plan_run(repo, stored, names, plan, cache)
     except (FlorgitError, ValueError, KeyError, TypeError) as exc:  # ValueError: pyarrow's too
         plan.skip = f"cannot be replayed: {exc}"
     return plan
 
 
-def _plan_run(repo: GitRepo, stored: runs.StoredRun, names: list[str], plan: RunPlan, checked: dict) -> None:
+def _plan_run(repo: GitRepo, stored: runs.StoredRun, names: list[str], plan: RunPlan, cache: _Cache) -> None:
     meta = runs.read_meta(repo, stored)
     plan.argv, plan.original_s = list(meta.argv), _seconds(meta)
     # What is exported is the run's own code/ tree, not whatever id its meta.json names.
@@ -109,26 +134,19 @@ def _plan_run(repo: GitRepo, stored: runs.StoredRun, names: list[str], plan: Run
     plan.skip = _confine(plan, meta.script, meta.cwd)
     if plan.skip:
         return
-    current = _read_current(repo, plan.script)
-    if current is None:
-        plan.skip = f"{plan.script} is not in the working tree to take the new statement from"
+    statements = _statements(repo, plan.script, names, cache)
+    if isinstance(statements, str):
+        plan.skip = statements
         return
-    old = _recorded_script(repo, plan, checked)
+    old = _recorded_script(repo, plan, cache.code)
     if old is None:
         return
-    statements = []
-    for name in names:
-        found = propagate.find_statements(current, name)
-        if not found:
-            plan.skip = f"add a flor.log({name!r}, ...) statement to {plan.script} first"
-            return
-        statements += found
-    patched = old
-    try:
-        for statement in statements:
-            patched = propagate.place(statement, patched)
-    except (propagate.Unplaceable, SyntaxError, ValueError, RecursionError) as exc:
-        plan.skip = f"cannot place the statement in this version: {exc}"
+    key = (old, plan.script, tuple(names))
+    if key not in cache.patched:
+        cache.patched[key] = _patch(old, statements)
+    patched = cache.patched[key]
+    if isinstance(patched, Exception):
+        plan.skip = f"cannot place the statement in this version: {patched}"
         return
     plan.patched = patched
     a, b = f"a/{plan.script}", f"b/{plan.script}"
@@ -137,7 +155,62 @@ def _plan_run(repo: GitRepo, stored: runs.StoredRun, names: list[str], plan: Run
     if replays.exists(repo, plan.run_id, plan.replay_id):
         plan.skip = "already replayed with this code"
         return
-    _choose_strategy(repo, plan, max((s.loops for s in statements), key=len))
+    _choose_strategy(repo, stored, plan, max((s.loops for s in statements), key=len))
+    if plan.strategy == "outer":
+        _check_carried(plan, statements)
+
+
+def _statements(repo: GitRepo, script: str, names: list[str], cache: _Cache) -> list | str:
+    """Today's new statements in ``script`` (read and parsed once per plan), or why not."""
+    key = (script, tuple(names))
+    if key in cache.statements:
+        return cache.statements[key]
+    if script not in cache.current:
+        cache.current[script] = _read_current(repo, script)
+    current = cache.current[script]
+    if current is None:
+        found: list | str = f"{script} is not in the working tree to take the new statement from"
+    else:
+        found = []
+        for name in names:
+            try:
+                these = propagate.find_statements(current, name)
+            except (SyntaxError, ValueError, RecursionError) as exc:
+                found = f"today's {script} does not parse: {exc}"
+                break
+            if not these:
+                found = f"add a flor.log({name!r}, ...) statement to {script} first"
+                break
+            found += these
+    cache.statements[key] = found
+    return found
+
+
+def _patch(old: str, statements: list) -> str | Exception:
+    patched = old
+    try:
+        for statement in statements:
+            patched = propagate.place(statement, patched)
+    except (propagate.Unplaceable, SyntaxError, ValueError, RecursionError) as exc:
+        return exc
+    return patched
+
+
+def _check_carried(plan: RunPlan, statements: list) -> None:
+    """An outer-level replay skips the inner loops: a new statement that reads a variable
+    they change needs that variable in the checkpoints, else the inner loops must run."""
+    state = None
+    try:
+        state = carried.loop_state_named(plan.patched or "", plan.loop or "")
+    except (SyntaxError, ValueError, RecursionError):
+        pass
+    reads = set().union(*(carried.statement_reads(s.source) for s in statements))
+    needed = reads & state.changed_in_inner if state is not None else set()
+    missing = sorted(needed - plan.stored_variables)
+    if state is None or missing:
+        plan.strategy, plan.estimate_s = "inner", plan.original_s
+        plan.note = (f"runs the inner loops: {', '.join(missing)} changes there and is not in its checkpoints"
+                     if missing else "runs the inner loops: the checkpointed loop was not found in its code")  # fmt: skip
 
 
 def _confine(plan: RunPlan, script: str, cwd: str) -> str | None:
@@ -181,14 +254,18 @@ def _recorded_script(repo: GitRepo, plan: RunPlan, checked: dict) -> str | None:
         return None
 
 
-def _choose_strategy(repo: GitRepo, plan: RunPlan, loops: list[str]) -> None:
+def _choose_strategy(repo: GitRepo, stored: runs.StoredRun, plan: RunPlan, loops: list[str]) -> None:
     infos = ckpts.list_checkpoints(repo, plan.run_id)
     if not infos:
         plan.strategy, plan.estimate_s = "full", plan.original_s
         return
     plan.loop = infos[0].loop
     plan.starts = sorted(c.boundary for c in infos if c.phase == "start" and c.loop == plan.loop)
-    timing = _loop_timing(repo, plan.run_id, plan.loop)
+    manifest = infos[-1].manifest  # what the recorder stored of the loop-carried variables
+    if manifest is not None:
+        plan.stored_variables = set(manifest.variables)
+        plan.inexact = dict(manifest.inexact)
+    timing = _loop_timing(repo, stored, plan.loop)
     plan.iterations = timing["iterations"]
     last = plan.iterations - 1
     if not loops:
@@ -207,9 +284,8 @@ def _choose_strategy(repo: GitRepo, plan: RunPlan, loops: list[str]) -> None:
         plan.strategy, plan.estimate_s = "full", plan.original_s
 
 
-def _loop_timing(repo: GitRepo, run_id: str, loop: str) -> dict:
+def _loop_timing(repo: GitRepo, stored: runs.StoredRun, loop: str) -> dict:
     """Iterations of ``loop`` and seconds spent in it and in loops directly inside it."""
-    stored = runs.find_run(repo, run_id)
     loops = runs.read_table(repo, stored, layout.LOOPS).to_pylist()
     starts = runs.read_table(repo, stored, layout.STARTS).to_pylist()
     ends = {r["ctx"]: r["t"] for r in runs.read_table(repo, stored, layout.ENDS).to_pylist()}

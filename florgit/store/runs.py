@@ -118,7 +118,11 @@ def layout_problems(repo: GitRepo) -> list[str]:
 def find_run(repo: GitRepo, ref: str, *, removed: bool = False) -> StoredRun:
     """The run ``ref`` names: its id, a unique prefix or suffix of it (the random part
     alone works), ``latest`` or ``latest~N`` (N runs before the newest)."""
-    runs = list_runs(repo, removed=removed)
+    return resolve_run(repo, ref, list_runs(repo, removed=removed), removed=removed)
+
+
+def resolve_run(repo: GitRepo, ref: str, runs: list[StoredRun], *, removed: bool = False) -> StoredRun:
+    """:func:`find_run` among ``runs`` (oldest first), listed once by the caller."""
     latest = LATEST.match(ref)
     if latest:
         back = int(latest.group(1) or 0)
