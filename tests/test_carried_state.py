@@ -105,3 +105,81 @@ def _full_rerun(tmp_path, code: str, name: str) -> pl.DataFrame:
         cwd=scratch.path, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     return pl.read_json(out.encode())
+
+
+TRACKED = """\
+import florgit as flor
+
+
+class Model:
+    def __init__(self):
+        self.w = 1.0
+
+    def state_dict(self):
+        return {"w": self.w}
+
+    def load_state_dict(self, state):
+        self.w = state["w"]
+
+
+class Tracker:
+    def __init__(self):
+        self.seen = []
+
+    def add(self, value):
+        self.seen.append(value)
+
+
+model, tracker = Model(), Tracker()
+with flor.checkpointing(model=model):
+    for epoch in flor.loop("epoch", range(3)):
+        model.w *= 0.5
+        tracker.add(model.w)
+        flor.log("w", model.w)
+flor.log("n", len(tracker.seen))
+"""
+
+
+def test_state_that_cannot_be_stored_makes_the_plan_inexact_and_strict_refuses(repo, monkeypatch, capsys):
+    from florgit.cli.main import main
+    from florgit.errors import UsageError
+
+    monkeypatch.setenv("FLORGIT_CHECKPOINT_PERIOD", "1")
+    repo.write("train.py", TRACKED)
+    repo.commit("train")
+    repo.run("train.py")
+    repo.write("train.py", TRACKED + 'flor.log("seen", sum(tracker.seen))\n')
+    plan = flor.replay("seen", dry_run=True)
+    assert [r.inexact for r in plan.runs] == [{"tracker": "__main__.Tracker"}]
+    with pytest.raises(UsageError, match="tracker"):
+        flor.replay("seen", strict=True)
+    assert main(["replay", "seen", "--yes", "--strict"]) == 1
+    captured = capsys.readouterr()
+    assert "INEXACT: tracker (__main__.Tracker)" in captured.out and "--strict" in captured.err
+
+
+ADJACENT = """\
+import florgit as flor
+
+total = 0
+for epoch in flor.loop("epoch", range(3)):
+    total += epoch
+    flor.log("total", total)
+"""
+
+
+def test_new_statements_added_together_are_placed_together(repo, capsys):
+    from florgit.cli.main import main
+
+    repo.write("train.py", ADJACENT)
+    repo.commit("train")
+    repo.run("train.py")
+    both = '    flor.log("double", total * 2)\n    flor.log("triple", total * 3)\n'
+    repo.write("train.py", ADJACENT.replace('    flor.log("total", total)\n', '    flor.log("total", total)\n' + both))
+    for name, factor in (("triple", 3), ("double", 2)):  # the second one's neighbour is the first, also new
+        assert main(["replay", name, "--yes"]) == 0, capsys.readouterr()
+        assert flor.dataframe(name)[name].to_list() == [0 * factor, 1 * factor, 3 * factor]
+    # a statement no version can take fails the command and names the run
+    repo.write("train.py", ADJACENT.replace("for epoch", "for other in flor.loop('other', range(1)):\n    flor.log('lost', 1)\nfor epoch"))
+    assert main(["replay", "lost", "--yes"]) == 1
+    assert "skipped " in capsys.readouterr().err

@@ -159,8 +159,10 @@ def test_foreign_argv0_is_never_executed(recorded, tmp_path):
 def test_yes_alone_skips_foreign_runs(recorded, tmp_path, capsys):
     marker = tmp_path / "foreign-ran"
     pulled = _forge(recorded, train_py=_evil(marker))
-    assert main(["replay", "extra", "--yes"]) == 0
-    out = capsys.readouterr().out
+    assert main(["replay", "extra", "--yes"]) == 1  # a skipped run fails the command, by name
+    captured = capsys.readouterr()
+    out = captured.out
+    assert f"skipped {pulled}" in captured.err and "1 run(s) were not replayed" in captured.err
     assert f"skipping foreign run {pulled}" in out and "--trust" in out
     assert "FOREIGN" in out  # the plan table marks it
     assert not marker.exists() and _replayed(pulled) == []
@@ -242,7 +244,7 @@ HOSTILE = {
 def test_hostile_code_trees_are_refused_even_with_trust(recorded, sandbox, tmp_path, capsys, kind):
     pulled = _forge(recorded, code=HOSTILE[kind](recorded))
     assert "its code snapshot is refused" in _plan_of(recorded, pulled).skip
-    assert main(["replay", "extra", "--yes", "--trust"]) == 0
+    assert main(["replay", "extra", "--yes", "--trust"]) == 1  # the refused run is skipped, by name
     assert _replayed(pulled) == [] and _replayed(_own_run(recorded).run_id) == [10]
     assert _files_under(sandbox) == {"sentinel", "sentinel/keep.txt"}  # nothing escaped, temp removed
     assert not any(p.name.startswith("pwned") for p in tmp_path.rglob("*"))
@@ -290,7 +292,7 @@ def test_recorded_paths_leaving_the_snapshot_skip_the_run(recorded, sandbox, tmp
     pulled = _forge(recorded, train_py=_evil(marker), **changes)
     skip = _plan_of(recorded, pulled).skip
     assert why in skip and "not a path inside its code snapshot" in skip
-    assert main(["replay", "extra", "--yes", "--trust"]) == 0
+    assert main(["replay", "extra", "--yes", "--trust"]) == 1  # the run is skipped, by name
     assert not marker.exists() and _replayed(pulled) == []
     assert _files_under(sandbox) == {"sentinel", "sentinel/keep.txt"}
 
@@ -303,5 +305,5 @@ def test_unreadable_meta_skips_only_that_run(recorded):
     plan = make_plan(git, ["extra"])
     broken = next(r for r in plan.runs if r.run_id == run_id)
     assert broken.skip.startswith("cannot be replayed") and broken.foreign
-    assert main(["replay", "extra", "--yes"]) == 0
+    assert main(["replay", "extra", "--yes"]) == 1  # the broken run is skipped, by name
     assert _replayed(_own_run(recorded).run_id) == [10]

@@ -13,6 +13,7 @@ def replay(
     partition: tuple[int, int] | None = None,
     repo: str | None = None,
     trust: bool = False,
+    strict: bool = False,
 ):
     """Compute ``flor.log(NAME, ...)`` statements added to today's code for past runs.
 
@@ -23,7 +24,8 @@ def replay(
     executes the k-th of n shares of the work, for cluster schedulers. Runs this clone
     did not record (pulled from a remote) execute someone else's code: they are skipped
     unless ``trust`` is True (read their code first: ``dry_run``). Returns the plan, with
-    ``plan.results`` filled in after execution.
+    ``plan.results`` filled in after execution. ``strict`` refuses (UsageError) a plan in
+    which some run's loop-carried variables could not be checkpointed (``plan.inexact``).
     """
     from florgit.git import open_repo
     from florgit.hindsight.execute import execute
@@ -32,6 +34,11 @@ def replay(
     names = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
     git = open_repo(repo)
     plan = make_plan(git, names, where, runs)
+    if strict and plan.inexact:
+        from florgit.errors import UsageError
+
+        detail = "; ".join(f"{r.run_id}: {', '.join(r.inexact)}" for r in plan.inexact)
+        raise UsageError(f"replay would be inexact, loop-carried variables not in the checkpoints ({detail})")
     if not dry_run:
         execute(git, plan, jobs=jobs, partition=partition, trust_foreign=trust)
     return plan

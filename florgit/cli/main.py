@@ -326,6 +326,9 @@ def replay_cmd(
     trust: bool = typer.Option(
         False, "--trust", help="Also run foreign runs (recorded in another clone): their code is shown first, then run."
     ),
+    strict: bool = typer.Option(
+        False, "--strict", help="Refuse a plan in which a run's loop-carried variables could not be checkpointed."
+    ),
 ) -> None:
     """Hindsight logging: compute new flor.log statements for past runs, from checkpoints.
 
@@ -351,11 +354,19 @@ def replay_cmd(
                 print(_visible(f"\n# code of run {item.run_id} with the new statement(s):\n{item.diff}"))
         _show_foreign(repo, foreign)
         return
+    if strict and plan.inexact:
+        from florgit.errors import UsageError
+
+        raise UsageError(
+            f"{len(plan.inexact)} run(s) would replay inexactly (see INEXACT above): their checkpoints lack "
+            "loop-carried variables florgit cannot store; drop --strict to replay them anyway"
+        )
     if foreign and not _accept_foreign(repo, foreign, trust, yes):
         hold_foreign(plan)
     work = tasks(plan, jobs, share)
     if not work:
         print("nothing to replay")
+        _exit_if_skipped(plan)
         return
     if not yes and not typer.confirm(f"Replay {len(work)} task(s)?", default=False):
         raise typer.Exit(1)
@@ -370,9 +381,27 @@ def replay_cmd(
     for result in results:
         state = "ok" if result.ok else "FAILED"
         print(f"{result.run_id} [{result.part}]: {state} in {result.seconds:.1f} s")
+    if plan.warm:
+        print(_visible(f"started as {plan.warm}"))
     for result in failed:
         print(_visible(f"{result.run_id} [{result.part}] failed:\n{result.output.strip()[-1500:]}"), file=sys.stderr)
     if failed:
+        names = ", ".join(dict.fromkeys(r.run_id for r in failed))
+        print(f"error: {len(failed)} task(s) failed: {names}", file=sys.stderr)
+        raise typer.Exit(1)
+    _exit_if_skipped(plan)
+
+
+def _exit_if_skipped(plan) -> None:
+    """A run the plan skipped (other than one already replayed with this code) fails
+    the command, naming it, so scripts and schedulers notice."""
+    from florgit.hindsight.plan import ALREADY_DONE
+
+    skipped = [r for r in plan.runs if r.skip and r.skip != ALREADY_DONE]
+    for item in skipped:
+        print(_visible(f"skipped {item.run_id}: {item.skip}"), file=sys.stderr)
+    if skipped:
+        print(f"error: {len(skipped)} run(s) were not replayed", file=sys.stderr)
         raise typer.Exit(1)
 
 
@@ -439,6 +468,10 @@ def _plan_table(plan, jobs: int) -> Table:
             note += "; foreign: its code runs only with --trust"
         if item.left_out:
             note += "; left out: " + ", ".join(item.left_out)
+        if item.note and not item.skip:
+            note += f"; {item.note}"
+        if item.inexact and not item.skip and item.strategy != "full":
+            note += "; INEXACT: " + ", ".join(f"{k} ({t}) is not in its checkpoints" for k, t in item.inexact.items())
         strategy, iterations = ("skip", "-") if item.skip else (item.strategy, f"{executed} of {item.iterations}")
         table.add_row(cell(item.run_id), "FOREIGN" if item.foreign else "here", (item.code_tree or "")[:7],
                       strategy, iterations, estimate, cell(note))  # fmt: skip

@@ -26,6 +26,7 @@ from florgit.store import checkpoints as ckpts
 from florgit.store import layout, replays, runs, trust
 
 MAX_SCRIPT_BYTES = 16 * 1024 * 1024
+ALREADY_DONE = "already replayed with this code"
 FOREIGN_SKIP = "recorded in another clone: its code is not run without --trust (see it with --dry-run)"
 
 
@@ -153,7 +154,7 @@ def _plan_run(repo: GitRepo, stored: runs.StoredRun, names: list[str], plan: Run
     plan.diff = "".join(difflib.unified_diff(old.splitlines(True), patched.splitlines(True), a, b))
     plan.replay_id = replays.replay_id(names, patched)
     if replays.exists(repo, plan.run_id, plan.replay_id):
-        plan.skip = "already replayed with this code"
+        plan.skip = ALREADY_DONE
         return
     _choose_strategy(repo, stored, plan, max((s.loops for s in statements), key=len))
     if plan.strategy == "outer":
