@@ -92,7 +92,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--quick", action="store_true", help="4 epochs of 10 steps")
-    parser.add_argument("--case", choices=["all", "epochs", "tutorial"], default="all")
+    parser.add_argument("--case", choices=["all", "epochs", "tutorial", "plan"], default="all")
+    parser.add_argument("--plan-runs", type=int, default=500)
     args = parser.parse_args()
     if args.quick:
         args.epochs, args.steps = 4, 10
@@ -100,6 +101,57 @@ def main() -> None:
         epochs_case(args)
     if args.case in ("all", "tutorial"):
         tutorial_case()
+    if args.case in ("all", "plan"):
+        plan_case(args.plan_runs)
+
+
+MANY = """\
+import florgit as flor
+
+
+class Model:
+    def __init__(self):
+        self.w = 1.0
+
+    def state_dict(self):
+        return {{"w": self.w}}
+
+    def load_state_dict(self, state):
+        self.w = state["w"]
+
+
+for r in range({runs}):
+    lr = flor.arg("lr", 0.001 * (1 + r % 10))
+    model = Model()
+    with flor.checkpointing(model=model):
+        for epoch in flor.loop("epoch", range(3)):
+            model.w *= 1 - lr
+            flor.log("w", model.w)
+    flor.commit()
+"""
+
+
+def plan_case(n_runs: int) -> None:
+    """Planning a replay over many recorded runs, with and without --where."""
+    with tempfile.TemporaryDirectory(prefix="florgit-bench-plan-") as tmp:
+        repo, env = _repo(tmp)
+        _commit(repo, MANY.format(runs=n_runs), "many")
+        subprocess.run([sys.executable, "train.py"], cwd=repo, check=True, env=env)
+        code = MANY.format(runs=n_runs).replace('            flor.log("w", model.w)\n',
+                                                '            flor.log("w", model.w)\n            flor.log("w2", model.w * 2)\n')  # fmt: skip
+        (repo / "train.py").write_text(code)
+        sys.path.insert(0, str(ROOT))
+        os.chdir(repo)
+        from florgit.git import open_repo
+        from florgit.hindsight.plan import make_plan
+
+        git = open_repo()
+        for label, where in (("all runs", None), ("--where \"lr > 0.005\"", "lr > 0.005")):
+            start = time.perf_counter()
+            plan = make_plan(git, ["w2"], where)
+            took = time.perf_counter() - start
+            print(f"planning {len(plan.runs)} of {n_runs} runs ({label}): {took:.2f} s (target <= 1 s for 500; "
+                  f"{len(plan.todo)} to replay)")  # fmt: skip
 
 
 def _repo(tmp: str) -> tuple[Path, dict[str, str]]:

@@ -14,6 +14,7 @@ checkpointed (C):
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import posixpath
 from dataclasses import dataclass, field
@@ -200,11 +201,7 @@ def _patch(old: str, statements: list) -> str | Exception:
 def _check_carried(plan: RunPlan, statements: list) -> None:
     """An outer-level replay skips the inner loops: a new statement that reads a variable
     they change needs that variable in the checkpoints, else the inner loops must run."""
-    state = None
-    try:
-        state = carried.loop_state_named(plan.patched or "", plan.loop or "")
-    except (SyntaxError, ValueError, RecursionError):
-        pass
+    state = _loop_state(plan.patched or "", plan.loop or "")
     reads = set().union(*(carried.statement_reads(s.source) for s in statements))
     needed = reads & state.changed_in_inner if state is not None else set()
     missing = sorted(needed - plan.stored_variables)
@@ -255,6 +252,15 @@ def _recorded_script(repo: GitRepo, plan: RunPlan, checked: dict) -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=256)
+def _loop_state(code: str, loop: str) -> carried.LoopState | None:
+    """The checkpointed loop's state in one patched version (runs of a version share it)."""
+    try:
+        return carried.loop_state_named(code, loop)
+    except (SyntaxError, ValueError, RecursionError):
+        return None
+
+
 def _choose_strategy(repo: GitRepo, stored: runs.StoredRun, plan: RunPlan, loops: list[str]) -> None:
     infos = ckpts.list_checkpoints(repo, plan.run_id)
     if not infos:
@@ -266,7 +272,7 @@ def _choose_strategy(repo: GitRepo, stored: runs.StoredRun, plan: RunPlan, loops
     if manifest is not None:
         plan.stored_variables = set(manifest.variables)
         plan.inexact = dict(manifest.inexact)
-    timing = _loop_timing(repo, stored, plan.loop)
+    timing = _loop_timing(infos, plan.loop) or _loop_timing_from_tables(repo, stored, plan.loop)
     plan.iterations = timing["iterations"]
     last = plan.iterations - 1
     if not loops:
@@ -285,7 +291,27 @@ def _choose_strategy(repo: GitRepo, stored: runs.StoredRun, plan: RunPlan, loops
         plan.strategy, plan.estimate_s = "full", plan.original_s
 
 
-def _loop_timing(repo: GitRepo, stored: runs.StoredRun, loop: str) -> dict:
+def _loop_timing(infos: list, loop: str) -> dict | None:
+    """Iterations of ``loop`` and seconds spent in it and in its inner loops, from the
+    times of its checkpoints (no tables read): the end state is always checkpointed, at
+    boundary = iterations; inner-loop time is the mean gap from an iteration's start to
+    its last "after" checkpoint, over the iterations that have both. None when the
+    manifests lack times."""
+    starts = {c.boundary: c.manifest.time for c in infos if c.loop == loop and c.phase == "start" and c.manifest}
+    afters: dict[int, float] = {}
+    for c in infos:
+        if c.loop == loop and c.phase != "start" and c.manifest and c.manifest.time is not None:
+            afters[c.boundary] = max(afters.get(c.boundary, 0.0), c.manifest.time)
+    if not starts or None in starts.values() or 0 not in starts:
+        return None
+    iterations = max(starts)
+    gaps = [afters[i] - starts[i] for i in afters if i in starts and afters[i] >= starts[i]]
+    loop_s = max(0.0, starts[iterations] - starts[0])
+    inner = (sum(gaps) / len(gaps)) * iterations if gaps else 0.0
+    return {"iterations": iterations, "loop": loop_s, "inner": min(inner, loop_s)}
+
+
+def _loop_timing_from_tables(repo: GitRepo, stored: runs.StoredRun, loop: str) -> dict:
     """Iterations of ``loop`` and seconds spent in it and in loops directly inside it."""
     loops = runs.read_table(repo, stored, layout.LOOPS).to_pylist()
     starts = runs.read_table(repo, stored, layout.STARTS).to_pylist()

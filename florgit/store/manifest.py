@@ -199,12 +199,16 @@ def _text_map_problem(value: Any) -> str | None:
 
 
 # -- state trees -----------------------------------------------------------------------
+_SCALARS = frozenset({int, float, bool, str, type(None)})
+
 def _walk(node: Any, path: str, depth: int, n_arrays: int, paths: dict[int, tuple[str, str]]) -> None:
     """Check a state tree's shape (what codec.statetree.decode accepts) and note where
     each array reference sits."""
     if depth > MAX_DEPTH:
         raise _Invalid(f"{path or 'a state tree'} nests deeper than {MAX_DEPTH} levels")
     if type(node) is list:
+        if _SCALARS.issuperset(map(type, node)):
+            return  # scalars only (an RNG state's 625 ints): nothing to check inside
         for i, item in enumerate(node):
             _walk(item, _join(path, i), depth + 1, n_arrays, paths)
     elif type(node) is dict and len(node) == 1 and next(iter(node)) in _TAGS:
