@@ -36,6 +36,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 NEVER_PREIMPORTED = frozenset({"florgit", "__future__", "__main__"})
+# Modules a library imports lazily on first use, as costly as the library itself: torch's
+# optimizers import torch._dynamo (~2.4 s) the first time one is built.
+LAZY_IMPORTS = {"torch": ("torch._dynamo",)}
 
 
 def imported_modules(sources: Iterable[str], local_roots: Iterable[str]) -> list[str]:
@@ -172,7 +175,8 @@ def _zygote(req_fd: int, res_fd: int, modules: list[str]) -> None:
     import importlib
 
     imported = []
-    for name in modules:
+    lazy = [extra for name in modules for extra in LAZY_IMPORTS.get(name.split(".")[0], ())]
+    for name in [*modules, *dict.fromkeys(lazy)]:
         try:
             importlib.import_module(name)
             imported.append(name)
