@@ -67,3 +67,31 @@ def test_local_modules_and_florgit_are_never_preimported(tmp_path):
     source = "import helpers\nimport pkg.sub\nimport florgit as flor\nfrom . import x\nimport numpy\ndef f():\n    import torch\n"
     assert imported_modules([source], [str(tmp_path)]) == ["numpy"]
     assert sys.executable  # the zygote runs under this interpreter
+
+
+GPU_SCRIPT = """\
+import os
+import florgit as flor
+
+for epoch in flor.loop("epoch", range(2)):
+    flor.log("x", epoch)
+"""
+
+
+def test_each_running_task_gets_a_gpu_of_its_own(repo, capsys):
+    import florgit as flor
+    from florgit.cli.main import main
+
+    repo.write("train.py", GPU_SCRIPT)
+    repo.commit("train")
+    for _ in range(3):
+        repo.run("train.py")
+    repo.write("train.py", GPU_SCRIPT.replace('    flor.log("x", epoch)\n', '    flor.log("x", epoch)\n    flor.log("dev", os.environ.get("CUDA_VISIBLE_DEVICES"))\n'))
+    assert main(["replay", "dev", "--yes", "--jobs", "2", "--gpus", "3,5"]) == 0
+    out = capsys.readouterr().out
+    assert "GPUs 3,5, one per running task (2 at once)" in out
+    devices = flor.dataframe("dev")["dev"].to_list()
+    assert len(devices) == 6 and set(devices) <= {"3", "5"}
+    assert main(["replay", "dev", "--dry-run"]) == 0
+    assert "no GPUs" in capsys.readouterr().out
+    assert main(["replay", "dev", "--gpus", "a,b", "--yes"]) != 0

@@ -14,6 +14,7 @@ def replay(
     repo: str | None = None,
     trust: bool = False,
     strict: bool = False,
+    gpus: list[int] | None = None,
 ):
     """Compute ``flor.log(NAME, ...)`` statements added to today's code for past runs.
 
@@ -24,7 +25,8 @@ def replay(
     executes the k-th of n shares of the work, for cluster schedulers. Runs this clone
     did not record (pulled from a remote) execute someone else's code: they are skipped
     unless ``trust`` is True (read their code first: ``dry_run``). Returns the plan, with
-    ``plan.results`` filled in after execution. ``strict`` refuses (UsageError) a plan in
+    ``plan.results`` filled in after execution. ``gpus`` (device numbers) gives each
+    running task one of them as its only visible CUDA device. ``strict`` refuses (UsageError) a plan in
     which some run's loop-carried variables could not be checkpointed (``plan.inexact``).
     """
     from florgit.git import open_repo
@@ -40,5 +42,5 @@ def replay(
         detail = "; ".join(f"{r.run_id}: {', '.join(r.inexact)}" for r in plan.inexact)
         raise UsageError(f"replay would be inexact, loop-carried variables not in the checkpoints ({detail})")
     if not dry_run:
-        execute(git, plan, jobs=jobs, partition=partition, trust_foreign=trust)
+        execute(git, plan, jobs=jobs, partition=partition, trust_foreign=trust, gpus=gpus)
     return plan

@@ -329,6 +329,7 @@ def replay_cmd(
     strict: bool = typer.Option(
         False, "--strict", help="Refuse a plan in which a run's loop-carried variables could not be checkpointed."
     ),
+    gpus: str = typer.Option(None, "--gpus", help="GPUs to use, e.g. 0,1: each running task gets one of its own."),
 ) -> None:
     """Hindsight logging: compute new flor.log statements for past runs, from checkpoints.
 
@@ -342,9 +343,10 @@ def replay_cmd(
     from florgit.hindsight.plan import hold_foreign, make_plan
 
     share = _partition(partition)
+    devices = _gpu_list(gpus)
     repo = open_repo()
     plan = make_plan(repo, [n.strip() for n in names.split(",") if n.strip()], where, run or None)
-    _out().print(_plan_table(plan, jobs))
+    _out().print(_plan_table(plan, jobs, devices))
     foreign = [r for r in plan.todo if r.foreign]
     if dry_run:
         shown = set()
@@ -374,7 +376,7 @@ def replay_cmd(
         task = bar.add_task("replaying", total=len(work))
         # Foreign runs still in the plan were shown and accepted above.
         results = execute(
-            repo, plan, jobs=jobs, partition=share, progress=lambda _r: bar.advance(task), trust_foreign=True,
+            repo, plan, jobs=jobs, partition=share, progress=lambda _r: bar.advance(task), trust_foreign=True, gpus=devices,
             waiting=lambda t: bar.update(task, description=f"replaying {t.run.run_id} [{t.part}]"),
         )  # fmt: skip
     failed = [r for r in results if not r.ok]
@@ -454,7 +456,19 @@ def _partition(text: str | None) -> tuple[int, int] | None:
     return k, n
 
 
-def _plan_table(plan, jobs: int) -> Table:
+def _gpu_list(text: str | None) -> list[int]:
+    if not text:
+        return []
+    try:
+        devices = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"--gpus takes device numbers separated by commas, e.g. 0,1; not {text!r}") from None
+    if any(d < 0 for d in devices) or len(set(devices)) != len(devices):
+        raise typer.BadParameter(f"--gpus takes distinct device numbers, e.g. 0,1; not {text!r}")
+    return devices
+
+
+def _plan_table(plan, jobs: int, gpus: list[int] | None = None) -> Table:
     table = Table(title=cell(f"replay {', '.join(plan.names)}"))
     for title in ("run", "from", "version", "strategy", "iterations", "estimate", "note"):
         table.add_column(title, no_wrap=title != "note")
@@ -475,7 +489,13 @@ def _plan_table(plan, jobs: int) -> Table:
         strategy, iterations = ("skip", "-") if item.skip else (item.strategy, f"{executed} of {item.iterations}")
         table.add_row(cell(item.run_id), "FOREIGN" if item.foreign else "here", (item.code_tree or "")[:7],
                       strategy, iterations, estimate, cell(note))  # fmt: skip
-    table.caption = f"estimated {total / max(1, jobs):.1f} s with {jobs} job(s), plus process start-up"
+    if gpus:
+        running = min(jobs, len(gpus))
+        where = f"GPUs {','.join(map(str, gpus))}, one per running task ({running} at once)"
+    else:
+        running = jobs
+        where = "no GPUs: tasks see the devices this shell sees (CPU unless CUDA_VISIBLE_DEVICES says otherwise; --gpus assigns them)"
+    table.caption = f"estimated {total / max(1, running):.1f} s with {running} job(s), plus process start-up; {where}"
     return table
 
 

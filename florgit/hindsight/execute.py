@@ -76,12 +76,14 @@ def _ranges(run: RunPlan, jobs: int, names: list[str]) -> list[Task]:
 
 def execute(
     repo: GitRepo, plan: Plan, jobs: int = 1, partition=None, progress=None, trust_foreign: bool = False, waiting=None,
-    warm: bool = True,
+    warm: bool = True, gpus: list[int] | None = None,
 ) -> list[Result]:
     """Run the plan's work; foreign runs only with ``trust_foreign`` (the caller has shown
     their code and the user accepted it), else they are marked skipped. With ``warm``,
     tasks fork from one process that already imported the scripts' modules
-    (florgit.hindsight.warm); where forking is unsafe they start as plain processes."""
+    (florgit.hindsight.warm); where forking is unsafe they start as plain processes.
+    With ``gpus``, each task runs with one of them as its only visible CUDA device, never
+    one that another running task holds (so at most ``len(gpus)`` tasks run at once)."""
     if not trust_foreign:
         hold_foreign(plan)
     work = tasks(plan, jobs, partition)
@@ -99,9 +101,10 @@ def execute(
                 else f"plain processes ({zygote.why})"
             )  # fmt: skip
         try:
-            with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            devices = _Devices(gpus)
+            with ThreadPoolExecutor(max_workers=devices.workers(jobs)) as pool:
                 futures = [
-                    pool.submit(_run_or_fail, repo, t, dirs[(t.run.code_tree, t.run.replay_id)], root, i, zygote)
+                    pool.submit(devices.holding, _run_or_fail, repo, t, dirs[(t.run.code_tree, t.run.replay_id)], root, i, zygote)
                     for i, t in enumerate(work)
                 ]
                 results = []
@@ -144,11 +147,37 @@ def _try_export(repo: GitRepo, run: RunPlan, target: str) -> str | Exception:
         return exc
 
 
-def _run_or_fail(repo: GitRepo, task: Task, code_dir: str | Exception, root: str, index: int, zygote) -> Result:
+class _Devices:
+    """Hands each running task a GPU of its own (``CUDA_VISIBLE_DEVICES``)."""
+
+    def __init__(self, gpus: list[int] | None) -> None:
+        import queue
+
+        self.gpus = list(gpus or [])
+        self._free: queue.Queue = queue.Queue()
+        for gpu in self.gpus:
+            self._free.put(gpu)
+
+    def workers(self, jobs: int) -> int:
+        return max(1, min(jobs, len(self.gpus)) if self.gpus else jobs)
+
+    def holding(self, run, *args):
+        if not self.gpus:
+            return run(*args, extra_env={})
+        gpu = self._free.get()
+        try:
+            return run(*args, extra_env={"CUDA_VISIBLE_DEVICES": str(gpu)})
+        finally:
+            self._free.put(gpu)
+
+
+def _run_or_fail(
+    repo: GitRepo, task: Task, code_dir: str | Exception, root: str, index: int, zygote, extra_env: dict[str, str]
+) -> Result:
     if isinstance(code_dir, Exception):
         return Result(task.run.run_id, task.part, False, 0.0, f"could not export its code: {code_dir}")
     try:
-        return _run(repo, task, code_dir, root, index, zygote)
+        return _run(repo, task, code_dir, root, index, zygote, extra_env)
     except (FlorgitError, OSError) as exc:  # e.g. a working folder leading out of the export
         return Result(task.run.run_id, task.part, False, 0.0, f"could not start it: {exc}")
 
@@ -231,7 +260,10 @@ def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     }
 
 
-def _run(repo: GitRepo, task: Task, code_dir: str, root: str, index: int, zygote: Zygote | None = None) -> Result:
+def _run(
+    repo: GitRepo, task: Task, code_dir: str, root: str, index: int, zygote: Zygote | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Result:
     run = task.run
     spec = ReplaySpec(
         git_dir=repo.git_dir,
@@ -246,7 +278,7 @@ def _run(repo: GitRepo, task: Task, code_dir: str, root: str, index: int, zygote
     )
     spec_path = os.path.join(root, f"spec-{index}.json")  # outside the exported code
     spec.dump(spec_path)
-    env = _child_env({ENV: spec_path})
+    env = _child_env({ENV: spec_path, **(extra_env or {})})
     cwd = _inside(code_dir, f"{run.cwd}/.")
     os.makedirs(cwd, exist_ok=True)  # a recorded working folder may hold only ignored files
     # Always the exported script (the run's own code), whatever argv[0] was: an absolute
