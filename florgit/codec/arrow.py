@@ -20,7 +20,7 @@ import pyarrow.ipc as ipc
 from florgit.codec import schemas
 from florgit.codec.pyarrays import array, empty_batch
 from florgit.codec.ipc_bounds import check_stream, read_checked  # checked reads of pulled streams
-from florgit.codec.values import BOOL, FLOAT, INT, KIND_OF_TYPE, STR, fits_int64
+from florgit.codec.values import BOOL, FLOAT, INT, KIND_OF_TYPE, STR, fits_int64, split
 
 _PA_TYPES = {"int8": pa.int8(), "int16": pa.int16(), "int32": pa.int32(), "int64": pa.int64(),
              "float32": pa.float32(), "float64": pa.float64(), "utf8": pa.string(), "bool": pa.bool_()}  # fmt: skip
@@ -64,14 +64,11 @@ def value_columns(values: Sequence[object]) -> list[pa.Array]:
 def _mixed_value_columns(values: Sequence[object]) -> list[pa.Array]:
     kinds, ints, floats, strs = [], [], [], []
     for v in values:
-        t = type(v)
-        if t is int and not fits_int64(v):  # type: ignore[arg-type]
-            v, t = _big_int(v), str
-        k = KIND_OF_TYPE[t]
-        kinds.append(k)
-        ints.append(int(v) if k in (INT, BOOL) else None)  # type: ignore[arg-type]
-        floats.append(v if k == FLOAT else None)
-        strs.append(v if k == STR else None)
+        kind, i, f, s = split(_big_int(v))
+        kinds.append(kind)
+        ints.append(i)
+        floats.append(f)
+        strs.append(s)
     return [
         array(kinds, pa.int8()),
         array(ints, pa.int64()),

@@ -39,6 +39,18 @@ def to_scalar(value: object, name: str) -> object:
     raise UnsupportedValueError(name, value)
 
 
+def split(value: object) -> tuple[int, int | None, float | None, str | None]:
+    """A stored scalar as its columns: the kind tag, then ``i``, ``f``, ``s`` with the
+    value in the one column of its kind (bools in ``i``)."""
+    kind = KIND_OF_TYPE[type(value)]
+    return (
+        kind,
+        int(value) if kind in (INT, BOOL) else None,  # type: ignore[call-overload]
+        value if kind == FLOAT else None,  # type: ignore[return-value]
+        value if kind == STR else None,  # type: ignore[return-value]
+    )
+
+
 def _is_zero_dim(value: object) -> bool:
     ndim = getattr(value, "ndim", None)
     if ndim is None:

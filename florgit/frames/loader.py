@@ -39,12 +39,6 @@ class Loaded:
     absent: dict[str, str] = field(default_factory=dict)  # asked-for name no run logged -> a hint
 
 
-def load_runs(repo_path: str | None = None) -> pl.DataFrame:
-    """The ``runs`` frame alone: reads each run's meta.json and no tables."""
-    repo, listed = load_metas(repo_path)
-    return runs_frame(repo, [meta for _run, meta in listed])
-
-
 def load_metas(repo_path: str | None = None) -> tuple[GitRepo, list[tuple[store_runs.StoredRun, RunMeta]]]:
     """Every listed run with its validated meta (a run that fails is left out, warned)."""
     repo = open_repo(repo_path, require_workdir=False)

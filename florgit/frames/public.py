@@ -112,9 +112,8 @@ def runs(repo: str | None = None) -> pl.DataFrame:
     logged name's last value (a name equal to one of these columns shows as ``log:NAME``).
     Reads no tables: the last values come from each run's metadata."""
     from florgit.frames import columns
-    from florgit.frames.runlist import run_list
-
     from florgit.frames.frame import wrap
+    from florgit.frames.runlist import run_list
 
     listed = run_list(repo)
     frame = listed.frame.drop("run")
@@ -125,10 +124,9 @@ def query(sql: str, repo: str | None = None) -> pl.DataFrame:
     """Run polars SQL over the tables ``records`` (see :func:`scan`) and ``runs``."""
     import polars as pl
 
+    from florgit.frames.frame import wrap
     from florgit.frames.loader import load
 
     loaded = load(repo)  # one read of the repository serves both tables
-    from florgit.frames.frame import wrap
-
     ctx = pl.SQLContext(records=_long(loaded).lazy(), runs=loaded.runs.drop("run").lazy())
     return wrap(ctx.execute(sql).collect())

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from florgit.codec.values import BOOL, FLOAT, INT, KIND_OF_TYPE, STR
+from florgit.codec.values import split
 from florgit.errors import StoreError
 from florgit.frames import columns, loader
 from florgit.frames.typing import dtype_for, value_expr
@@ -66,11 +66,8 @@ def _last_values(repo, listed: list) -> pl.DataFrame:
 
 
 def _append(rows: dict[str, list], idx: int, name: str, value: object) -> None:
-    kind = KIND_OF_TYPE[type(value)]
     rows["run"].append(idx)
     rows["name"].append(name)
-    rows["kind"].append(kind)
-    rows["i"].append(int(value) if kind in (BOOL, INT) else None)  # type: ignore[call-overload]
-    rows["f"].append(value if kind == FLOAT else None)
-    rows["s"].append(value if kind == STR else None)
+    for column, part in zip(("kind", "i", "f", "s"), split(value)):
+        rows[column].append(part)
 
