@@ -37,11 +37,7 @@ with flor.checkpointing(model=model):
 flor.log("best", best_acc)
 flor.log("n_hist", len(history))
 """
-HEAD = """\
-import random
-import florgit as flor
-
-
+MODEL = """\
 class Model:
     def __init__(self):
         self.w = 1.0
@@ -54,6 +50,7 @@ class Model:
 
 
 """
+HEAD = "import random\nimport florgit as flor\n\n\n" + MODEL
 EPOCH_STATEMENT = '        flor.log("carried", f"{global_step},{patience},{lr:.9f},{len(history)},{loss:.9f},{best_acc:.9f}")\n'
 AFTER_STATEMENT = 'flor.log("final_state", f"{best_acc:.9f},{sum(history):.9f},{global_step},{patience}")\n'
 
@@ -107,21 +104,7 @@ def _full_rerun(tmp_path, code: str, name: str) -> pl.DataFrame:
     return pl.read_json(out.encode())
 
 
-TRACKED = """\
-import florgit as flor
-
-
-class Model:
-    def __init__(self):
-        self.w = 1.0
-
-    def state_dict(self):
-        return {"w": self.w}
-
-    def load_state_dict(self, state):
-        self.w = state["w"]
-
-
+TRACKED = "import florgit as flor\n\n\n" + MODEL + """\
 class Tracker:
     def __init__(self):
         self.seen = []
@@ -183,3 +166,30 @@ def test_new_statements_added_together_are_placed_together(repo, capsys):
     repo.write("train.py", ADJACENT.replace("for epoch", "for other in flor.loop('other', range(1)):\n    flor.log('lost', 1)\nfor epoch"))
     assert main(["replay", "lost", "--yes"]) == 1
     assert "skipped " in capsys.readouterr().err
+
+
+def test_a_manifest_never_chooses_which_variables_replay_overwrites(repo, tmp_path, monkeypatch):
+    """Stored variables are written back only when the loop's own analysis carries them:
+    a forged manifest naming `flor` or `Model` changes nothing."""
+    import json
+
+    from florgit.git import open_repo
+    from florgit.store import checkpoints, layout
+
+    monkeypatch.setenv("FLORGIT_CHECKPOINT_PERIOD", "1")
+    repo.write("train.py", _script(False, False))
+    repo.commit("train")
+    repo.run("train.py")
+    git = open_repo()
+    run_id = flor.runs()["run_id"].to_list()[0]
+    forged = {}
+    for info in checkpoints.list_checkpoints(git, run_id):
+        manifest = json.loads(git.blob_at(layout.CHECKPOINTS_REF, info.path))
+        manifest["variables"] = {**manifest.get("variables", {}), "flor": 1, "Model": "pwned"}
+        forged[info.path] = git.write_blob(json.dumps(manifest).encode())
+    git.put_blobs_in_ref(layout.CHECKPOINTS_REF, forged, "forged variables")
+    repo.write("train.py", _script(False, True))
+    plan = flor.replay("carried")
+    assert all(r.ok for r in plan.results), [r.output for r in plan.results]
+    truth = _full_rerun(tmp_path, _script(False, True), "carried")
+    assert flor.dataframe("carried")["carried"].to_list() == truth["carried"].to_list()

@@ -72,7 +72,7 @@ class Checkpointer(CheckpointScope):
         if self.depth is None or self.bound is not None or depth != self.depth + 1:
             return False
         self.bound, self.bound_depth, self.loop_start = (name, loop_id), depth, time.perf_counter()
-        self.frame, self.carried = frame, _carried(frame) if frame is not None else []
+        self.frame, self.carried = frame, carried_names(frame) if frame is not None else []
         return True
 
     def is_inner(self, depth: int) -> bool:
@@ -217,7 +217,7 @@ class Checkpointer(CheckpointScope):
 _CARRIED: dict[tuple[str, int], list[str]] = {}
 
 
-def _carried(frame) -> list[str]:
+def carried_names(frame) -> list[str]:
     """The loop-carried variables of the loop the frame is running (analysed once per
     loop); none when its source can't be read or parsed."""
     import linecache

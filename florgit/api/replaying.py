@@ -57,6 +57,7 @@ class ReplayRecorder(LoopBook):
         self.started = time.time()
         self.finished = False
         self.restored = 0
+        self.carried: set[str] = set()  # loop-carried variables of the checkpointed loop
 
     # -- what functions.py calls ---------------------------------------------------------
     def add_name(self, name: str) -> None:
@@ -114,8 +115,11 @@ class ReplayRecorder(LoopBook):
         return iter(())
 
     def _bound_loop(self, name: str, iterable: Iterable, depth: int) -> Iterator:
+        from florgit.api.checkpointer import carried_names
+
         loop_id, parent, _ = self._open_loop(name)
         self.depth, self.bound_depth = depth, depth
+        self.carried = set(carried_names(sys._getframe(1)))  # the frame is at this loop's line
         strategy = self.spec.strategy
         try:
             ran_previous = False
@@ -168,8 +172,10 @@ class ReplayRecorder(LoopBook):
         from florgit.api.restore import restore
 
         values = restore(self.repo, info, self.scope.objs)
-        if frame is not None:
-            write_variables(frame, values)
+        if frame is not None and values:
+            # Only what this code's checkpointed loop carries: a manifest (maybe pulled)
+            # never picks which of the script's names get overwritten.
+            write_variables(frame, {k: v for k, v in values.items() if k in self.carried})
         self.restored += 1
 
     # -- the end -----------------------------------------------------------------------------
