@@ -494,7 +494,7 @@ def _plan_table(plan, jobs: int, gpus: list[int] | None = None) -> Table:
         where = f"GPUs {','.join(map(str, gpus))}, one per running task ({running} at once)"
     else:
         running = jobs
-        where = "no GPUs: tasks see the devices this shell sees (CPU unless CUDA_VISIBLE_DEVICES says otherwise; --gpus assigns them)"
+        where = "no GPUs: tasks see this shell's devices (--gpus gives each its own)"
     table.caption = f"estimated {total / max(1, running):.1f} s with {running} job(s), plus process start-up; {where}"
     return table
 
