@@ -71,9 +71,9 @@ def main() -> int:
     infos = flor.checkpoints(run)
     print(f"run {run}: checkpoints at iterations {[c.iteration for c in infos]}")
     manifest = store.read_manifest(open_repo(), infos[-1])
-    devices = sorted({a["device"] for a in manifest["arrays"]})
-    print(f"devices recorded in the last manifest: {devices}; rng parts: {sorted(manifest['rng'])}")
-    if "cuda:0" not in devices or "torch_cuda" not in manifest["rng"]:
+    devices = sorted({a.device for a in manifest.arrays})
+    print(f"devices recorded in the last manifest: {devices}; rng parts: {sorted(manifest.rng)}")
+    if "cuda:0" not in devices or "torch_cuda" not in manifest.rng:
         failures.append("manifest lacks cuda:0 arrays or the CUDA RNG state")
     for k in range(-1, 3):
         fresh, fresh_opt = build(123)
@@ -99,8 +99,36 @@ def main() -> int:
     ckpt.close()
     print(f"background writes finished {time.perf_counter() - start:.2f} s after the last capture; failures: {ckpt.failed}")
     failures += ckpt.failed
+    failures += zygote_check(repo_dir)
     print("GPU CHECK", "PASSED" if not failures else f"FAILED: {failures}")
     return 1 if failures else 0
+
+
+def zygote_check(workdir: str) -> list[str]:
+    """A warm replay worker imports torch without touching CUDA; its forked task then uses the GPU."""
+    from florgit.hindsight.warm import Zygote
+
+    script = os.path.join(workdir, "cuda_task.py")
+    result = os.path.join(workdir, "cuda_task.out")
+    with open(script, "w") as f:
+        f.write(
+            "import os, sys, torch\n"
+            "x = torch.arange(4.0, device='cuda') * 2\n"
+            "open(sys.argv[1], 'w').write(f\"{os.environ.get('CUDA_VISIBLE_DEVICES')} {x.sum().item()}\")\n"
+        )
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "0", "PYTHONPATH": root}
+    start = time.perf_counter()
+    zygote = Zygote(["torch"], env, workdir)
+    print(f"zygote warm={zygote.warm} ({zygote.why or 'fork is safe'}) after {time.perf_counter() - start:.1f} s")
+    if not zygote.warm:
+        return [f"the zygote refused to fork: {zygote.why}"]
+    start = time.perf_counter()
+    outcome = zygote.run(script, [result], workdir, env, os.path.join(workdir, "cuda_task.log"))
+    zygote.close()
+    seen = open(result).read() if os.path.exists(result) else "nothing"
+    print(f"forked CUDA task: rc={outcome.returncode} in {time.perf_counter() - start:.2f} s, saw {seen!r}")
+    return [] if outcome.returncode == 0 and seen == "0 12.0" else [f"forked CUDA task: rc {outcome.returncode}, {seen}"]
 
 
 if __name__ == "__main__":
