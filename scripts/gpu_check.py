@@ -5,8 +5,9 @@ Trains a small CUDA model with dropout and AdamW under ``flor.checkpointing`` in
 throw-away repository, restores the checkpoint at the end of each epoch into a fresh
 CUDA model and optimizer, and checks that training continues bit-exactly (parameters,
 optimizer state, ``.grad`` and the CUDA RNG all come back), that the manifest records
-``cuda:0`` devices, and how long a ~50 MB capture takes. Needs no git binary and no
-polars. Exit status 0 means every check passed.
+``cuda:0`` devices, and how long a ~50 MB capture takes. Then a warm replay worker
+(the zygote) imports torch without initialising CUDA and forks a task that uses the GPU.
+Needs no git binary and no polars. Exit status 0 means every check passed.
 """
 
 from __future__ import annotations
