@@ -133,6 +133,12 @@ def run_id(value: Any) -> str:
     return value
 
 
+def module_name(value: Any) -> str:
+    ok = type(value) is str and len(value) <= MAX_NAME_LENGTH
+    _need(ok and all(part.isidentifier() for part in value.split(".")), "must be a dotted Python module name (pkg.train)")
+    return value
+
+
 def name_problem(name: Any) -> str | None:
     """Why ``name`` cannot be a loop, log or arg name, or None. Stored names pass the same
     check as names logged today (the reserved-column rule aside: see codec.values)."""

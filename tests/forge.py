@@ -96,3 +96,14 @@ def raw_tree(repo_path: Path | str, entries: list[tuple[str, str, str]]) -> str:
     out = subprocess.run(["git", "hash-object", "-t", "tree", "--literally", "-w", "--stdin"],
                          cwd=repo_path, input=data, capture_output=True, check=True)  # fmt: skip
     return out.stdout.decode().strip()
+
+
+def rewrite_meta(repo_path: Path | str, run_id: str, **changes: object) -> None:
+    """Change fields of a stored run's meta.json in place on flor.shadow, as a forged push would."""
+    repo = open_repo(str(repo_path), require_workdir=False)
+
+    def edit(path: str, old: bytes | None) -> bytes | None:
+        return json.dumps({**json.loads(old or b"{}"), **changes}).encode()
+
+    path = f"{layout.run_path(run_id)}/{layout.META_FILE}"
+    repo.edit_blobs_in_ref(layout.SHADOW_REF, [path], edit, f"forged meta of {run_id}", 1 << 20)

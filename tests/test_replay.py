@@ -115,6 +115,19 @@ def test_replayed_values_equal_full_reexecution(history, tmp_path, name, strateg
         assert mine.to_dicts() == truth.select(*loop_cols, name).to_dicts()  # exactly equal
 
 
+def test_loop_and_after_loop_statements_replay_together(history, tmp_path):
+    """An epoch-level and a run-level statement in one replay: the outer strategy goes on
+    past the loop, and both equal a full re-execution's values."""
+    plan = flor.replay(["w0_start", "w_sum"])
+    assert [r.strategy for r in plan.runs] == ["outer"] * 3 and all(r.after_loop for r in plan.runs)
+    assert all(r.ok for r in plan.results), [r.output for r in plan.results]
+    got = flor.dataframe("w0_start", "w_sum")
+    for item in plan.runs:
+        truth = _full_rerun(tmp_path, item.patched, item.argv, ["w0_start", "w_sum"])
+        mine = got.filter(pl.col("run_id") == item.run_id)
+        assert mine.select("epoch", "w0_start", "w_sum").to_dicts() == truth.select("epoch", "w0_start", "w_sum").to_dicts()
+
+
 def test_statement_lands_in_each_version_keeping_its_formatting(history):
     plan = flor.replay("w0_start", dry_run=True)
     assert len(plan.runs) == 3 and not plan.results
@@ -160,9 +173,12 @@ def test_replaying_twice_adds_nothing(history):
 
 
 def test_parallel_jobs_and_partitions_give_the_same_values(history, repo):
-    plan = flor.replay("g_seen", jobs=2)
+    plan = flor.replay(["g_seen", "w_sum"], jobs=2)
     assert all(r.ok for r in plan.results) and len(plan.results) > 3  # runs split into ranges
     parallel = flor.dataframe("g_seen").sort("run_id", "epoch", "step")
+    # the run-level statement after the loop: once per run, by the range holding the last epoch
+    sums = flor.dataframe("w_sum")
+    assert sums.height == 3 and sums["w_sum"].null_count() == 0
     # the same work split into partitions, run one by one (as a scheduler would)
     repo.write("train.py", V4.replace("flor.log(\"g_seen\", g)", "flor.log(\"g_seen2\", g)"))
     for k in (1, 2):

@@ -54,6 +54,7 @@ class Recorder(LoopBook):
             argv=list(argv),
             start=_utc_iso(now),
             cwd=_relative(os.getcwd(), self.repo.workdir),
+            module=_main_module(),
             user_commit=head.commit,
             branch=head.branch,
             detached=head.detached,
@@ -263,6 +264,13 @@ def _script_path(workdir: str | None) -> str:
     if not path or path == "-c":
         return "<interactive>"
     return _relative(os.path.abspath(path), workdir)
+
+
+def _main_module() -> str | None:
+    """The module `python -m` ran (``pkg.train``), or None for a script or a notebook."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    name = getattr(spec, "name", None)
+    return name if isinstance(name, str) and name != "__main__" else None
 
 
 def _relative(path: str, workdir: str | None) -> str:

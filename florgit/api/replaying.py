@@ -121,9 +121,11 @@ class ReplayRecorder(LoopBook):
         self.depth, self.bound_depth = depth, depth
         self.carried = set(carried_names(sys._getframe(1)))  # the frame is at this loop's line
         strategy = self.spec.strategy
+        last = -1
         try:
             ran_previous = False
             for idx, item in enumerate(iterable):
+                last = idx
                 if strategy != "full" and self.execute is not None and idx not in self.execute:
                     ran_previous = False
                     continue
@@ -139,8 +141,11 @@ class ReplayRecorder(LoopBook):
                 ran_previous = True
         finally:
             self.ctx, self.depth, self.bound_depth = parent, depth - 1, None
-        if strategy in ("outer", "inner"):
-            self.finish("ok")  # the new statement lives in this loop: nothing after it matters
+        # Past the loop only a task that ran its last iteration holds the state the code
+        # after it reads; it goes on when a new statement lies there too.
+        go_on = self.spec.after_loop and (self.execute is None or last in self.execute)
+        if strategy in ("outer", "inner") and not go_on:
+            self.finish("ok")  # the new statements live in this loop: nothing after it matters
             sys.stdout.flush()
             os._exit(0)
 

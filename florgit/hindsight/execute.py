@@ -136,6 +136,7 @@ def _start_zygote(work: list[Task], dirs: dict, root: str) -> Zygote | None:
         sources[task.run.replay_id] = task.run.patched or ""
         local.add(os.path.dirname(os.path.join(code_dir, *task.run.script.split("/"))))
         local.add(os.path.join(code_dir, *task.run.cwd.split("/")))
+        local.add(os.path.join(code_dir, *task.run.module_root.split("/")))
     modules = warm.imported_modules(sources.values(), local)
     return Zygote(modules, _child_env(), root)
 
@@ -275,23 +276,32 @@ def _run(
         replay_id=run.replay_id,
         part=task.part,
         code=run.patched or "",
+        after_loop=run.after_loop,
     )
     spec_path = os.path.join(root, f"spec-{index}.json")  # outside the exported code
     spec.dump(spec_path)
     env = _child_env({ENV: spec_path, **(extra_env or {})})
     cwd = _inside(code_dir, f"{run.cwd}/.")
     os.makedirs(cwd, exist_ok=True)  # a recorded working folder may hold only ignored files
-    # Always the exported script (the run's own code), whatever argv[0] was: an absolute
-    # argv[0] would run today's file, or any file at all.
-    script = os.path.relpath(os.path.join(code_dir, *run.script.split("/")), cwd)
-    script = script if not script.startswith("-") else f".{os.sep}{script}"  # a path, never an option
     start = time.perf_counter()
+    if run.module is not None:  # as `python -m`: found from the working folder, or its own root
+        module_root = _inside(code_dir, f"{run.module_root}/.")
+        path = [cwd] if module_root == cwd else [cwd, module_root]
+        env["PYTHONPATH"] = os.pathsep.join([*path[1:], env["PYTHONPATH"]])
+        command, target = ["-m", run.module], run.module
+    else:
+        # Always the exported script (the run's own code), whatever argv[0] was: an absolute
+        # argv[0] would run today's file, or any file at all.
+        script = os.path.relpath(os.path.join(code_dir, *run.script.split("/")), cwd)
+        script = script if not script.startswith("-") else f".{os.sep}{script}"  # a path, never an option
+        path = [os.path.dirname(os.path.join(cwd, script))]
+        command, target = [script], script
     if zygote is not None and zygote.warm:
         out_path = os.path.join(root, f"out-{index}.txt")
-        returncode = zygote.run(script, run.argv[1:], cwd, env, out_path).returncode
+        returncode = zygote.run(target, run.argv[1:], cwd, env, out_path, module=run.module is not None, path=path).returncode
         output = _tail(out_path)
     else:
-        proc = subprocess.run([sys.executable, script, *run.argv[1:]], cwd=cwd, env=env, capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, *command, *run.argv[1:]], cwd=cwd, env=env, capture_output=True, text=True)
         returncode, output = proc.returncode, (proc.stdout + proc.stderr)[-4000:]
     return Result(run.run_id, task.part, returncode == 0, time.perf_counter() - start, output)
 

@@ -38,6 +38,8 @@ class RunPlan:
     argv: list[str]
     cwd: str
     code_tree: str | None
+    module: str | None = None  # run as `python -m module`, found under module_root
+    module_root: str = "."
     strategy: str = "full"
     loop: str | None = None
     iterations: int = 0  # of the checkpointed loop in the original run
@@ -54,6 +56,7 @@ class RunPlan:
     inexact: dict[str, str] = field(default_factory=dict)  # loop-carried variable not stored -> type
     stored_variables: set[str] = field(default_factory=set)  # loop-carried variables its checkpoints hold
     note: str = ""  # why the strategy is slower than its place suggests
+    after_loop: bool = False  # a new statement lies outside every loop
 
 
 @dataclass
@@ -133,7 +136,7 @@ def _plan_run(repo: GitRepo, stored: runs.StoredRun, names: list[str], plan: Run
     plan.argv, plan.original_s = list(meta.argv), _seconds(meta)
     # What is exported is the run's own code/ tree, not whatever id its meta.json names.
     plan.code_tree = repo.subtree(stored.tree, layout.CODE_DIR)
-    plan.skip = _confine(plan, meta.script, meta.cwd)
+    plan.skip = _confine(plan, meta.script, meta.cwd) or _module(plan, meta.module)
     if plan.skip:
         return
     statements = _statements(repo, plan.script, names, cache)
@@ -158,6 +161,7 @@ def _plan_run(repo: GitRepo, stored: runs.StoredRun, names: list[str], plan: Run
         plan.skip = ALREADY_DONE
         return
     _choose_strategy(repo, stored, plan, max((s.loops for s in statements), key=len))
+    plan.after_loop = any(not s.loops for s in statements)
     if plan.strategy == "outer":
         _check_carried(plan, statements)
 
@@ -219,6 +223,18 @@ def _confine(plan: RunPlan, script: str, cwd: str) -> str | None:
         if why:
             return f"its recorded {what} {path!r} is not a path inside its code snapshot ({why})"
     plan.script, plan.cwd = posixpath.normpath(script), posixpath.normpath(cwd)
+    return None
+
+
+def _module(plan: RunPlan, module: str | None) -> str | None:
+    """For a `python -m` run, the folder its module is found under: its script's path less
+    the module's own (``src/pkg/train.py`` for ``pkg.train`` is under ``src``)."""
+    if module is None:
+        return None
+    own = module.replace(".", "/") + ".py"
+    if plan.script != own and not plan.script.endswith("/" + own):
+        return f"its recorded module {module!r} is not its script {plan.script!r}"
+    plan.module, plan.module_root = module, plan.script[: -len(own)].rstrip("/") or "."
     return None
 
 

@@ -21,6 +21,7 @@ class ReplaySpec:
     replay_id: str  # replays.replay_id(names, code): stored with the code, so it can be checked
     part: str = "all"
     code: str = ""  # the patched script this process runs
+    after_loop: bool = False  # a new statement follows the checkpointed loop: run on past it
 
     def dump(self, path: str) -> None:
         with open(path, "w") as f:

@@ -132,13 +132,21 @@ class Zygote:
         else:
             self.close()
 
-    def run(self, script: str, argv: list[str], cwd: str, env: dict[str, str], output: str) -> Outcome:
+    def run(
+        self, script: str, argv: list[str], cwd: str, env: dict[str, str], output: str,
+        *, module: bool = False, path: list[str] | None = None,
+    ) -> Outcome:
+        """Run ``script`` (a module's name when ``module``) in a forked child; ``path`` goes
+        first on its ``sys.path`` (the script's folder by default)."""
         done, code = threading.Event(), [1]
         with self._lock:
             self._next += 1
             ident = self._next
             self._waiting[ident] = (done, code)
-            line = json.dumps({"id": ident, "script": script, "argv": argv, "cwd": cwd, "env": env, "out": output})
+            line = json.dumps({
+                "id": ident, "script": script, "argv": argv, "cwd": cwd, "env": env, "out": output,
+                "module": module, "path": path or [os.path.dirname(os.path.abspath(os.path.join(cwd, script)))],
+            })  # fmt: skip
             os.write(self._req_w, (line + "\n").encode())
         done.wait()
         return Outcome(code[0])
@@ -234,7 +242,7 @@ def _child(request: dict) -> None:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
-        code = _run_script(request["script"], request["argv"])
+        code = _run_script(request["script"], request["argv"], request["module"], request["path"])
     except BaseException:  # noqa: BLE001 - whatever happens, the child must end here
         import traceback
 
@@ -247,20 +255,23 @@ def _child(request: dict) -> None:
             os._exit(code)
 
 
-def _run_script(script: str, argv: list[str]) -> int:
+def _run_script(script: str, argv: list[str], module: bool, path: list[str]) -> int:
     import atexit
     import random
     import runpy
 
-    sys.argv = [script, *argv]
-    sys.path[0] = os.path.dirname(os.path.abspath(script))
+    sys.argv = [script, *argv]  # run_module puts the module's file in argv[0], as -m does
+    sys.path[0:1] = path
     random.seed()  # a fresh interpreter's random module is seeded from the OS
     numpy = sys.modules.get("numpy")
     if numpy is not None:
         numpy.random.seed()
     code = 0
     try:
-        runpy.run_path(script, run_name="__main__")
+        if module:
+            runpy.run_module(script, run_name="__main__", alter_sys=True)
+        else:
+            runpy.run_path(script, run_name="__main__")
     except SystemExit as exc:
         code = _exit_code(exc)
     except BaseException:  # noqa: BLE001 - reported by the excepthook, exit 1, as the interpreter does

@@ -29,6 +29,7 @@ class RunMeta:
     status: str = "running"
     end: str | None = None
     cwd: str = "."
+    module: str | None = None  # set when launched as `python -m module` (script is its file)
     user_commit: str | None = None
     branch: str | None = None
     detached: bool = False
@@ -76,6 +77,7 @@ class RunMeta:
             status=f.get("status", v.one_of(*STATUSES)),
             end=f.get("end", v.timestamp, default=None, **opt_text),
             cwd=f.get("cwd", lambda x: v.text(x, v.MAX_PATH_LENGTH), default="."),
+            module=f.get("module", v.module_name, default=None, **opt_text),
             user_commit=f.get("user_commit", v.oid, default=None, **opt_text),
             branch=f.get("branch", lambda x: v.text(x, 1024), default=None, **opt_text),
             detached=f.get("detached", v.boolean, default=False),
