@@ -205,6 +205,7 @@ class Recorder(LoopBook):
         if status == DISCARD:
             self._discard()
             return
+        from florgit.store import layout
         from florgit.store import meta as meta_mod
         from florgit.store.runs import persist_run
 
@@ -214,6 +215,7 @@ class Recorder(LoopBook):
         meta = self.meta
         if self.checkpointer is not None:
             meta.checkpoints = self.checkpointer.taken - len(self.checkpointer.failed)
+            meta.checkpoint_tree = self.repo.tree_at(layout.CHECKPOINTS_REF, layout.run_path(self.run_id))
         meta.status, meta.error = status, error
         meta.end = _utc_iso(time.time())
         meta.records = self.flusher.count

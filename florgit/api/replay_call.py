@@ -15,6 +15,7 @@ def replay(
     trust: bool = False,
     strict: bool = False,
     gpus: list[int] | None = None,
+    fetch: bool = True,
 ):
     """Compute ``flor.log(NAME, ...)`` statements added to today's code for past runs.
 
@@ -28,14 +29,20 @@ def replay(
     ``plan.results`` filled in after execution. ``gpus`` (device numbers) gives each
     running task one of them as its only visible CUDA device. ``strict`` refuses (UsageError) a plan in
     which some run's loop-carried variables could not be checkpointed (``plan.inexact``).
+    Runs pulled without their checkpoints get them fetched from the remote they came from
+    (only theirs); with ``fetch=False``, or where that fails, they are skipped and
+    ``plan.runs[i].skip`` names the command that fetches them.
     """
     from florgit.git import open_repo
     from florgit.hindsight.execute import execute
+    from florgit.hindsight.fetching import fetch_missing, waiting
     from florgit.hindsight.plan import make_plan
 
     names = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
     git = open_repo(repo)
     plan = make_plan(git, names, where, runs)
+    if waiting(plan):
+        fetch_missing(git, plan, fetch=fetch and not dry_run)
     if strict and plan.inexact:
         from florgit.errors import UsageError
 

@@ -330,6 +330,9 @@ def replay_cmd(
         False, "--strict", help="Refuse a plan in which a run's loop-carried variables could not be checkpointed."
     ),
     gpus: str = typer.Option(None, "--gpus", help="GPUs to use, e.g. 0,1: each running task gets one of its own."),
+    fetch: bool = typer.Option(
+        True, "--fetch/--no-fetch", help="Fetch missing checkpoints of pulled runs from their remote (only those runs')."
+    ),
 ) -> None:
     """Hindsight logging: compute new flor.log statements for past runs, from checkpoints.
 
@@ -340,12 +343,17 @@ def replay_cmd(
 
     from florgit.git import open_repo
     from florgit.hindsight.execute import execute, tasks
+    from florgit.hindsight.fetching import fetch_missing, waiting
     from florgit.hindsight.plan import hold_foreign, make_plan
 
     share = _partition(partition)
     devices = _gpu_list(gpus)
     repo = open_repo()
     plan = make_plan(repo, [n.strip() for n in names.split(",") if n.strip()], where, run or None)
+    if waiting(plan):
+        got = fetch_missing(repo, plan, fetch=fetch and not dry_run, say=lambda m: _err.print(cell(m)), progress=sys.stderr.isatty())
+        if got.runs:
+            _err.print(cell(f"fetched the checkpoints of {len(got.runs)} run(s): {got.chunks} chunks, {got.bytes / 1e6:.1f} MB"))
     _out().print(_plan_table(plan, jobs, devices))
     foreign = [r for r in plan.todo if r.foreign]
     if dry_run:

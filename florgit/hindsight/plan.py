@@ -28,6 +28,7 @@ from florgit.store import layout, replays, runs, trust
 
 MAX_SCRIPT_BYTES = 16 * 1024 * 1024
 ALREADY_DONE = "already replayed with this code"
+MISSING = "its checkpoints are not in this clone"
 FOREIGN_SKIP = "recorded in another clone: its code is not run without --trust (see it with --dry-run)"
 
 
@@ -57,6 +58,8 @@ class RunPlan:
     stored_variables: set[str] = field(default_factory=set)  # loop-carried variables its checkpoints hold
     note: str = ""  # why the strategy is slower than its place suggests
     after_loop: bool = False  # a new statement lies outside every loop
+    missing: int = 0  # checkpoints the run recorded that this clone lacks (see hindsight.fetching)
+    checkpoint_tree: str | None = None  # where they are on the recording clone's checkpoints ref
 
 
 @dataclass
@@ -134,6 +137,7 @@ def _plan_checked(repo: GitRepo, stored: runs.StoredRun, names: list[str], forei
 def _plan_run(repo: GitRepo, stored: runs.StoredRun, names: list[str], plan: RunPlan, cache: _Cache) -> None:
     meta = runs.read_meta(repo, stored)
     plan.argv, plan.original_s = list(meta.argv), _seconds(meta)
+    plan.missing, plan.checkpoint_tree = meta.checkpoints, meta.checkpoint_tree
     # What is exported is the run's own code/ tree, not whatever id its meta.json names.
     plan.code_tree = repo.subtree(stored.tree, layout.CODE_DIR)
     plan.skip = _confine(plan, meta.script, meta.cwd) or _module(plan, meta.module)
@@ -279,6 +283,10 @@ def _loop_state(code: str, loop: str) -> carried.LoopState | None:
 
 def _choose_strategy(repo: GitRepo, stored: runs.StoredRun, plan: RunPlan, loops: list[str]) -> None:
     infos = ckpts.list_checkpoints(repo, plan.run_id)
+    if not infos and plan.missing:  # never quietly re-executed in full instead
+        plan.skip = f"{MISSING}: {plan.missing} recorded, none here"
+        return
+    plan.missing = 0
     if not infos:
         plan.strategy, plan.estimate_s = "full", plan.original_s
         return

@@ -140,11 +140,14 @@ def commit_checkpoint(repo: GitRepo, run_id: str, manifest: dict) -> str:
     return path
 
 
-def scan_checkpoints(repo: GitRepo, run_id: str) -> tuple[list[CheckpointInfo], list[BadCheckpoint]]:
+def scan_checkpoints(
+    repo: GitRepo, run_id: str, run_tree: str | None = None
+) -> tuple[list[CheckpointInfo], list[BadCheckpoint]]:
     """A run's checkpoints in order (loop instance, then boundary), and the manifests that
     failed to parse (each one's error names the run and the checkpoint). Entries whose
-    names are not florgit's are not checkpoints and are skipped."""
-    run_tree = repo.tree_at(layout.CHECKPOINTS_REF, layout.run_path(run_id))
+    names are not florgit's are not checkpoints and are skipped. ``run_tree``: read that
+    tree (fetched, not yet on the checkpoints ref) instead of the ref's."""
+    run_tree = run_tree or repo.tree_at(layout.CHECKPOINTS_REF, layout.run_path(run_id))
     if run_tree is None:
         return [], []
     good: list[CheckpointInfo] = []

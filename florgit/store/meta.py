@@ -42,6 +42,9 @@ class RunMeta:
     error: str | None = None
     records: int = 0
     checkpoints: int = 0
+    # The run's tree on the checkpoints ref, so a clone that pulled the run without its
+    # checkpoints can fetch just those objects (hindsight.fetching).
+    checkpoint_tree: str | None = None
     # The last value of each logged name, so run listings need no tables; None when the
     # run predates it or did not fit (too many names, a very long string).
     last: dict[str, object] | None = None
@@ -90,6 +93,7 @@ class RunMeta:
             error=f.get("error", v.text, default=None, **opt_text),
             records=f.get("records", v.integer, default=0),
             checkpoints=f.get("checkpoints", v.integer, default=0),
+            checkpoint_tree=f.get("checkpoint_tree", v.oid, default=None, **opt_text),
             last=f.get("last", _last, default=None, optional=True),
             python=f.get("python", lambda x: v.text(x, 64), default=""),
             florgit=f.get("florgit", lambda x: v.text(x, 64), default=""),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from florgit import validation
 from florgit.errors import StoreError
 from florgit.git import GitRepo
 from florgit.git.command import GitCommandError, ensure_config, remove_config, run_git
@@ -95,6 +96,30 @@ def fetch(repo: GitRepo, remote: str, checkpoints: bool = False, progress: bool 
         specs = [f"+{r.local}:{tracking_ref(remote, r)}" for r in have]
         run_git(cwd, "fetch", "--progress" if progress else "--quiet", "--no-tags", remote, *specs, show_stderr=progress)
     return have
+
+
+FETCH_BATCH = 512  # object ids per `git fetch` command line
+
+
+def fetch_objects(repo: GitRepo, remote: str, oids: list[str], progress: bool = False) -> None:
+    """Fetch these objects (and what they reach) by id, without touching any ref: how a
+    replay gets just the checkpoints it needs. The remote must let clients ask for objects
+    by id (git's protocol v2 does for what its refs reach)."""
+    _check_remote(remote)
+    for oid in oids:
+        validation.oid(oid)  # data-derived arguments: 40 hex digits, never an option
+    cwd = _cwd(repo)
+    for start in range(0, len(oids), FETCH_BATCH):
+        batch = oids[start : start + FETCH_BATCH]
+        flags = ["--progress" if progress else "--quiet", "--no-tags", "--no-write-fetch-head", "--no-auto-gc"]
+        run_git(cwd, "-c", "protocol.version=2", "fetch", *flags, remote, *batch, show_stderr=progress)
+
+
+def remotes_with_run(repo: GitRepo, run_id: str) -> list[str]:
+    """Remotes whose last fetched runs include ``run_id`` (from the tracking refs)."""
+    prefix, suffix = "refs/flor/remotes/", "/" + LOGS[0].name
+    names = [r[len(prefix) : -len(suffix)] for r in repo.refs_under(prefix) if r.endswith(suffix)]
+    return [n for n in names if repo.tree_at(tracking_ref(n, LOGS[0]), layout.run_path(run_id)) is not None]
 
 
 def merge_tracking(repo: GitRepo, remote: str, refs: list[SharedRef] | tuple[SharedRef, ...]) -> dict[str, str]:
