@@ -29,7 +29,7 @@ def isolated_env(tmp_path_factory, monkeypatch):
     # (a machine with PYTHONDONTWRITEBYTECODE=1 recompiles them in every process).
     monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
     for key in list(os.environ):
-        if key.startswith("GIT_") or key.startswith("FLORGIT_"):
+        if key.startswith(("GIT_", "FLORGIT_", "SLURM_")):
             monkeypatch.delenv(key)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))

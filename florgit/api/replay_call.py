@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 
 def replay(
     names: str | list[str],
@@ -10,12 +12,15 @@ def replay(
     runs: list[str] | None = None,
     jobs: int = 1,
     dry_run: bool = False,
-    partition: tuple[int, int] | None = None,
+    partition: tuple[int, int] | str | None = None,
     repo: str | None = None,
     trust: bool = False,
     strict: bool = False,
     gpus: list[int] | None = None,
     fetch: bool = True,
+    executor: str = "local",
+    ray_address: str | None = None,
+    ray_clone: str | None = None,
 ):
     """Compute ``flor.log(NAME, ...)`` statements added to today's code for past runs.
 
@@ -23,7 +28,8 @@ def replay(
     run-level values) gets the statements carried into its own code version and is
     replayed from its checkpoints, ``jobs`` processes at a time. With ``dry_run`` only
     the plan (patched code in ``plan.runs[i].diff``) is returned. ``partition=(k, n)``
-    executes the k-th of n shares of the work, for cluster schedulers. Runs this clone
+    executes the k-th of n shares of the work, for cluster schedulers; by default a Slurm
+    array task runs its own share (``"all"``: everything). Runs this clone
     did not record (pulled from a remote) execute someone else's code: they are skipped
     unless ``trust`` is True (read their code first: ``dry_run``). Returns the plan, with
     ``plan.results`` filled in after execution. ``gpus`` (device numbers) gives each
@@ -31,7 +37,10 @@ def replay(
     which some run's loop-carried variables could not be checkpointed (``plan.inexact``).
     Runs pulled without their checkpoints get them fetched from the remote they came from
     (only theirs); with ``fetch=False``, or where that fails, they are skipped and
-    ``plan.runs[i].skip`` names the command that fetches them.
+    ``plan.runs[i].skip`` names the command that fetches them. ``executor="ray"`` runs
+    the tasks on a Ray cluster (``ray_address``, else a running one, else a local one),
+    on a shared filesystem, or each in a clone of the remote ``ray_clone`` that pushes
+    its results (pulled here at the end).
     """
     from florgit.git import open_repo
     from florgit.hindsight.execute import execute
@@ -39,6 +48,17 @@ def replay(
     from florgit.hindsight.plan import make_plan
 
     names = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
+    if partition is None or partition == "slurm":  # in a Slurm array task: its own share
+        from florgit.hindsight.slurm import slurm_partition
+
+        found = slurm_partition(os.environ)
+        if found is None and partition == "slurm":
+            from florgit.errors import UsageError
+
+            raise UsageError("partition='slurm' outside a Slurm array task (no SLURM_ARRAY_TASK_ID)")
+        partition = found
+    elif partition == "all":
+        partition = None
     git = open_repo(repo)
     plan = make_plan(git, names, where, runs)
     if waiting(plan):
@@ -49,5 +69,8 @@ def replay(
         detail = "; ".join(f"{r.run_id}: {', '.join(r.inexact)}" for r in plan.inexact)
         raise UsageError(f"replay would be inexact, loop-carried variables not in the checkpoints ({detail})")
     if not dry_run:
-        execute(git, plan, jobs=jobs, partition=partition, trust_foreign=trust, gpus=gpus)
+        execute(
+            git, plan, jobs=jobs, partition=partition, trust_foreign=trust, gpus=gpus, executor=executor,
+            ray_address=ray_address, ray_clone=ray_clone,
+        )  # fmt: skip
     return plan

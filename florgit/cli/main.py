@@ -322,7 +322,10 @@ def replay_cmd(
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Processes to run at once."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before replaying (foreign runs need --trust)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan and the patched code; run nothing."),
-    partition: str = typer.Option(None, "--partition", help="K/N: run only the K-th of N shares of the work."),
+    partition: str = typer.Option(
+        None, "--partition",
+        help="K/N: run only the K-th of N shares of the work (default: a Slurm array task's own share; all: everything).",
+    ),
     trust: bool = typer.Option(
         False, "--trust", help="Also run foreign runs (recorded in another clone): their code is shown first, then run."
     ),
@@ -332,6 +335,11 @@ def replay_cmd(
     gpus: str = typer.Option(None, "--gpus", help="GPUs to use, e.g. 0,1: each running task gets one of its own."),
     fetch: bool = typer.Option(
         True, "--fetch/--no-fetch", help="Fetch missing checkpoints of pulled runs from their remote (only those runs')."
+    ),
+    executor: str = typer.Option("local", "--executor", help="local, or ray: run the tasks on a Ray cluster."),
+    ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster address (default: a running one, else a local one)."),
+    ray_clone: str = typer.Option(
+        None, "--ray-clone", help="REMOTE: each Ray task clones it and pushes its results (no shared filesystem)."
     ),
 ) -> None:
     """Hindsight logging: compute new flor.log statements for past runs, from checkpoints.
@@ -385,7 +393,8 @@ def replay_cmd(
         # Foreign runs still in the plan were shown and accepted above.
         results = execute(
             repo, plan, jobs=jobs, partition=share, progress=lambda _r: bar.advance(task), trust_foreign=True, gpus=devices,
-            waiting=lambda t: bar.update(task, description=f"replaying {t.run.run_id} [{t.part}]"),
+            waiting=lambda t: bar.update(task, description=f"replaying {t.run.run_id} [{t.part}]"), executor=executor,
+            ray_address=ray_address, ray_clone=ray_clone,
         )  # fmt: skip
     failed = [r for r in results if not r.ok]
     for result in results:
@@ -453,7 +462,15 @@ def _visible(text: str) -> str:
 
 
 def _partition(text: str | None) -> tuple[int, int] | None:
-    if not text:
+    """--partition K/N; none given: a Slurm array task's share; ``all``: every share."""
+    from florgit.hindsight.slurm import slurm_partition
+
+    if text is None:
+        share = slurm_partition(os.environ)
+        if share is not None:
+            _err.print(cell(f"share {share[0]} of {share[1]}, from the Slurm array (--partition all runs everything)"))
+        return share
+    if text.strip().lower() == "all":
         return None
     try:
         k, n = (int(v) for v in text.split("/"))

@@ -25,7 +25,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from florgit.errors import FlorgitError, InvalidDataError
+from florgit.errors import FlorgitError, InvalidDataError, UsageError
 from florgit.git import GitRepo
 from florgit.hindsight.plan import Plan, RunPlan, hold_foreign
 from florgit.hindsight import warm
@@ -76,17 +76,27 @@ def _ranges(run: RunPlan, jobs: int, names: list[str]) -> list[Task]:
 
 def execute(
     repo: GitRepo, plan: Plan, jobs: int = 1, partition=None, progress=None, trust_foreign: bool = False, waiting=None,
-    warm: bool = True, gpus: list[int] | None = None,
+    warm: bool = True, gpus: list[int] | None = None, executor: str = "local", ray_address: str | None = None,
+    ray_clone: str | None = None,
 ) -> list[Result]:
     """Run the plan's work; foreign runs only with ``trust_foreign`` (the caller has shown
     their code and the user accepted it), else they are marked skipped. With ``warm``,
     tasks fork from one process that already imported the scripts' modules
     (florgit.hindsight.warm); where forking is unsafe they start as plain processes.
     With ``gpus``, each task runs with one of them as its only visible CUDA device, never
-    one that another running task holds (so at most ``len(gpus)`` tasks run at once)."""
+    one that another running task holds (so at most ``len(gpus)`` tasks run at once).
+    ``executor="ray"`` runs the tasks on a Ray cluster instead (hindsight.ray_executor)."""
     if not trust_foreign:
         hold_foreign(plan)
     work = tasks(plan, jobs, partition)
+    if executor == "ray":
+        from florgit.hindsight import ray_executor
+
+        plan.results = ray_executor.run_tasks(repo, work, address=ray_address, clone=ray_clone, progress=progress)
+        plan.warm = "Ray tasks, one plain process each"
+        return plan.results
+    if executor != "local":
+        raise UsageError(f"unknown executor {executor!r}: local or ray")
     root = tempfile.mkdtemp(prefix="florgit-replay-")
     try:
         dirs: dict[tuple, str | Exception] = {}
@@ -170,6 +180,13 @@ class _Devices:
             return run(*args, extra_env={"CUDA_VISIBLE_DEVICES": str(gpu)})
         finally:
             self._free.put(gpu)
+
+
+def run_alone(repo: GitRepo, task: Task, root: str, index: int) -> Result:
+    """One task by itself (on a cluster node): its code exported under ``root``, run as a
+    plain process."""
+    code_dir = _try_export(repo, task.run, os.path.join(root, f"v{index}"))
+    return _run_or_fail(repo, task, code_dir, root, index, None, {})
 
 
 def _run_or_fail(

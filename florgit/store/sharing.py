@@ -86,7 +86,7 @@ def fetch_spec(remote: str, ref: SharedRef) -> str:
 
 def fetch(repo: GitRepo, remote: str, checkpoints: bool = False, progress: bool = False) -> list[SharedRef]:
     """Fetch the remote's flor refs into tracking refs; returns those the remote has."""
-    _check_remote(remote)
+    check_remote(remote)
     cwd = _cwd(repo)
     wanted = shared_refs(checkpoints)
     listed = run_git(cwd, "ls-remote", remote, *(r.local for r in wanted)).stdout
@@ -105,7 +105,7 @@ def fetch_objects(repo: GitRepo, remote: str, oids: list[str], progress: bool = 
     """Fetch these objects (and what they reach) by id, without touching any ref: how a
     replay gets just the checkpoints it needs. The remote must let clients ask for objects
     by id (git's protocol v2 does for what its refs reach)."""
-    _check_remote(remote)
+    check_remote(remote)
     for oid in oids:
         validation.oid(oid)  # data-derived arguments: 40 hex digits, never an option
     cwd = _cwd(repo)
@@ -144,7 +144,7 @@ def pull(repo: GitRepo, remote: str = "origin", checkpoints: bool = False, progr
     """Fetch and merge; the result also names each run a teammate removed or restored."""
     from florgit.store import tombstones, trust
 
-    _check_remote(remote)
+    check_remote(remote)
     configure(repo, remote)
     before = tombstones.removed_by(repo)
     done = merge_tracking(repo, remote, fetch(repo, remote, checkpoints, progress))
@@ -160,7 +160,7 @@ def pull(repo: GitRepo, remote: str = "origin", checkpoints: bool = False, progr
 
 def push(repo: GitRepo, remote: str = "origin", checkpoints: bool = False, progress: bool = False) -> dict[str, str]:
     """Share the flor refs with ``remote``; never forced, retried when others push too."""
-    _check_remote(remote)
+    check_remote(remote)
     configure(repo, remote)
     cwd = _cwd(repo)
     last_error = ""
@@ -190,7 +190,7 @@ def _push_results(porcelain: str) -> dict[str, str]:
     return out
 
 
-def _check_remote(remote: str) -> None:
+def check_remote(remote: str) -> None:
     """A remote name or URL goes to git as an argument: never let it read as an option."""
     if not remote or remote.startswith("-") or any(c in remote for c in "\0\n"):
         raise StoreError(f"{remote!r} is not a remote name or URL; list remotes with `git remote -v`")
