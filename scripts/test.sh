@@ -13,4 +13,4 @@ if ! command -v chromium-headless-shell >/dev/null 2>&1 && ! command -v chromium
         echo "warning: no headless Chromium (install chromium-headless-shell); the report's browser test will be skipped" >&2
     fi
 fi
-python3 -m pytest -q "$@"
+python3 -m pytest -q -n 2 "$@"  # two workers: most tests wait on git and Python subprocesses
