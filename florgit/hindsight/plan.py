@@ -103,6 +103,16 @@ class _Cache:
     current: dict = field(default_factory=dict)  # script path -> today's text or None
     statements: dict = field(default_factory=dict)  # (script, names) -> statements or a skip reason
     patched: dict = field(default_factory=dict)  # (old script text, statements key) -> patched or error
+    checkpoint_days: dict = field(default_factory=dict)  # runs/<day> -> {run id: its checkpoints tree}
+
+    def checkpoint_tree(self, repo: GitRepo, run_id: str) -> str | None:
+        """The run's tree on the checkpoints ref; each day's folder is listed once."""
+        day = layout.run_path(run_id).rsplit("/", 1)[0]
+        if day not in self.checkpoint_days:
+            tree = repo.tree_at(layout.CHECKPOINTS_REF, day)
+            listed = repo.list_tree(tree) if tree is not None else ()
+            self.checkpoint_days[day] = {name: oid for name, kind, oid in listed if kind == "tree"}
+        return self.checkpoint_days[day].get(run_id)
 
 
 def hold_foreign(plan: Plan) -> list[RunPlan]:
@@ -151,20 +161,22 @@ def _plan_run(repo: GitRepo, stored: runs.StoredRun, names: list[str], plan: Run
     if old is None:
         return
     key = (old, plan.script, tuple(names))
-    if key not in cache.patched:
+    if key not in cache.patched:  # runs of one code version share its patch, diff and id
         cache.patched[key] = _patch(old, statements)
+        if not isinstance(cache.patched[key], Exception):
+            patched, a, b = cache.patched[key], f"a/{plan.script}", f"b/{plan.script}"
+            diff = "".join(difflib.unified_diff(old.splitlines(True), patched.splitlines(True), a, b))
+            cache.patched[key] = (patched, diff, replays.replay_id(names, patched))
     patched = cache.patched[key]
     if isinstance(patched, Exception):
         plan.skip = f"cannot place the statement in this version: {patched}"
         return
-    plan.patched = patched
-    a, b = f"a/{plan.script}", f"b/{plan.script}"
-    plan.diff = "".join(difflib.unified_diff(old.splitlines(True), patched.splitlines(True), a, b))
-    plan.replay_id = replays.replay_id(names, patched)
-    if replays.exists(repo, plan.run_id, plan.replay_id):
+    plan.patched, plan.diff, plan.replay_id = patched
+    done = repo.subtree(stored.tree, replays.REPLAYS_DIR)  # the run as listed, not a path lookup
+    if done is not None and repo.subtree(done, plan.replay_id) is not None:
         plan.skip = ALREADY_DONE
         return
-    _choose_strategy(repo, stored, plan, max((s.loops for s in statements), key=len))
+    _choose_strategy(repo, stored, plan, max((s.loops for s in statements), key=len), cache)
     plan.after_loop = any(not s.loops for s in statements)
     if plan.strategy == "outer":
         _check_carried(plan, statements)
@@ -210,13 +222,18 @@ def _check_carried(plan: RunPlan, statements: list) -> None:
     """An outer-level replay skips the inner loops: a new statement that reads a variable
     they change needs that variable in the checkpoints, else the inner loops must run."""
     state = _loop_state(plan.patched or "", plan.loop or "")
-    reads = set().union(*(carried.statement_reads(s.source) for s in statements))
+    reads = _reads(tuple(s.source for s in statements))
     needed = reads & state.changed_in_inner if state is not None else set()
     missing = sorted(needed - plan.stored_variables)
     if state is None or missing:
         plan.strategy, plan.estimate_s = "inner", plan.original_s
         plan.note = (f"runs the inner loops: {', '.join(missing)} changes there and is not in its checkpoints"
                      if missing else "runs the inner loops: the checkpointed loop was not found in its code")  # fmt: skip
+
+
+@functools.lru_cache(maxsize=64)
+def _reads(sources: tuple[str, ...]) -> frozenset[str]:
+    return frozenset().union(*(carried.statement_reads(s) for s in sources))
 
 
 def _confine(plan: RunPlan, script: str, cwd: str) -> str | None:
@@ -281,17 +298,19 @@ def _loop_state(code: str, loop: str) -> carried.LoopState | None:
         return None
 
 
-def _choose_strategy(repo: GitRepo, stored: runs.StoredRun, plan: RunPlan, loops: list[str]) -> None:
-    infos = ckpts.list_checkpoints(repo, plan.run_id)
-    if not infos and plan.missing:  # never quietly re-executed in full instead
+def _choose_strategy(repo: GitRepo, stored: runs.StoredRun, plan: RunPlan, loops: list[str], cache: _Cache) -> None:
+    tree = cache.checkpoint_tree(repo, plan.run_id)
+    places = ckpts.checkpoint_places(repo, plan.run_id, tree) if tree is not None else []
+    if not places and plan.missing:  # never quietly re-executed in full instead
         plan.skip = f"{MISSING}: {plan.missing} recorded, none here"
         return
     plan.missing = 0
+    infos = _sample(repo, places)
     if not infos:
         plan.strategy, plan.estimate_s = "full", plan.original_s
         return
     plan.loop = infos[0].loop
-    plan.starts = sorted(c.boundary for c in infos if c.phase == "start" and c.loop == plan.loop)
+    plan.starts = sorted(p.boundary for p, _ in places if p.phase == "start" and p.loop == plan.loop)
     manifest = infos[-1].manifest  # what the recorder stored of the loop-carried variables
     if manifest is not None:
         plan.stored_variables = set(manifest.variables)
@@ -313,6 +332,30 @@ def _choose_strategy(repo: GitRepo, stored: runs.StoredRun, plan: RunPlan, loops
         plan.strategy, plan.estimate_s = "inner", plan.original_s
     else:
         plan.strategy, plan.estimate_s = "full", plan.original_s
+
+
+def _sample(repo: GitRepo, places: list) -> list:
+    """The few checkpoints a plan reads (the rest are checked when a replay restores them):
+    the first and last start of the loop, the last checkpoint (its loop-carried variables),
+    and one iteration's start and "after" checkpoints, for the time its inner loops take."""
+    if not places:
+        return []
+    loop = places[0][0].loop
+    starts = {p.boundary: i for i, (p, _) in enumerate(places) if p.phase == "start" and p.loop == loop}
+    after = next((i for i, (p, _) in enumerate(places) if p.phase != "start" and p.loop == loop and p.boundary in starts), None)
+    picked = {0, len(places) - 1, *(starts[b] for b in (min(starts), max(starts)) if starts)}
+    if after is not None:
+        boundary = places[after][0].boundary
+        picked |= {starts[boundary]} | {i for i, (p, _) in enumerate(places) if p.phase != "start" and p.boundary == boundary}
+    good, bad = [], []
+    for i in sorted(picked):
+        spot, oid = places[i]
+        try:
+            good.append(ckpts.read_place(repo, spot, oid))
+        except FlorgitError as exc:
+            bad.append(ckpts.BadCheckpoint(**vars(spot), error=exc))
+    ckpts.warn_bad(bad)
+    return good
 
 
 def _loop_timing(infos: list, loop: str) -> dict | None:

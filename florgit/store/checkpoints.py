@@ -147,26 +147,37 @@ def scan_checkpoints(
     failed to parse (each one's error names the run and the checkpoint). Entries whose
     names are not florgit's are not checkpoints and are skipped. ``run_tree``: read that
     tree (fetched, not yet on the checkpoints ref) instead of the ref's."""
-    run_tree = run_tree or repo.tree_at(layout.CHECKPOINTS_REF, layout.run_path(run_id))
-    if run_tree is None:
-        return [], []
     good: list[CheckpointInfo] = []
     bad: list[BadCheckpoint] = []
+    for spot, oid in checkpoint_places(repo, run_id, run_tree):
+        try:
+            good.append(read_place(repo, spot, oid))
+        except CheckpointError as exc:
+            bad.append(BadCheckpoint(**vars(spot), error=exc))
+    return good, bad
+
+
+def checkpoint_places(repo: GitRepo, run_id: str, run_tree: str | None = None) -> list[tuple[Place, str]]:
+    """Where a run's manifests are and their blob ids, in checkpoint order, from the tree's
+    entry names alone: nothing is parsed (a plan reads only the few it needs)."""
+    run_tree = run_tree or repo.tree_at(layout.CHECKPOINTS_REF, layout.run_path(run_id))
+    if run_tree is None:
+        return []
+    found = []
     for loop_dir, kind, loop_tree in repo.list_tree(run_tree):
         place = _parse_loop_dir(loop_dir) if kind == "tree" else None
         if place is None:
             continue
         for name, kind, oid in repo.list_tree(loop_tree):
             parsed = _parse_name(name) if kind == "blob" else None
-            if parsed is None:
-                continue
-            spot = Place(run_id, *place, *parsed, f"{layout.run_path(run_id)}/{loop_dir}/{name}")
-            try:
-                good.append(_info(spot, _read_listed(repo, spot, oid)))
-            except CheckpointError as exc:
-                bad.append(BadCheckpoint(**vars(spot), error=exc))
-    order = lambda c: (c.loop_id, c.boundary, c.phase != "start")  # noqa: E731
-    return sorted(good, key=order), sorted(bad, key=order)
+            if parsed is not None:
+                found.append((Place(run_id, *place, *parsed, f"{layout.run_path(run_id)}/{loop_dir}/{name}"), oid))
+    return sorted(found, key=lambda f: (f[0].loop_id, f[0].boundary, f[0].phase != "start"))
+
+
+def read_place(repo: GitRepo, spot: Place, oid: str) -> CheckpointInfo:
+    """The checkpoint whose manifest is the blob ``oid`` at ``spot``, checked (CheckpointError)."""
+    return _info(spot, _read_listed(repo, spot, oid))
 
 
 def list_checkpoints(repo: GitRepo, run_id: str) -> list[CheckpointInfo]:
