@@ -137,3 +137,34 @@ def test_module_that_is_not_the_script_is_refused(repo, monkeypatch):
     plan = flor.replay("scale_seen")
     assert "module 'os' is not its script 'pkg/train.py'" in (plan.runs[0].skip or "")
     assert flor.dataframe("scale_seen")["scale_seen"].drop_nulls().len() == 0  # nothing ran
+
+
+def test_ignored_data_is_reached_with_link(repo, monkeypatch):
+    """Data git ignores is not in the code snapshot: the failure says which --link reaches
+    it, and with it the replay reads the working tree's copy (and leaves the tree as it was)."""
+    files, argv, env = LAYOUTS["subdirectory"]
+    monkeypatch.setenv("FLORGIT_CHECKPOINT_PERIOD", "1")
+    for name, text in files.items():
+        repo.write(name, text.replace("conf/scale.txt", "data/scale.txt"))
+    repo.write("data/scale.txt", "0.25\n")  # data/ is in .gitignore
+    repo.commit("subdirectory")
+    _launch(repo, argv, env)
+    script = repo.path / "experiments/train.py"
+    script.write_text(script.read_text().replace(*HINDSIGHT[1]))
+    before = repo.state()
+    failed = flor.replay("scale_seen")
+    assert not failed.results[0].ok
+    assert "replay with --link data" in failed.results[0].output
+    plan = flor.replay("scale_seen", links=["data"])
+    assert plan.results[0].ok, plan.results[0].output
+    assert flor.dataframe("scale_seen")["scale_seen"].to_list() == [0.25]
+    assert repo.state() == before
+
+
+@pytest.mark.parametrize("bad", ["../elsewhere", "/etc", "nothing-here", ".git"])
+def test_link_must_name_something_in_the_working_tree(repo, bad):
+    from florgit.errors import UsageError
+    from florgit.hindsight.execute import check_links
+
+    with pytest.raises(UsageError, match="--link"):
+        check_links(open_repo(str(repo.path)), [bad])

@@ -21,6 +21,7 @@ def replay(
     executor: str = "local",
     ray_address: str | None = None,
     ray_clone: str | None = None,
+    links: list[str] | None = None,
 ):
     """Compute ``flor.log(NAME, ...)`` statements added to today's code for past runs.
 
@@ -40,10 +41,12 @@ def replay(
     ``plan.runs[i].skip`` names the command that fetches them. ``executor="ray"`` runs
     the tasks on a Ray cluster (``ray_address``, else a running one, else a local one),
     on a shared filesystem, or each in a clone of the remote ``ray_clone`` that pushes
-    its results (pulled here at the end).
+    its results (pulled here at the end). ``links``: working-tree paths git does not
+    track (``["data"]``) that the replayed code reaches through symlinks, as it did when
+    it ran in the working tree (what it writes there lands in the working tree too).
     """
     from florgit.git import open_repo
-    from florgit.hindsight.execute import execute
+    from florgit.hindsight.execute import check_links, execute
     from florgit.hindsight.fetching import fetch_missing, waiting
     from florgit.hindsight.plan import make_plan
 
@@ -71,6 +74,6 @@ def replay(
     if not dry_run:
         execute(
             git, plan, jobs=jobs, partition=partition, trust_foreign=trust, gpus=gpus, executor=executor,
-            ray_address=ray_address, ray_clone=ray_clone,
+            ray_address=ray_address, ray_clone=ray_clone, links=check_links(git, links or []),
         )  # fmt: skip
     return plan

@@ -341,6 +341,9 @@ def replay_cmd(
     ray_clone: str = typer.Option(
         None, "--ray-clone", help="REMOTE: each Ray task clones it and pushes its results (no shared filesystem)."
     ),
+    link: list[str] = typer.Option(
+        None, "--link", help="A working-tree path git does not track (e.g. data) that replayed code reaches; repeatable."
+    ),
 ) -> None:
     """Hindsight logging: compute new flor.log statements for past runs, from checkpoints.
 
@@ -350,13 +353,14 @@ def replay_cmd(
     from rich.progress import Progress
 
     from florgit.git import open_repo
-    from florgit.hindsight.execute import execute, tasks
+    from florgit.hindsight.execute import check_links, execute, tasks
     from florgit.hindsight.fetching import fetch_missing, waiting
     from florgit.hindsight.plan import hold_foreign, make_plan
 
     share = _partition(partition)
     devices = _gpu_list(gpus)
     repo = open_repo()
+    links = check_links(repo, link or [])
     plan = make_plan(repo, [n.strip() for n in names.split(",") if n.strip()], where, run or None)
     if waiting(plan):
         got = fetch_missing(repo, plan, fetch=fetch and not dry_run, say=lambda m: _err.print(cell(m)), progress=sys.stderr.isatty())
@@ -394,7 +398,7 @@ def replay_cmd(
         results = execute(
             repo, plan, jobs=jobs, partition=share, progress=lambda _r: bar.advance(task), trust_foreign=True, gpus=devices,
             waiting=lambda t: bar.update(task, description=f"replaying {t.run.run_id} [{t.part}]"), executor=executor,
-            ray_address=ray_address, ray_clone=ray_clone,
+            ray_address=ray_address, ray_clone=ray_clone, links=links,
         )  # fmt: skip
     failed = [r for r in results if not r.ok]
     for result in results:

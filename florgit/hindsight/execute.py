@@ -16,6 +16,7 @@ machines execute; their results land in the same repository as separate replay p
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -77,7 +78,7 @@ def _ranges(run: RunPlan, jobs: int, names: list[str]) -> list[Task]:
 def execute(
     repo: GitRepo, plan: Plan, jobs: int = 1, partition=None, progress=None, trust_foreign: bool = False, waiting=None,
     warm: bool = True, gpus: list[int] | None = None, executor: str = "local", ray_address: str | None = None,
-    ray_clone: str | None = None,
+    ray_clone: str | None = None, links: list[str] | None = None,
 ) -> list[Result]:
     """Run the plan's work; foreign runs only with ``trust_foreign`` (the caller has shown
     their code and the user accepted it), else they are marked skipped. With ``warm``,
@@ -85,7 +86,9 @@ def execute(
     (florgit.hindsight.warm); where forking is unsafe they start as plain processes.
     With ``gpus``, each task runs with one of them as its only visible CUDA device, never
     one that another running task holds (so at most ``len(gpus)`` tasks run at once).
-    ``executor="ray"`` runs the tasks on a Ray cluster instead (hindsight.ray_executor)."""
+    ``executor="ray"`` runs the tasks on a Ray cluster instead (hindsight.ray_executor).
+    ``links``: working-tree paths git does not track (a ``data/`` folder) that each export
+    reaches through a symlink (see :func:`check_links`)."""
     if not trust_foreign:
         hold_foreign(plan)
     work = tasks(plan, jobs, partition)
@@ -103,7 +106,7 @@ def execute(
         for task in work:
             key = (task.run.code_tree, task.run.replay_id)
             if key not in dirs:
-                dirs[key] = _try_export(repo, task.run, os.path.join(root, f"v{len(dirs)}"))
+                dirs[key] = _try_export(repo, task.run, os.path.join(root, f"v{len(dirs)}"), links or [])
         zygote = _start_zygote(work, dirs, root) if warm and work else None
         if zygote is not None:
             plan.warm = (
@@ -151,11 +154,54 @@ def _start_zygote(work: list[Task], dirs: dict, root: str) -> Zygote | None:
     return Zygote(modules, _child_env(), root)
 
 
-def _try_export(repo: GitRepo, run: RunPlan, target: str) -> str | Exception:
+def _try_export(repo: GitRepo, run: RunPlan, target: str, links: list[str] = ()) -> str | Exception:
     try:
-        return _export(repo, run, target)
+        code_dir = _export(repo, run, target)
+        for path in links:
+            _link_in(code_dir, repo.workdir or "", path)
+        return code_dir
     except (FlorgitError, OSError) as exc:  # this version fails; the others still run
         return exc
+
+
+def check_links(repo: GitRepo, links: list[str]) -> list[str]:
+    """The ``--link`` paths, each a relative path to something in the working tree."""
+    from florgit import validation
+
+    for path in links:
+        why = validation.path_problem(path) if path else "empty"
+        if why or not repo.workdir:
+            raise UsageError(f"--link {path!r} must be a path inside the working tree ({why or 'there is none'})")
+        if not os.path.lexists(os.path.join(repo.workdir, *path.split("/"))):
+            raise UsageError(f"--link {path!r}: there is no such file or folder in {repo.workdir}")
+    return [os.path.normpath(p).replace(os.sep, "/") for p in links]
+
+
+def _link_in(code_dir: str, workdir: str, path: str) -> None:
+    """The working tree's ``path`` reachable in the export through a symlink; what the
+    code snapshot has there wins. The script reads (and writes) the original through it."""
+    full = _inside(code_dir, path)
+    if os.path.lexists(full):
+        return
+    os.makedirs(os.path.dirname(full), exist_ok=True)
+    os.symlink(os.path.join(workdir, *path.split("/")), full)
+
+
+_NO_SUCH_FILE = re.compile(r"No such file or directory: '([^'\n]{1,4096})'")
+
+
+def _missing_file_hint(output: str, workdir: str | None, cwd: str) -> str:
+    """When a replay failed on a relative path that exists in the working tree but not in
+    the code snapshot (git ignores it), say how to reach it."""
+    found = _NO_SUCH_FILE.search(output)
+    if not found or not workdir or os.path.isabs(found[1]):
+        return ""
+    rel = os.path.normpath(os.path.join(cwd, found[1]))
+    if rel.startswith("..") or not os.path.lexists(os.path.join(workdir, rel)):
+        return ""
+    top = rel.split(os.sep)[0]
+    return (f"\nflorgit: {found[1]!r} is in your working tree but not in the run's code snapshot (git does not track "
+            f"it); replay with --link {top} (links={top!r}) to reach it")
 
 
 class _Devices:
@@ -320,6 +366,8 @@ def _run(
     else:
         proc = subprocess.run([sys.executable, *command, *run.argv[1:]], cwd=cwd, env=env, capture_output=True, text=True)
         returncode, output = proc.returncode, (proc.stdout + proc.stderr)[-4000:]
+    if returncode != 0:
+        output += _missing_file_hint(output, repo.workdir, run.cwd)
     return Result(run.run_id, task.part, returncode == 0, time.perf_counter() - start, output)
 
 
