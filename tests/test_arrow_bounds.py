@@ -184,9 +184,9 @@ def _row_bomb(data: bytes, rows: int) -> bytes:
 def test_declared_sizes_beyond_the_budget_are_refused_without_allocating(tmp_path):
     script = BOMB_SCRIPT.format(tests=str(__import__("pathlib").Path(__file__).parent))
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     lines = out.stdout.splitlines()
-    assert lines[0] == "unchecked read ran out of memory"
+    assert lines and lines[0] == "unchecked read ran out of memory", out.stdout + out.stderr[-2000:]
     assert len(lines) == 5 and all(line.startswith("refused: ") for line in lines[1:])
     assert sum("more than 1073741824 bytes" in line for line in lines) == 3
     assert "too small for 1099511627776 rows" in lines[4]

@@ -84,10 +84,15 @@ class GitRepo:
         return str(objects.write_blob(self._repo, data))
 
     def read_blob(self, oid: str) -> bytes:
-        obj = self._get(oid)
-        if not isinstance(obj, pygit2.Blob):
+        try:  # straight from the object database: no object wrapper, one copy
+            kind, data = self._repo.odb.read(pygit2.Oid(hex=oid))[:2]
+        except (KeyError, ValueError) as exc:
+            raise StoreError(f"object {oid} is missing; run `git flor verify` or fetch it again") from exc
+        except pygit2.GitError as exc:  # e.g. the object's content does not hash to its id
+            raise StoreError(f"object {oid} cannot be read ({exc}); run `git flor verify`") from exc
+        if int(kind) != pygit2.GIT_OBJECT_BLOB:
             raise StoreError(f"object {oid} is not a blob; run `git fsck` to check the repository")
-        return obj.data
+        return data
 
     def write_tree(self, blobs: dict[str, str], subtrees: dict[str, str] | None = None) -> str:
         """A flat tree of ``name -> blob id`` and ``name -> tree id`` entries."""
