@@ -52,8 +52,8 @@ def _reset_api_state() -> None:
     functions._failure = None
 
 
-def git(cwd: Path | str, *args: str, check: bool = True) -> str:
-    out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+def git(cwd: Path | str, *args: str, check: bool = True, input_text: str | None = None) -> str:
+    out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, input=input_text)
     if check and out.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed: {out.stderr}")
     return out.stdout

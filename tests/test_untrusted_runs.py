@@ -184,7 +184,7 @@ def test_replay_values_never_replace_recorded_ones(repo):
         layout.RECORDS: forge.tables(records=[(0, "loss", 999.0), (0, "lr", 999.0)])[layout.RECORDS],
         replays.CODE_FILE: code.encode(),
     }
-    forge.put_run(repo.path, replays.replay_path(mine[0], rid, "all"), files)
+    forge.put_run(repo.path, replays.replay_path(_stored(repo, mine[0]), rid, "all"), files)
     after, warned = _query_all()
     assert after == before and any("ignored" in w for w in warned)
     verify = _flor(repo, "verify")
@@ -203,7 +203,7 @@ def test_a_replay_part_whose_id_does_not_match_its_code_is_refused(repo):
         layout.RECORDS: forge.tables(records=[(0, "grad", 1.0)])[layout.RECORDS],
         replays.CODE_FILE: b"other code\n",
     }
-    forge.put_run(repo.path, replays.replay_path(mine[0], rid, "all"), files)
+    forge.put_run(repo.path, replays.replay_path(_stored(repo, mine[0]), rid, "all"), files)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         df = flor.dataframe("grad")
@@ -368,3 +368,9 @@ def test_rm_where_then_gc_drops_checkpoints_only_removed_runs_used(repo):
     flor.load_checkpoint(keep, 1, m=m, frozen=frozen)  # the kept run's shared chunks are still there
     tree = git(repo.path, "ls-tree", "-r", "--name-only", layout.CHECKPOINTS_REF)
     assert drop not in tree and keep in tree
+
+
+def _stored(repo, run_id: str):
+    from florgit.store import runs
+
+    return runs.find_run(open_repo(str(repo.path)), run_id)

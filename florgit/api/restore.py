@@ -93,6 +93,7 @@ def _apply(where: str, what: str, step) -> None:
 
 
 def _run_id(git, run: str) -> str:
+    from florgit import validation
     from florgit.store import layout
     from florgit.store.runs import find_run
 
@@ -100,7 +101,6 @@ def _run_id(git, run: str) -> str:
         return find_run(git, run).run_id
     except RunNotFoundError:
         # A run still going (or killed, not yet recovered) has checkpoints but no run entry.
-        day = git.tree_at(layout.CHECKPOINTS_REF, layout.run_path(run).rsplit("/", 1)[0]) if len(run) >= 8 else None
-        if day is not None and any(name == run for name, _k, _o in git.list_tree(day)):
+        if validation.RUN_ID.match(run) and any(git.tree_at(layout.CHECKPOINTS_REF, p) for p in layout.run_paths(run)):
             return run
         raise

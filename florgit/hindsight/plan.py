@@ -103,16 +103,15 @@ class _Cache:
     current: dict = field(default_factory=dict)  # script path -> today's text or None
     statements: dict = field(default_factory=dict)  # (script, names) -> statements or a skip reason
     patched: dict = field(default_factory=dict)  # (old script text, statements key) -> patched or error
-    checkpoint_days: dict = field(default_factory=dict)  # runs/<day> -> {run id: its checkpoints tree}
+    checkpoint_runs: dict | None = None  # run id -> (tree, path) on the checkpoints ref
 
-    def checkpoint_tree(self, repo: GitRepo, run_id: str) -> str | None:
-        """The run's tree on the checkpoints ref; each day's folder is listed once."""
-        day = layout.run_path(run_id).rsplit("/", 1)[0]
-        if day not in self.checkpoint_days:
-            tree = repo.tree_at(layout.CHECKPOINTS_REF, day)
-            listed = repo.list_tree(tree) if tree is not None else ()
-            self.checkpoint_days[day] = {name: oid for name, kind, oid in listed if kind == "tree"}
-        return self.checkpoint_days[day].get(run_id)
+    def checkpoint_folder(self, repo: GitRepo, run_id: str) -> tuple[str | None, str | None]:
+        """The run's folder on the checkpoints ref; the ref's runs are listed once."""
+        if self.checkpoint_runs is None:
+            top = repo.tree_at(layout.CHECKPOINTS_REF, layout.RUNS_DIR)
+            found = runs.walk_run_trees(repo, top) if top is not None else ()
+            self.checkpoint_runs = {run: (tree, path) for path, run, tree in found}
+        return self.checkpoint_runs.get(run_id, (None, None))
 
 
 def hold_foreign(plan: Plan) -> list[RunPlan]:
@@ -299,8 +298,8 @@ def _loop_state(code: str, loop: str) -> carried.LoopState | None:
 
 
 def _choose_strategy(repo: GitRepo, stored: runs.StoredRun, plan: RunPlan, loops: list[str], cache: _Cache) -> None:
-    tree = cache.checkpoint_tree(repo, plan.run_id)
-    places = ckpts.checkpoint_places(repo, plan.run_id, tree) if tree is not None else []
+    tree, path = cache.checkpoint_folder(repo, plan.run_id)
+    places = ckpts.checkpoint_places(repo, plan.run_id, tree, path) if tree is not None else []
     if not places and plan.missing:  # never quietly re-executed in full instead
         plan.skip = f"{MISSING}: {plan.missing} recorded, none here"
         return

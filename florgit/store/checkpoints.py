@@ -1,7 +1,7 @@
 """Checkpoints in git: content-addressed zstd chunks and one JSON manifest per checkpoint.
 
 On ``refs/flor/checkpoints`` the tree holds ``blobs/<2>/<38>`` (every chunk, once, however
-many checkpoints use it) and ``runs/<day>/<run>/<loop>-<loop id>/<boundary>.json``, the
+many checkpoints use it) and ``runs/<day>/<xx>/<run>/<loop>-<loop id>/<boundary>.json``, the
 manifests. ``boundary`` counts completed iterations: boundary ``e`` is the state at the
 start of iteration ``e`` (0: before the loop ran), so "the checkpoint at the start of
 epoch e" is a path lookup. Each checkpoint is its own compare-and-swap commit, so a run
@@ -141,7 +141,7 @@ def commit_checkpoint(repo: GitRepo, run_id: str, manifest: dict) -> str:
 
 
 def scan_checkpoints(
-    repo: GitRepo, run_id: str, run_tree: str | None = None
+    repo: GitRepo, run_id: str, run_tree: str | None = None, base: str | None = None
 ) -> tuple[list[CheckpointInfo], list[BadCheckpoint]]:
     """A run's checkpoints in order (loop instance, then boundary), and the manifests that
     failed to parse (each one's error names the run and the checkpoint). Entries whose
@@ -149,7 +149,7 @@ def scan_checkpoints(
     tree (fetched, not yet on the checkpoints ref) instead of the ref's."""
     good: list[CheckpointInfo] = []
     bad: list[BadCheckpoint] = []
-    for spot, oid in checkpoint_places(repo, run_id, run_tree):
+    for spot, oid in checkpoint_places(repo, run_id, run_tree, base):
         try:
             good.append(read_place(repo, spot, oid))
         except CheckpointError as exc:
@@ -157,12 +157,18 @@ def scan_checkpoints(
     return good, bad
 
 
-def checkpoint_places(repo: GitRepo, run_id: str, run_tree: str | None = None) -> list[tuple[Place, str]]:
+def checkpoint_places(
+    repo: GitRepo, run_id: str, run_tree: str | None = None, base: str | None = None
+) -> list[tuple[Place, str]]:
     """Where a run's manifests are and their blob ids, in checkpoint order, from the tree's
-    entry names alone: nothing is parsed (a plan reads only the few it needs)."""
-    run_tree = run_tree or repo.tree_at(layout.CHECKPOINTS_REF, layout.run_path(run_id))
+    entry names alone: nothing is parsed (a plan reads only the few it needs). Without
+    ``run_tree`` the run's folder on the checkpoints ref is found in either layout;
+    ``base`` is where ``run_tree`` sits (or will)."""
+    if run_tree is None:
+        run_tree, base = run_folder(repo, run_id)
     if run_tree is None:
         return []
+    base = base or layout.run_path(run_id)
     found = []
     for loop_dir, kind, loop_tree in repo.list_tree(run_tree):
         place = _parse_loop_dir(loop_dir) if kind == "tree" else None
@@ -171,8 +177,17 @@ def checkpoint_places(repo: GitRepo, run_id: str, run_tree: str | None = None) -
         for name, kind, oid in repo.list_tree(loop_tree):
             parsed = _parse_name(name) if kind == "blob" else None
             if parsed is not None:
-                found.append((Place(run_id, *place, *parsed, f"{layout.run_path(run_id)}/{loop_dir}/{name}"), oid))
+                found.append((Place(run_id, *place, *parsed, f"{base}/{loop_dir}/{name}"), oid))
     return sorted(found, key=lambda f: (f[0].loop_id, f[0].boundary, f[0].phase != "start"))
+
+
+def run_folder(repo: GitRepo, run_id: str) -> tuple[str | None, str | None]:
+    """(tree, path) of the run's folder on the checkpoints ref, in either layout."""
+    for path in layout.run_paths(run_id):
+        tree = repo.tree_at(layout.CHECKPOINTS_REF, path)
+        if tree is not None:
+            return tree, path
+    return None, None
 
 
 def read_place(repo: GitRepo, spot: Place, oid: str) -> CheckpointInfo:

@@ -42,8 +42,20 @@ def new_run_id(now: float | None = None) -> str:
 
 
 def run_path(run_id: str) -> str:
-    """Runs are grouped by day so no single tree holds every run."""
+    """``runs/<day>/<xx>/<run>``: grouped by day, then fanned out over 256 folders by the
+    first two hex digits of the run's random part, so storing a run rewrites a few small
+    trees (a day's folder holds at most 256 entries), however many runs a day has."""
+    return f"{RUNS_DIR}/{run_id[:8]}/{run_id[-8:-6]}/{run_id}"
+
+
+def legacy_run_path(run_id: str) -> str:
+    """``runs/<day>/<run>``, where florgit before the fan-out stored runs; still read."""
     return f"{RUNS_DIR}/{run_id[:8]}/{run_id}"
+
+
+def run_paths(run_id: str) -> tuple[str, str]:
+    """Where a run can be: today's path first, then the legacy one."""
+    return run_path(run_id), legacy_run_path(run_id)
 
 
 def spool_root(git_dir: str) -> str:

@@ -57,7 +57,7 @@ def verify(repo: GitRepo, deep: bool = True, on_run: Callable[[int, int, str], N
             continue
         if intact:
             report.problems += checks.run_problems(repo, run, deep=deep)
-    _verify_notes(repo, report, {layout.run_path(r.run_id) for r in runs.list_runs(repo, removed=True)})
+    _verify_notes(repo, report, {r.path for r in runs.list_runs(repo, removed=True)})
     for run in stored:
         good, bad = ckpts.scan_checkpoints(repo, run.run_id)
         report.problems += [str(b.error) for b in bad]
@@ -129,12 +129,12 @@ def drop_removed_checkpoints(repo: GitRepo) -> list[str]:
     kept_chunks: set[str] = set()
     dropped_chunks: set[str] = set()
     paths: dict[str, str | None] = {}
-    for day, run_id, _tree in repo.nested_trees(runs_tree):
-        good, _bad = ckpts.scan_checkpoints(repo, run_id)  # a run still going counts as kept
+    for path, run_id, tree in runs.walk_run_trees(repo, runs_tree):
+        good, _bad = ckpts.scan_checkpoints(repo, run_id, tree, path)  # a run still going counts as kept
         chunks = {c for info in good for c in info.chunks}
         if run_id in gone:
             dropped_chunks |= chunks
-            paths[f"{layout.RUNS_DIR}/{day}/{run_id}"] = None
+            paths[path] = None
         else:
             kept_chunks |= chunks
     only_removed = dropped_chunks - kept_chunks

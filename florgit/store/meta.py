@@ -175,9 +175,9 @@ class NoteLine:
         f = v.Fields(v.load_json(line.encode(), what), what)
         run = f.get("run", v.run_id)
         path = f.get("path", lambda x: v.text(x, 256))
-        from florgit.store.layout import run_path
+        from florgit.store.layout import run_paths
 
-        if path != run_path(run):
+        if path not in run_paths(run):
             raise f.fail("path", f"is {path!r}, not the path of run {run}")
         return cls(
             run=run,

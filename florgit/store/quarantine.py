@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import os
 
-from florgit import validation
 from florgit.git import GitRepo
 from florgit.store import checks, layout
-from florgit.store.runs import StoredRun
+from florgit.store.runs import StoredRun, walk_run_trees
 
 QUARANTINE_FILE = os.path.join("flor", "quarantine")
 
@@ -26,22 +25,14 @@ def incoming_problems(repo: GitRepo, tracking_ref: str) -> dict[str, str]:
     if theirs is None:
         return {}
     ours = repo.tree_at(layout.SHADOW_REF, layout.RUNS_DIR)
-    known = {(day, run_id): tree for day, run_id, tree in repo.nested_trees(ours)} if ours else {}
+    known = {path: tree for path, _run, tree in walk_run_trees(repo, ours)} if ours else {}
     bad: dict[str, str] = {}
-    for day, kind, day_tree in repo.list_tree(theirs):
-        if kind != "tree":
-            bad[f"{layout.RUNS_DIR}/{day}"] = "not a folder of runs"
+    for path, run_id, tree in walk_run_trees(repo, theirs, bad):  # bad: what is not a run path
+        if known.get(path) == tree:
             continue
-        for run_id, sub_kind, tree in repo.list_tree(day_tree):
-            path = f"{layout.RUNS_DIR}/{day}/{run_id}"
-            if known.get((day, run_id)) == tree:
-                continue
-            if sub_kind != "tree" or validation.RUN_ID.match(run_id) is None or run_id[:8] != day:
-                bad[path] = "not a florgit run path"
-                continue
-            problems = checks.run_problems(repo, StoredRun(run_id, tree))
-            if problems:
-                bad[path] = problems[0]
+        problems = checks.run_problems(repo, StoredRun(run_id, tree, path))
+        if problems:
+            bad[path] = problems[0]
     return bad
 
 

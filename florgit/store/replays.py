@@ -1,6 +1,6 @@
 """Replay results: durable git data stored with the run they belong to.
 
-A replay writes ``runs/<day>/<run>/replays/<replay id>/<part>/`` on the shadow branch:
+A replay writes ``runs/<day>/<xx>/<run>/replays/<replay id>/<part>/`` on the shadow branch:
 ``records.arrows`` (the same format as the run's own records, with context ids of the
 *original* run, so queries merge them into the run's rows), ``meta.json`` and
 ``code.py`` (the patched script that ran). The replay id is a hash of the replayed names
@@ -31,12 +31,9 @@ def replay_id(names: list[str], code: str) -> str:
     return hashlib.sha1(json.dumps([sorted(names), code]).encode()).hexdigest()[:16]
 
 
-def replay_path(run_id: str, rid: str, part: str) -> str:
-    return f"{layout.run_path(run_id)}/{REPLAYS_DIR}/{rid}/{part}"
-
-
-def exists(repo: GitRepo, run_id: str, rid: str) -> bool:
-    return repo.tree_at(layout.SHADOW_REF, f"{layout.run_path(run_id)}/{REPLAYS_DIR}/{rid}") is not None
+def replay_path(run: StoredRun, rid: str, part: str) -> str:
+    """Inside the run's own folder, wherever that is (legacy layout included)."""
+    return f"{run.path}/{REPLAYS_DIR}/{rid}/{part}"
 
 
 @dataclass(frozen=True)
@@ -151,7 +148,7 @@ def store_replay(repo: GitRepo, spec, stored: StoredRun, buffers, started: float
         }
     )
     repo.put_tree_in_ref(
-        layout.SHADOW_REF, replay_path(spec.run_id, spec.replay_id, spec.part), tree,
+        layout.SHADOW_REF, replay_path(stored, spec.replay_id, spec.part), tree,
         f"flor: replay {', '.join(spec.names)} for {spec.run_id}",
     )  # fmt: skip
     return len(kept), dropped

@@ -1,8 +1,9 @@
 """Runs on the shadow branch: writing a finished run, listing and reading runs back.
 
-Each run is a commit on ``flor.shadow`` adding ``runs/<day>/<run id>/`` with the run's
-``meta.json``, its Arrow streams (``records``, ``loops``, ``starts``, ``ends``) and
-``code/`` (the snapshot tree).
+Each run is a commit on ``flor.shadow`` adding ``runs/<day>/<xx>/<run id>/`` (see
+layout.run_path; runs stored before the fan-out sit at ``runs/<day>/<run id>/`` and are
+read, and added to, where they are) with the run's ``meta.json``, its Arrow streams
+(``records``, ``loops``, ``starts``, ``ends``) and ``code/`` (the snapshot tree).
 The tip's tree therefore holds every run; run paths never collide, so concurrent writers
 only ever race on the ref, which compare-and-swap resolves.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from typing import TYPE_CHECKING
@@ -29,12 +31,48 @@ if TYPE_CHECKING:
 class StoredRun:
     run_id: str
     tree: str  # id of the run's tree on the shadow branch
+    path: str  # where that tree is: layout.run_path, or the legacy path of an older run
+
+
+_BUCKET = re.compile(r"\A[0-9a-f]{2}\Z")
+
+
+def walk_run_trees(
+    repo: GitRepo, runs_tree: str, problems: dict[str, str] | None = None
+) -> Iterator[tuple[str, str, str]]:
+    """``(path, run id, tree)`` of every run under a ``runs/`` tree (the shadow branch's
+    or the checkpoints ref's), in either layout; entries that are neither are skipped,
+    and named in ``problems`` (path -> why) when given."""
+
+    def bad(path: str, why: str) -> None:
+        if problems is not None:
+            problems[path] = why
+
+    for day, kind, day_tree in repo.list_tree(runs_tree):
+        base = f"{layout.RUNS_DIR}/{day}"
+        if kind != "tree":
+            bad(base, "not a folder of runs")
+            continue
+        for name, sub_kind, oid in repo.list_tree(day_tree):
+            path = f"{base}/{name}"
+            if sub_kind == "tree" and _is_run_id(day, name):
+                yield path, name, oid  # stored before the fan-out
+            elif sub_kind == "tree" and _BUCKET.match(name):
+                for run_id, run_kind, tree in repo.list_tree(oid):
+                    if run_kind == "tree" and _is_run_id(day, run_id) and run_id[-8:-6] == name:
+                        yield f"{path}/{run_id}", run_id, tree
+                    else:
+                        bad(f"{path}/{run_id}", "not a florgit run path")
+            else:
+                bad(path, "not a florgit run path")
 
 
 def persist_run(repo: GitRepo, meta: RunMeta, tables: dict[str, bytes]) -> None:
     """Write a finished run (its Arrow streams by file name) to the shadow branch and its
     note; safe to repeat."""
     path = layout.run_path(meta.run_id)
+    if repo.tree_at(layout.SHADOW_REF, layout.legacy_run_path(meta.run_id)) is not None:
+        path = layout.legacy_run_path(meta.run_id)  # stored before the fan-out: one place per run
     blobs = {name: repo.write_blob(data) for name, data in tables.items()}
     blobs[layout.META_FILE] = repo.write_blob(meta.to_json())
     code = {layout.CODE_DIR: meta.code_tree} if meta.code_tree and repo.has_object(meta.code_tree) else {}
@@ -88,31 +126,33 @@ def list_runs(repo: GitRepo, *, removed: bool = False) -> list[StoredRun]:
     runs_tree = repo.tree_at(layout.SHADOW_REF, layout.RUNS_DIR)
     if runs_tree is None:
         return []
-    found = [StoredRun(run_id, tree) for day, run_id, tree in repo.nested_trees(runs_tree) if _is_run_path(day, run_id)]
+    found, seen = [], set()
+    for path, run_id, tree in walk_run_trees(repo, runs_tree):
+        if run_id not in seen:  # a run at both paths (forged): the first, the other is a layout problem
+            seen.add(run_id)
+            found.append(StoredRun(run_id, tree, path))
     if not removed:
         gone = tombstones.removed(repo)
         found = [r for r in found if r.run_id not in gone]
     return sorted(found, key=lambda r: r.run_id)
 
 
-def _is_run_path(day: str, run_id: str) -> bool:
+def _is_run_id(day: str, run_id: str) -> bool:
     return validation.RUN_ID.match(run_id) is not None and run_id[:8] == day
 
 
 def layout_problems(repo: GitRepo) -> list[str]:
-    """Entries under ``runs/`` that are not ``<day>/<run id>`` trees."""
+    """Entries under ``runs/`` that are not runs in either layout, and runs stored twice."""
     runs_tree = repo.tree_at(layout.SHADOW_REF, layout.RUNS_DIR)
     if runs_tree is None:
         return []
-    problems = []
-    for day, kind, oid in repo.list_tree(runs_tree):
-        if kind != "tree":
-            problems.append(f"{layout.RUNS_DIR}/{day} is not a folder of runs; it is ignored")
-            continue
-        for run_id, sub_kind, _oid in repo.list_tree(oid):
-            if sub_kind != "tree" or not _is_run_path(day, run_id):
-                problems.append(f"{layout.RUNS_DIR}/{day}/{run_id} is not a florgit run path; it is ignored")
-    return problems
+    problems: dict[str, str] = {}
+    seen: set[str] = set()
+    for path, run_id, _tree in walk_run_trees(repo, runs_tree, problems):
+        if run_id in seen:
+            problems[path] = f"a second copy of run {run_id}"
+        seen.add(run_id)
+    return [f"{path} is {why}; it is ignored" for path, why in problems.items()]
 
 
 def find_run(repo: GitRepo, ref: str, *, removed: bool = False) -> StoredRun:

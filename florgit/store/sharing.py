@@ -119,7 +119,7 @@ def remotes_with_run(repo: GitRepo, run_id: str) -> list[str]:
     """Remotes whose last fetched runs include ``run_id`` (from the tracking refs)."""
     prefix, suffix = "refs/flor/remotes/", "/" + LOGS[0].name
     names = [r[len(prefix) : -len(suffix)] for r in repo.refs_under(prefix) if r.endswith(suffix)]
-    return [n for n in names if repo.tree_at(tracking_ref(n, LOGS[0]), layout.run_path(run_id)) is not None]
+    return [n for n in names if any(repo.tree_at(tracking_ref(n, LOGS[0]), p) for p in layout.run_paths(run_id))]
 
 
 def merge_tracking(repo: GitRepo, remote: str, refs: list[SharedRef] | tuple[SharedRef, ...]) -> dict[str, str]:
