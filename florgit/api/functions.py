@@ -20,6 +20,7 @@ from typing import Any, TypeVar, overload
 
 from florgit.api import echo
 from florgit.api import kwargs as kwargs_mod
+from florgit.api import notebook
 from florgit.codec.values import SCALAR_TYPES, check_name, to_scalar
 from florgit.errors import KwargsError, UsageError
 
@@ -42,9 +43,12 @@ _failure: tuple[str, str] | None = None
 _echo_on = echo.enabled_by_default()
 _checkpoint_period: int | None = None  # None: adaptive; set from the environment at first use
 _period_set = False
-# Cut `--kwargs` out of sys.argv now, before the script's own argparse reads it.
+# Cut `--kwargs` out of sys.argv now, before the script's own argparse reads it. In a
+# notebook sys.argv is the kernel's own (`-f kernel.json`): left alone, so args use defaults.
 ARGV = list(sys.argv)  # as typed, recorded with each run
-KWARGS: dict[str, str] = kwargs_mod.extract(sys.argv) if kwargs_mod.FLAG in sys.argv else {}
+KWARGS: dict[str, str] = (
+    kwargs_mod.extract(sys.argv) if kwargs_mod.FLAG in sys.argv and not notebook.running_cells() else {}
+)
 
 
 def _start():

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 
 from florgit import __version__
 from florgit.api import kwargs as kwargs_mod
+from florgit.api import notebook
 from florgit.api.loopbook import LoopBook
 from florgit.codec.values import SCALAR_TYPES, check_name, to_scalar
 from florgit.errors import FlorgitError, KwargsError
@@ -261,6 +262,9 @@ def _scalar_or_repr(value: object, name: str) -> object:
 
 
 def _script_path(workdir: str | None) -> str:
+    if notebook.running_cells():  # sys.argv[0] would name the kernel's launcher
+        found = notebook.notebook_path()
+        return _relative(found, workdir) if found else notebook.UNKNOWN
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None) or (sys.argv[0] if sys.argv and sys.argv[0] else None)
     if not path or path == "-c":

@@ -17,6 +17,7 @@ import difflib
 import functools
 import os
 import posixpath
+import shlex
 from dataclasses import dataclass, field
 
 from florgit import validation
@@ -29,6 +30,7 @@ from florgit.store import layout, replays, runs, trust
 MAX_SCRIPT_BYTES = 16 * 1024 * 1024
 ALREADY_DONE = "already replayed with this code"
 MISSING = "its checkpoints are not in this clone"
+NOTEBOOK = "<notebook>"  # the script the recorder writes when a kernel names no notebook
 FOREIGN_SKIP = "recorded in another clone: its code is not run without --trust (see it with --dry-run)"
 
 
@@ -149,7 +151,7 @@ def _plan_run(repo: GitRepo, stored: runs.StoredRun, names: list[str], plan: Run
     plan.missing, plan.checkpoint_tree = meta.checkpoints, meta.checkpoint_tree
     # What is exported is the run's own code/ tree, not whatever id its meta.json names.
     plan.code_tree = repo.subtree(stored.tree, layout.CODE_DIR)
-    plan.skip = _confine(plan, meta.script, meta.cwd) or _module(plan, meta.module)
+    plan.skip = _notebook(meta.script) or _confine(plan, meta.script, meta.cwd) or _module(plan, meta.module)
     if plan.skip:
         return
     statements = _statements(repo, plan.script, names, cache)
@@ -233,6 +235,21 @@ def _check_carried(plan: RunPlan, statements: list) -> None:
 @functools.lru_cache(maxsize=64)
 def _reads(sources: tuple[str, ...]) -> frozenset[str]:
     return frozenset().union(*(carried.statement_reads(s) for s in sources))
+
+
+def _notebook(script: str) -> str | None:
+    """Why a run recorded from notebook cells or a prompt is not replayed: replay patches
+    and runs a script file, and cells are not one."""
+    if script == "<interactive>":
+        return "recorded at an interactive prompt: replay runs scripts; record runs from a script file"
+    if script == NOTEBOOK or script.endswith(".ipynb"):
+        known = script != NOTEBOOK
+        return (
+            f"recorded in a notebook{f' ({script})' if known else ''}: replay runs scripts; export it with "
+            f"`jupyter nbconvert --to script {shlex.quote(script) if known else 'NOTEBOOK.ipynb'}`, "
+            "commit it, and record runs from the script"
+        )
+    return None
 
 
 def _confine(plan: RunPlan, script: str, cwd: str) -> str | None:
