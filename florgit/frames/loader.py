@@ -15,6 +15,7 @@ import polars as pl
 
 from florgit.codec import ipc_bounds, schemas
 from florgit.errors import FlorgitWarning, InvalidDataError, StoreError
+from florgit.frames.cache import Part, QueryCache, concat_parts, reorder
 from florgit.git import GitRepo, open_repo
 from florgit.store import consistency, curation, layout
 from florgit.store.consistency import per_run
@@ -26,6 +27,9 @@ from florgit.store.replays import read_replays
 from florgit.validation import memory_budget
 
 _RECORD_COLUMNS = ["run", "seq", "ctx", "name", "kind", "i", "f", "s", "sidx", "replayed"]
+_CACHED_RECORD_COLUMNS = ["run", "seq", "ctx", "name", "kind", "i", "f", "s", "replayed"]
+_CACHED_START_COLUMNS = ["run", "ctx", "loop_id", "iteration", "kind", "i", "f", "s", "t"]
+_CACHED_LOOP_COLUMNS = ["run", "loop_id", "parent", "depth", "loop"]
 _START_COLUMNS = ["run", "ctx", "loop_id", "loop_row", "iteration", "kind", "i", "f", "s", "t"]
 _LOOP_COLUMNS = ["run", "loop_id", "parent", "depth", "loop", "parent_sidx"]
 
@@ -55,7 +59,7 @@ def load_metas(repo_path: str | None = None) -> tuple[GitRepo, list[tuple[store_
 
 
 def runs_frame(repo: GitRepo, metas: list[RunMeta]) -> pl.DataFrame:
-    return _runs_frame(metas, curation.state(repo))
+    return _runs_frame_from(_meta_frame(metas), curation.state(repo))
 
 
 # Runs this process has validated, by run tree id (content-addressed, so what passed once
@@ -74,14 +78,25 @@ class _RunTables:
 
 
 def load(repo_path: str | None = None, names: list[str] | None = None) -> Loaded:
+    """Every run's tables (records only of ``names`` when given): runs already in the
+    query cache (frames.cache) come from there, the others are read from git, checked,
+    and added to it."""
     repo = open_repo(repo_path, require_workdir=False)
     recover_abandoned(repo)  # runs of killed processes show up in the next query
+    listed = store_runs.list_runs(repo)
+    cache = QueryCache.open(repo)
+    cached = cache.load([r.tree for r in listed], names) if cache is not None else None
+    have = set(cached.runs.get_column("tree").to_list()) if cached is not None else set()
     budget = [memory_budget()]
     read: list[_RunTables] = []
+    trees: list[str] = []
     with repo.unverified_reads():  # Arrow decoding checks structure; `git flor verify` checks hashes
-        for run in store_runs.list_runs(repo):
+        for run in listed:
+            if run.tree in have:
+                continue
             try:
                 read.append(read_run(repo, run, budget))
+                trees.append(run.tree)
             except StoreError as exc:  # one bad run never breaks the others
                 left_out(run.run_id, exc)
     while True:
@@ -92,7 +107,43 @@ def load(repo_path: str | None = None, names: list[str] | None = None) -> Loaded
         for idx, why in bad.items():
             left_out(read[idx].meta.run_id, InvalidDataError(f"run {read[idx].meta.run_id}", why, read[idx].meta.run_id))
         read = [r for i, r in enumerate(read) if i not in bad]
-    return _assemble(read, *tables, names, curation.state(repo))
+        trees = [t for i, t in enumerate(trees) if i not in bad]
+    fresh = _fresh_part(read, trees, *tables)
+    if cache is not None and read:
+        cache.add(fresh)
+    if names is not None:
+        fresh.records = fresh.records.filter(pl.col("name").is_in(names))
+    parts = [p for p in (cached, fresh) if p is not None and p.runs.height]
+    whole = concat_parts(parts) if parts else fresh
+    position = {tree: i for i, tree in enumerate(whole.runs.get_column("tree").to_list())}
+    whole = reorder(whole, [position[r.tree] for r in listed if r.tree in position])  # the listing's order
+    absent = _absent(whole, names, cache, read)
+    return _assemble(whole, curation.state(repo), absent)
+
+
+def _fresh_part(read: list[_RunTables], trees: list[str], records, starts, loops, rec_offsets, _so, _lo) -> Part:
+    """Runs just read from git as one part: each record numbered within its run (``seq``)
+    and marked when a replay added it."""
+    run = pl.col("run")
+    records = records.with_columns(
+        (pl.int_range(pl.len(), dtype=pl.Int64) - per_run(rec_offsets, run)).alias("seq"),
+    )
+    records = records.with_columns((pl.col("seq") >= per_run([r.own for r in read], run)).alias("replayed"))
+    meta = _meta_frame([r.meta for r in read]).with_columns(pl.Series("tree", trees, dtype=pl.String))
+    return Part(meta, records.select(_CACHED_RECORD_COLUMNS), starts.select(_CACHED_START_COLUMNS), loops.select(_CACHED_LOOP_COLUMNS))
+
+
+def _absent(whole: Part, names: list[str] | None, cache: QueryCache | None, read: list[_RunTables]) -> dict[str, str]:
+    """For asked-for names no run logged: a hint from every name there is (the rare path)."""
+    if names is None:
+        return {}
+    missing = set(names) - set(whole.records.get_column("name").unique().to_list())
+    if not missing:
+        return {}
+    logged = set(cache.names()) if cache is not None else set()
+    for r in read:
+        logged.update(r.records.get_column("name").unique().to_list())
+    return _hints(missing, sorted(logged), whole.loops.get_column("loop").unique().to_list())
 
 
 def read_run(repo, run: store_runs.StoredRun, budget: list[int]) -> _RunTables:
@@ -162,34 +213,41 @@ def _heights(offsets: list[int], total: int) -> list[int]:
     return [b - a for a, b in zip(offsets, [*offsets[1:], total])]
 
 
-def _assemble(read: list[_RunTables], records, starts, loops, rec_offsets, start_offsets, loop_offsets, names, curated) -> Loaded:
-    run = pl.col("run")
-    originals = [r.own for r in read]
-    records = records.with_columns(
-        (pl.int_range(pl.len(), dtype=pl.Int64) - per_run(rec_offsets, run)).alias("seq"),
+def _assemble(whole: Part, curated, absent: dict[str, str]) -> Loaded:
+    """Row arithmetic over the stacked runs: every record's iteration row (``sidx``), every
+    iteration's loop row, every loop's parent iteration row."""
+    run, n = pl.col("run"), whole.runs.height
+    start_offsets = _offsets(whole.starts, n)
+    loop_offsets = _offsets(whole.loops, n)
+    records = whole.records.with_columns(
         pl.when(pl.col("ctx") > 0).then(pl.col("ctx") - 1 + per_run(start_offsets, run)).alias("sidx"),
     )
-    records = records.with_columns((pl.col("seq") >= per_run(originals, run)).alias("replayed"))
-    absent: dict[str, str] = {}
-    if names is not None:
-        everything, records = records, records.filter(pl.col("name").is_in(names))
-        missing = set(names) - set(records.get_column("name").unique().to_list())
-        if missing:  # the rare path: say why, from every name there is
-            absent = _hints(missing, everything.get_column("name").unique().to_list(), loops.get_column("loop").unique().to_list())
     # Loop ids, like context ids, count from 1 in each run: the loop's row is arithmetic.
-    starts = starts.with_columns((pl.col("loop_id") - 1 + per_run(loop_offsets, run)).alias("loop_row"))
-    starts = _checked_rows(starts, "loop_row", ["run", "loop_id"], loops)
-    loops = loops.with_columns(
+    starts = whole.starts.with_columns((pl.col("loop_id") - 1 + per_run(loop_offsets, run)).alias("loop_row"))
+    starts = _checked_rows(starts, "loop_row", ["run", "loop_id"], whole.loops)
+    loops = whole.loops.with_columns(
         pl.when(pl.col("parent") > 0).then(pl.col("parent") - 1 + per_run(start_offsets, run)).alias("parent_sidx")
     )
     loops = _checked_rows(loops, "parent_sidx", ["run", "parent"], starts.rename({"ctx": "parent"}))
     return Loaded(
-        runs=_runs_frame([r.meta for r in read], curated),
+        runs=_runs_frame_from(whole.runs, curated),
         records=records.select(_RECORD_COLUMNS),
         starts=starts.select(_START_COLUMNS),
         loops=loops.select(_LOOP_COLUMNS),
         absent=absent,
     )
+
+
+def _offsets(frame: pl.DataFrame, runs: int) -> list[int]:
+    """Each run's first row in ``frame`` (its rows are together, in run order)."""
+    counts = [0] * runs
+    for r, c in frame.group_by("run").len().iter_rows():
+        counts[r] = c
+    offsets, total = [], 0
+    for c in counts:
+        offsets.append(total)
+        total += c
+    return offsets
 
 
 def _hints(missing: set[str], logged: list[str], loops: list[str]) -> dict[str, str]:
@@ -252,15 +310,14 @@ _EMPTY_TYPES = {
 }  # fmt: skip
 
 
-def _runs_frame(metas: list, curated: dict[str, Curation]) -> pl.DataFrame:
-    none = Curation()
-    marks = [curated.get(m.run_id, none) for m in metas]
-    frame = pl.DataFrame(
+def _meta_frame(metas: list) -> pl.DataFrame:
+    """What the runs frame shows of each run's meta.json, as the cache stores it."""
+    return pl.DataFrame(
         {
             "run": pl.Series(range(len(metas)), dtype=pl.UInt32),
             "run_id": pl.Series([m.run_id for m in metas], dtype=pl.String),
-            "start_time": pl.Series([m.start for m in metas], dtype=pl.String).str.to_datetime(time_zone="UTC"),
-            "end_time": pl.Series([m.end for m in metas], dtype=pl.String).str.to_datetime(time_zone="UTC", strict=False),
+            "start": pl.Series([m.start for m in metas], dtype=pl.String),
+            "end": pl.Series([m.end for m in metas], dtype=pl.String),
             "script": pl.Series([m.script for m in metas], dtype=pl.String),
             "status": pl.Series([m.status for m in metas], dtype=pl.String),
             "user_commit": pl.Series([m.user_commit for m in metas], dtype=pl.String),
@@ -270,9 +327,24 @@ def _runs_frame(metas: list, curated: dict[str, Curation]) -> pl.DataFrame:
             "records": pl.Series([m.records for m in metas], dtype=pl.Int64),
             "checkpoints": pl.Series([m.checkpoints for m in metas], dtype=pl.Int64),
             "args": pl.Series([list(m.args) for m in metas], dtype=pl.List(pl.String)),
-            "tags": pl.Series([list(c.tags) for c in marks], dtype=pl.List(pl.String)),
-            "note": pl.Series([c.note for c in marks], dtype=pl.String),
         }
     )
+
+
+def _runs_frame_from(meta: pl.DataFrame, curated: dict[str, Curation]) -> pl.DataFrame:
+    """The runs frame: meta columns, times parsed, tags and note (they change apart from
+    the run, so they are never cached), duration."""
+    none = Curation()
+    marks = [curated.get(r, none) for r in meta.get_column("run_id").to_list()]
+    frame = meta.select(
+        pl.col("run").cast(pl.UInt32),
+        "run_id",
+        pl.col("start").str.to_datetime(time_zone="UTC").alias("start_time"),
+        pl.col("end").str.to_datetime(time_zone="UTC", strict=False).alias("end_time"),
+        "script", "status", "user_commit", "branch", "author", "dirty", "records", "checkpoints", "args",
+    ).with_columns(
+        pl.Series("tags", [list(c.tags) for c in marks], dtype=pl.List(pl.String)),
+        pl.Series("note", [c.note for c in marks], dtype=pl.String),
+    )  # fmt: skip
     seconds = (pl.col("end_time") - pl.col("start_time")).dt.total_milliseconds() / 1000
     return frame.with_columns(seconds.alias("duration_s"))

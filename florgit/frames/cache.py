@@ -1,0 +1,236 @@
+"""A local columnar cache of runs' decoded tables, so a query reads each run once.
+
+Everything in it is derived from git objects and keyed by the run's tree id on the shadow
+branch. That id fixes every byte the run's tables and replays hold, so an entry can never
+be stale: a run changed by a replay, a pull or a rewrite has a new tree id and is read
+from git again; a run set aside (``rm``) is simply not asked for. ``git gc`` repacks
+objects without changing ids. The cache is never pushed and may be deleted at any time.
+
+It lives in ``.git/flor/cache/v1/`` as segments: a folder of Arrow IPC files (``runs``:
+one row per run with its tree id and the columns ``flor.runs()`` shows; ``records``,
+``starts``, ``loops``: the validated tables, rows of a run together, ``run`` numbering
+the segment's runs) and ``sums`` (a BLAKE2 digest of each file). A segment is written
+under a temporary name and renamed into place, so two processes filling the cache at
+once each publish whole segments (a run in two segments is read from the first). A
+segment that fails its digest, or cannot be read, is deleted and its runs are read from
+git again. When there are more than ``MAX_SEGMENTS``, the live rows are merged into one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+from dataclasses import dataclass
+
+import polars as pl
+
+from florgit.git import GitRepo
+
+CACHE_DIR = os.path.join("flor", "cache", "v1")
+TABLES = ("runs", "records", "starts", "loops")
+MAX_SEGMENTS = 16
+DISABLE_ENV = "FLORGIT_QUERY_CACHE"  # =0: read every run from git, write nothing
+
+
+@dataclass
+class Part:
+    """Runs' stacked tables: ``run`` numbers them 0..n-1 in the order of ``runs``, and
+    each run's rows are together, in that order, in every table."""
+
+    runs: pl.DataFrame  # tree, run_id, ... (see loader.META_COLUMNS)
+    records: pl.DataFrame
+    starts: pl.DataFrame
+    loops: pl.DataFrame
+
+
+class QueryCache:
+    def __init__(self, repo: GitRepo) -> None:
+        self.dir = os.path.join(repo.common_dir, CACHE_DIR)
+        self._index: dict[str, tuple[str, int]] | None = None  # tree -> (segment, run in it)
+
+    @classmethod
+    def open(cls, repo: GitRepo) -> QueryCache | None:
+        if os.environ.get(DISABLE_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+            return None
+        return cls(repo)
+
+    # -- reading -----------------------------------------------------------------------------
+    def index(self) -> dict[str, tuple[str, int]]:
+        if self._index is None:
+            self._index = {}
+            for segment in self._segments():
+                try:
+                    trees = _read(segment, "runs", columns=["tree"]).get_column("tree").to_list()
+                except (OSError, pl.exceptions.PolarsError, ValueError):
+                    _drop(segment)
+                    continue
+                for i, tree in enumerate(trees):
+                    self._index.setdefault(tree, (segment, i))
+        return self._index
+
+    def load(self, trees: list[str], names: list[str] | None) -> Part | None:
+        """The cached runs among ``trees``, in that order, as one part (records only of
+        ``names`` when given); None when none is cached. A damaged segment is dropped and
+        its runs reported missing: the caller reads them from git."""
+        index = self.index()
+        by_segment: dict[str, list[int]] = {}
+        for tree in trees:
+            if tree in index:
+                segment, local = index[tree]
+                by_segment.setdefault(segment, []).append(local)
+        parts = []
+        for segment, wanted in by_segment.items():
+            try:
+                parts.append(_load_segment(segment, wanted, names))
+            except (OSError, pl.exceptions.PolarsError, ValueError, KeyError):
+                _drop(segment)
+                self._index = None
+                return self.load(trees, names)
+        if not parts:
+            return None
+        merged = concat_parts(parts)
+        order = {tree: i for i, tree in enumerate(merged.runs.get_column("tree").to_list())}
+        wanted_order = [order[t] for t in trees if t in order]
+        return reorder(merged, wanted_order)
+
+    def names(self) -> list[str]:
+        """Every name any cached record has (for hints when a query asks for an unknown one)."""
+        found: set[str] = set()
+        for segment in self._segments():
+            try:
+                found.update(pl.scan_ipc(os.path.join(segment, "records.arrow")).select(pl.col("name").unique()).collect()
+                             .get_column("name").to_list())  # fmt: skip
+            except (OSError, pl.exceptions.PolarsError):
+                continue
+        return sorted(found)
+
+    # -- writing -----------------------------------------------------------------------------
+    def add(self, part: Part) -> None:
+        """Publish ``part`` (runs read from git and checked) as a new segment; compact
+        when there are too many. Failing to write (a read-only .git) only costs speed."""
+        if part.runs.height == 0:
+            return
+        try:
+            self._publish(part)
+            segments = self._segments()
+            if len(segments) > MAX_SEGMENTS:
+                self._compact(segments)
+        except OSError:
+            pass
+        self._index = None
+
+    def _publish(self, part: Part) -> str:
+        os.makedirs(self.dir, exist_ok=True)
+        tmp = os.path.join(self.dir, f"tmp-{secrets.token_hex(8)}")
+        os.mkdir(tmp)
+        try:
+            sums = {}
+            for table in TABLES:
+                path = os.path.join(tmp, f"{table}.arrow")
+                getattr(part, table).write_ipc(path, compression="uncompressed")
+                sums[table] = _digest(path)
+            with open(os.path.join(tmp, "sums"), "w") as f:
+                json.dump(sums, f)
+            final = os.path.join(self.dir, f"seg-{secrets.token_hex(8)}")
+            os.rename(tmp, final)  # a segment appears whole or not at all
+            return final
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def _compact(self, segments: list[str]) -> None:
+        """Merge every segment's runs into one (first copy of each tree), then drop them."""
+        seen: set[str] = set()
+        parts = []
+        for segment in segments:
+            try:
+                trees = _read(segment, "runs", columns=["tree"]).get_column("tree").to_list()
+                keep = [i for i, t in enumerate(trees) if t not in seen]
+                seen.update(trees)
+                parts.append(_load_segment(segment, keep, None))
+            except (OSError, pl.exceptions.PolarsError, ValueError, KeyError):
+                continue
+        if parts:
+            self._publish(concat_parts(parts))
+        for segment in segments:
+            _drop(segment)
+
+    def _segments(self) -> list[str]:
+        try:
+            names = sorted(n for n in os.listdir(self.dir) if n.startswith("seg-"))
+        except OSError:
+            return []
+        return [os.path.join(self.dir, n) for n in names]
+
+
+def concat_parts(parts: list[Part]) -> Part:
+    """Parts one after the other, ``run`` renumbered to follow."""
+    offsets, total = [], 0
+    for part in parts:
+        offsets.append(total)
+        total += part.runs.height
+
+    def stack(table: str) -> pl.DataFrame:
+        frames = [getattr(p, table).with_columns(pl.col("run") + pl.lit(o, dtype=pl.UInt32)) for p, o in zip(parts, offsets)]
+        return pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
+
+    return Part(*(stack(t) for t in TABLES))
+
+
+def reorder(part: Part, order: list[int]) -> Part:
+    """Keep runs ``order`` (indexes into ``part.runs``) in that order, renumbered 0..n-1,
+    each table's rows grouped by run in the new order."""
+    if order == list(range(part.runs.height)):
+        return part
+    new_index = pl.Series([None] * part.runs.height, dtype=pl.UInt32)
+    new_index = new_index.scatter(order, pl.Series(range(len(order)), dtype=pl.UInt32)) if order else new_index
+    runs = part.runs.with_columns(new_index.alias("run")).filter(pl.col("run").is_not_null()).sort("run")
+
+    def renumber(frame: pl.DataFrame) -> pl.DataFrame:
+        mapped = frame.with_columns(pl.lit(new_index).gather(pl.col("run")).alias("run"))
+        return mapped.filter(pl.col("run").is_not_null()).sort("run", maintain_order=True)
+
+    return Part(runs, renumber(part.records), renumber(part.starts), renumber(part.loops))
+
+
+def _load_segment(segment: str, wanted: list[int], names: list[str] | None) -> Part:
+    sums = json.loads(_read_bytes(os.path.join(segment, "sums")))
+    for table in TABLES:
+        if _digest(os.path.join(segment, f"{table}.arrow")) != sums[table]:
+            raise ValueError(f"{segment}: {table} does not match its digest")
+    runs = _read(segment, "runs")
+    records = pl.scan_ipc(os.path.join(segment, "records.arrow"))
+    if names is not None:
+        records = records.filter(pl.col("name").is_in(names))  # only the asked-for names are read into memory
+    part = Part(runs, records.collect(), _read(segment, "starts"), _read(segment, "loops"))
+    return reorder(part, wanted)
+
+
+def _read(segment: str, table: str, columns: list[str] | None = None) -> pl.DataFrame:
+    return pl.read_ipc(os.path.join(segment, f"{table}.arrow"), columns=columns)
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(1 << 16)
+
+
+def _digest(path: str) -> str:
+    h = hashlib.blake2b(digest_size=20)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _drop(segment: str) -> None:
+    """Take a damaged segment away (renamed first, so no reader sees half of it)."""
+    gone = f"{segment}.gone-{secrets.token_hex(4)}"
+    try:
+        os.rename(segment, gone)
+    except OSError:
+        return
+    shutil.rmtree(gone, ignore_errors=True)

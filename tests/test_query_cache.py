@@ -1,0 +1,138 @@
+"""The query cache (.git/flor/cache) serves exactly what git holds: never a stale run (a
+replay, a pull, an rm, a gc), never a damaged or foreign file, and two processes can
+fill it at once."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import polars as pl
+import pytest
+
+import florgit as flor
+from florgit.frames.cache import CACHE_DIR, DISABLE_ENV, MAX_SEGMENTS
+from tests.conftest import Repo, git, make_repo
+
+SWEEP = """\
+import sys
+import florgit as flor
+
+for r in range(int(sys.argv[1])):
+    lr = flor.arg("lr", 0.1 * (r + 1))
+    for epoch in flor.loop("epoch", range(4)):
+        flor.log("acc", epoch * lr)
+        flor.log("note", f"e{epoch}")
+    flor.commit()
+"""
+
+
+def _cache_dir(repo: Repo) -> str:
+    return os.path.join(repo.path, ".git", CACHE_DIR)
+
+
+def _segments(repo: Repo) -> list[str]:
+    d = _cache_dir(repo)
+    return sorted(n for n in os.listdir(d) if n.startswith("seg-")) if os.path.isdir(d) else []
+
+
+def _uncached(monkeypatch, *names: str) -> pl.DataFrame:
+    with monkeypatch.context() as m:
+        m.setenv(DISABLE_ENV, "0")
+        return flor.dataframe(*names)
+
+
+@pytest.fixture
+def swept(repo, monkeypatch):
+    repo.write("sweep.py", SWEEP)
+    repo.commit("sweep")
+    repo.run("sweep.py", "3")
+    return repo
+
+
+def test_second_query_is_served_from_the_cache_and_equals_git(swept, monkeypatch):
+    first = flor.dataframe("lr", "acc")
+    assert len(_segments(swept)) == 1
+    again = flor.dataframe("lr", "acc")
+    assert again.equals(first) and again.equals(_uncached(monkeypatch, "lr", "acc"))
+    assert len(_segments(swept)) == 1  # nothing new to add
+    assert flor.dataframe("note").equals(_uncached(monkeypatch, "note"))  # other names, same segment
+    assert flor.dataframe().equals(_uncached(monkeypatch))
+
+
+def test_new_runs_replays_and_rm_are_never_served_stale(swept, monkeypatch):
+    flor.dataframe("acc")
+    swept.run("sweep.py", "1")  # a new run: read from git, added as a second segment
+    assert flor.dataframe("acc").height == 16 and len(_segments(swept)) == 2
+    swept.write("sweep.py", SWEEP.replace('        flor.log("note", f"e{epoch}")\n',
+                                          '        flor.log("note", f"e{epoch}")\n        flor.log("acc2", 2 * epoch * lr)\n'))  # fmt: skip
+    plan = flor.replay("acc2")
+    assert all(r.ok for r in plan.results), [r.output for r in plan.results]
+    got = flor.dataframe("acc", "acc2")
+    assert got["acc2"].to_list() == [2 * a for a in got["acc"].to_list()]  # replayed runs have new trees
+    assert got.equals(_uncached(monkeypatch, "acc", "acc2"))
+    victim = got["run_id"][0]
+    assert subprocess.run([sys.executable, "-m", "florgit.cli.main", "rm", victim], cwd=swept.path).returncode == 0
+    after = flor.dataframe("acc")
+    assert victim not in after["run_id"].to_list() and after.equals(_uncached(monkeypatch, "acc"))
+    git(swept.path, "gc", "-q", "--prune=now")  # objects repacked: ids, and so the cache, unchanged
+    assert flor.dataframe("acc").equals(after)
+
+
+def test_a_pull_that_replaces_nothing_and_adds_runs_is_exact(tmp_path, monkeypatch):
+    seed = make_repo(tmp_path / "seed")
+    seed.write("sweep.py", SWEEP)
+    seed.commit("sweep")
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "clone", "-q", "--bare", str(seed.path), str(bare))
+    alice, bob = Repo(tmp_path / "alice"), Repo(tmp_path / "bob")
+    for who in (alice, bob):
+        git(tmp_path, "clone", "-q", str(bare), str(who.path))
+    alice.run("sweep.py", "2")
+    bob.run("sweep.py", "1")
+    monkeypatch.chdir(bob.path)
+    assert flor.dataframe("acc").height == 4
+    flor_cli = [sys.executable, "-m", "florgit.cli.main"]
+    assert subprocess.run([*flor_cli, "push"], cwd=alice.path).returncode == 0
+    assert subprocess.run([*flor_cli, "pull"], cwd=bob.path).returncode == 0
+    got = flor.dataframe("acc")
+    assert got.height == 12 and got.equals(_uncached(monkeypatch, "acc"))
+
+
+def test_damaged_or_foreign_cache_files_are_never_served(swept, monkeypatch, tmp_path):
+    truth = flor.dataframe("acc")
+    [segment] = _segments(swept)
+    records = os.path.join(_cache_dir(swept), segment, "records.arrow")
+    data = bytearray(open(records, "rb").read())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the middle of the values
+    open(records, "wb").write(bytes(data))
+    assert flor.dataframe("acc").equals(truth)  # the segment fails its digest: read from git again
+    assert segment not in _segments(swept)
+    # A segment from another repository (other runs): its trees match none of these runs.
+    other = make_repo(tmp_path / "other")
+    other.write("sweep.py", SWEEP.replace("0.1 *", "0.7 *"))
+    other.commit("other")
+    other.run("sweep.py", "2")
+    subprocess.run([sys.executable, "-c", "import florgit as flor; flor.dataframe('acc')"], cwd=other.path, check=True)
+    for name in _segments(other):
+        shutil.copytree(os.path.join(_cache_dir(other), name), os.path.join(_cache_dir(swept), name))
+    assert flor.dataframe("acc").equals(truth)
+
+
+def test_two_processes_fill_the_cache_at_once(swept):
+    code = "import florgit as flor; print(flor.dataframe('lr', 'acc').write_json())"
+    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=swept.path, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs) and outs[0] == outs[1]
+    assert 1 <= len(_segments(swept)) <= 2  # each published a whole segment, or one found the other's
+    assert flor.dataframe("lr", "acc").write_json() == outs[0].strip()
+
+
+def test_many_segments_are_compacted(swept, monkeypatch):
+    for _ in range(MAX_SEGMENTS + 1):
+        swept.run("sweep.py", "1")
+        flor.dataframe("acc")
+    assert len(_segments(swept)) <= 2
+    assert flor.dataframe("acc").equals(_uncached(monkeypatch, "acc"))
