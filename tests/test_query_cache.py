@@ -136,3 +136,23 @@ def test_many_segments_are_compacted(swept, monkeypatch):
         flor.dataframe("acc")
     assert len(_segments(swept)) <= 2
     assert flor.dataframe("acc").equals(_uncached(monkeypatch, "acc"))
+
+
+def test_run_listings_from_the_cache_equal_those_from_metas(swept, monkeypatch):
+    def listing() -> pl.DataFrame:
+        return flor.runs().drop("start_time", "end_time", "duration_s")
+
+    def uncached_listing() -> pl.DataFrame:
+        with monkeypatch.context() as m:
+            m.setenv(DISABLE_ENV, "0")
+            return listing()
+
+    before = uncached_listing()
+    flor.dataframe("acc")  # fills the cache: listings now read those runs from it
+    assert _segments(swept) and listing().equals(before)
+    swept.run("sweep.py", "1")  # one run only in git, the others cached
+    mixed = listing()
+    assert mixed.height == 4 and mixed.equals(uncached_listing())
+    assert subprocess.run([sys.executable, "-m", "florgit.cli.main", "tag", mixed["run_id"][0], "best"],
+                          cwd=swept.path).returncode == 0  # fmt: skip
+    assert listing()["tags"].to_list()[0] == ["best"]  # curation is never cached

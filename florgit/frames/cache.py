@@ -30,7 +30,7 @@ import polars as pl
 from florgit.git import GitRepo
 
 CACHE_DIR = os.path.join("flor", "cache", "v1")
-TABLES = ("runs", "records", "starts", "loops")
+TABLES = ("runs", "records", "starts", "loops", "lasts")
 MAX_SEGMENTS = 16
 DISABLE_ENV = "FLORGIT_QUERY_CACHE"  # =0: read every run from git, write nothing
 
@@ -40,10 +40,11 @@ class Part:
     """Runs' stacked tables: ``run`` numbers them 0..n-1 in the order of ``runs``, and
     each run's rows are together, in that order, in every table."""
 
-    runs: pl.DataFrame  # tree, run_id, ... (see loader.META_COLUMNS)
+    runs: pl.DataFrame  # run, tree, run_id, ... (loader.meta_frame's columns)
     records: pl.DataFrame
     starts: pl.DataFrame
     loops: pl.DataFrame
+    lasts: pl.DataFrame  # run, name, kind, i, f, s: each run's last value of each name (run listings)
 
 
 class QueryCache:
@@ -71,10 +72,11 @@ class QueryCache:
                     self._index.setdefault(tree, (segment, i))
         return self._index
 
-    def load(self, trees: list[str], names: list[str] | None) -> Part | None:
+    def load(self, trees: list[str], names: list[str] | None, listing: bool = False) -> Part | None:
         """The cached runs among ``trees``, in that order, as one part (records only of
-        ``names`` when given); None when none is cached. A damaged segment is dropped and
-        its runs reported missing: the caller reads them from git."""
+        ``names`` when given; with ``listing``, no records, starts or loops: what a run
+        listing needs); None when none is cached. A damaged segment is dropped and its
+        runs reported missing: the caller reads them from git."""
         index = self.index()
         by_segment: dict[str, list[int]] = {}
         for tree in trees:
@@ -84,11 +86,11 @@ class QueryCache:
         parts = []
         for segment, wanted in by_segment.items():
             try:
-                parts.append(_load_segment(segment, wanted, names))
+                parts.append(_load_segment(segment, wanted, names, listing))
             except (OSError, pl.exceptions.PolarsError, ValueError, KeyError):
                 _drop(segment)
                 self._index = None
-                return self.load(trees, names)
+                return self.load(trees, names, listing)
         if not parts:
             return None
         merged = concat_parts(parts)
@@ -150,7 +152,7 @@ class QueryCache:
                 trees = _read(segment, "runs", columns=["tree"]).get_column("tree").to_list()
                 keep = [i for i, t in enumerate(trees) if t not in seen]
                 seen.update(trees)
-                parts.append(_load_segment(segment, keep, None))
+                parts.append(_load_segment(segment, keep, None))  # every table, for the merged segment
             except (OSError, pl.exceptions.PolarsError, ValueError, KeyError):
                 continue
         if parts:
@@ -193,19 +195,23 @@ def reorder(part: Part, order: list[int]) -> Part:
         mapped = frame.with_columns(pl.lit(new_index).gather(pl.col("run")).alias("run"))
         return mapped.filter(pl.col("run").is_not_null()).sort("run", maintain_order=True)
 
-    return Part(runs, renumber(part.records), renumber(part.starts), renumber(part.loops))
+    return Part(runs, *(renumber(getattr(part, t)) for t in TABLES[1:]))
 
 
-def _load_segment(segment: str, wanted: list[int], names: list[str] | None) -> Part:
+def _load_segment(segment: str, wanted: list[int], names: list[str] | None, listing: bool = False) -> Part:
     sums = json.loads(_read_bytes(os.path.join(segment, "sums")))
-    for table in TABLES:
+    needed = ("runs", "lasts") if listing else TABLES
+    for table in needed:
         if _digest(os.path.join(segment, f"{table}.arrow")) != sums[table]:
             raise ValueError(f"{segment}: {table} does not match its digest")
-    runs = _read(segment, "runs")
+    runs, lasts = _read(segment, "runs"), _read(segment, "lasts")
+    if listing:
+        empty = pl.DataFrame({"run": pl.Series([], dtype=pl.UInt32)})
+        return reorder(Part(runs, empty, empty, empty, lasts), wanted)
     records = pl.scan_ipc(os.path.join(segment, "records.arrow"))
     if names is not None:
         records = records.filter(pl.col("name").is_in(names))  # only the asked-for names are read into memory
-    part = Part(runs, records.collect(), _read(segment, "starts"), _read(segment, "loops"))
+    part = Part(runs, records.collect(), _read(segment, "starts"), _read(segment, "loops"), lasts)
     return reorder(part, wanted)
 
 

@@ -30,6 +30,7 @@ _RECORD_COLUMNS = ["run", "seq", "ctx", "name", "kind", "i", "f", "s", "sidx", "
 _CACHED_RECORD_COLUMNS = ["run", "seq", "ctx", "name", "kind", "i", "f", "s", "replayed"]
 _CACHED_START_COLUMNS = ["run", "ctx", "loop_id", "iteration", "kind", "i", "f", "s", "t"]
 _CACHED_LOOP_COLUMNS = ["run", "loop_id", "parent", "depth", "loop"]
+LAST_COLUMNS = ["run", "name", "kind", "i", "f", "s"]
 _START_COLUMNS = ["run", "ctx", "loop_id", "loop_row", "iteration", "kind", "i", "f", "s", "t"]
 _LOOP_COLUMNS = ["run", "loop_id", "parent", "depth", "loop", "parent_sidx"]
 
@@ -43,23 +44,34 @@ class Loaded:
     absent: dict[str, str] = field(default_factory=dict)  # asked-for name no run logged -> a hint
 
 
-def load_metas(repo_path: str | None = None) -> tuple[GitRepo, list[tuple[store_runs.StoredRun, RunMeta]]]:
-    """Every listed run with its validated meta (a run that fails is left out, warned)."""
+def listed_runs(repo_path: str | None = None) -> tuple[GitRepo, list[store_runs.StoredRun]]:
+    """The repository (runs of killed processes recovered first) and its runs."""
     repo = open_repo(repo_path, require_workdir=False)
     recover_abandoned(repo)
+    return repo, store_runs.list_runs(repo)
+
+
+def metas_of(repo: GitRepo, stored: list[store_runs.StoredRun]) -> list[tuple[store_runs.StoredRun, RunMeta]]:
+    """These runs with their validated metas (a run that fails is left out, warned)."""
     listed = []
     with repo.unverified_reads():
-        for run in store_runs.list_runs(repo):
+        for run in stored:
             checked = _CHECKED.get(run.tree)
             try:
                 listed.append((run, checked[0] if checked else store_runs.read_meta(repo, run)))
             except StoreError as exc:
                 left_out(run.run_id, exc)
-    return repo, listed
+    return listed
 
 
-def runs_frame(repo: GitRepo, metas: list[RunMeta]) -> pl.DataFrame:
-    return _runs_frame_from(_meta_frame(metas), curation.state(repo))
+def runs_frame_from(repo: GitRepo, meta: pl.DataFrame) -> pl.DataFrame:
+    """The runs frame from meta columns (``meta_frame``'s, or the query cache's)."""
+    return _runs_frame_from(meta, curation.state(repo))
+
+
+def meta_frame(metas: list[RunMeta]) -> pl.DataFrame:
+    """What the runs frame shows of each run's meta.json, as the query cache stores it."""
+    return _meta_frame(metas)
 
 
 # Runs this process has validated, by run tree id (content-addressed, so what passed once
@@ -130,7 +142,11 @@ def _fresh_part(read: list[_RunTables], trees: list[str], records, starts, loops
     )
     records = records.with_columns((pl.col("seq") >= per_run([r.own for r in read], run)).alias("replayed"))
     meta = _meta_frame([r.meta for r in read]).with_columns(pl.Series("tree", trees, dtype=pl.String))
-    return Part(meta, records.select(_CACHED_RECORD_COLUMNS), starts.select(_CACHED_START_COLUMNS), loops.select(_CACHED_LOOP_COLUMNS))
+    lasts = records.group_by("run", "name", maintain_order=True).last().select(LAST_COLUMNS)
+    return Part(
+        meta, records.select(_CACHED_RECORD_COLUMNS), starts.select(_CACHED_START_COLUMNS),
+        loops.select(_CACHED_LOOP_COLUMNS), lasts,
+    )  # fmt: skip
 
 
 def _absent(whole: Part, names: list[str] | None, cache: QueryCache | None, read: list[_RunTables]) -> dict[str, str]:

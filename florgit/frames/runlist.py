@@ -1,10 +1,10 @@
 """One row per run with the last value of every logged name: ``flor.runs()`` and
 ``git flor log``.
 
-The last values come from each run's ``meta.json`` (written when the run ends), so a
-listing reads no tables. A run's tables are read only where its meta has no summary (runs
-recorded before florgit kept one, runs recovered after a kill) or where replays added
-names to it since.
+Runs the query cache holds (frames.cache) come from it, last values included. The others'
+last values come from their ``meta.json`` (written when the run ends), so a listing reads
+no tables; a run's tables are read only where its meta has no summary (runs recorded
+before florgit kept one, runs recovered after a kill) or where replays added names to it.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import polars as pl
 from florgit.codec.values import split
 from florgit.errors import StoreError
 from florgit.frames import columns, loader
+from florgit.frames.cache import Part, QueryCache, concat_parts, reorder
 from florgit.frames.typing import dtype_for, value_expr
 from florgit.store.replays import REPLAYS_DIR
 from florgit.validation import memory_budget
@@ -29,11 +30,22 @@ class RunList:
 
 
 def run_list(repo_path: str | None = None) -> RunList:
-    repo, listed = loader.load_metas(repo_path)
-    metas = [meta for _run, meta in listed]
-    last = _last_values(repo, listed)
-    frame = loader.runs_frame(repo, metas)
-    arg_names = list(dict.fromkeys(n for m in metas for n in m.args))
+    repo, stored = loader.listed_runs(repo_path)
+    cache = QueryCache.open(repo)
+    cached = cache.load([r.tree for r in stored], None, listing=True) if cache is not None else None
+    have = set(cached.runs.get_column("tree").to_list()) if cached is not None else set()
+    listed = loader.metas_of(repo, [r for r in stored if r.tree not in have])
+    trees = [run.tree for run, _meta in listed]
+    fresh = Part(
+        loader.meta_frame([meta for _run, meta in listed]).with_columns(pl.Series("tree", trees, dtype=pl.String)),
+        _NO_ROWS, _NO_ROWS, _NO_ROWS, _last_values(repo, listed),
+    )  # fmt: skip
+    whole = concat_parts([p for p in (cached, fresh) if p is not None and p.runs.height] or [fresh])
+    position = {tree: i for i, tree in enumerate(whole.runs.get_column("tree").to_list())}
+    whole = reorder(whole, [position[r.tree] for r in stored if r.tree in position])  # the listing's order
+    last = whole.lasts
+    frame = loader.runs_frame_from(repo, whole.runs)
+    arg_names = list(dict.fromkeys(n for args in whole.runs.get_column("args").to_list() for n in args))
     logged = set(last.get_column("name").unique().to_list()) if last.height else set()
     names = arg_names + sorted(logged - set(arg_names))
     for name in names:  # joined under internal names: a name `run` or `status` collides with nothing
@@ -41,6 +53,9 @@ def run_list(repo_path: str | None = None) -> RunList:
         typed = part.select("run", value_expr(dtype_for(set(part.get_column("kind").to_list()))).alias(columns.logged(name)))
         frame = frame.join(typed, on="run", how="left", maintain_order="left")
     return RunList(frame, arg_names, names)
+
+
+_NO_ROWS = pl.DataFrame({"run": pl.Series([], dtype=pl.UInt32)})
 
 
 def _last_values(repo, listed: list) -> pl.DataFrame:
