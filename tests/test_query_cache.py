@@ -13,7 +13,8 @@ import polars as pl
 import pytest
 
 import florgit as flor
-from florgit.frames.cache import CACHE_DIR, DISABLE_ENV, MAX_SEGMENTS
+from florgit.frames import cache as cache_mod
+from florgit.frames.cache import CACHE_DIR, DISABLE_ENV
 from tests.conftest import Repo, git, make_repo
 
 SWEEP = """\
@@ -130,11 +131,17 @@ def test_two_processes_fill_the_cache_at_once(swept):
     assert flor.dataframe("lr", "acc").write_json() == outs[0].strip()
 
 
-def test_many_segments_are_compacted(swept, monkeypatch):
-    for _ in range(MAX_SEGMENTS + 1):
+def test_many_segments_are_compacted_to_the_live_runs(swept, monkeypatch):
+    monkeypatch.setattr(cache_mod, "MAX_SEGMENTS", 3)
+    flor.dataframe("acc")
+    victim = flor.runs()["run_id"][0]
+    assert subprocess.run([sys.executable, "-m", "florgit.cli.main", "rm", victim], cwd=swept.path).returncode == 0
+    for _ in range(3):
         swept.run("sweep.py", "1")
         flor.dataframe("acc")
-    assert len(_segments(swept)) <= 2
+    [segment] = _segments(swept)  # merged into one
+    cached = pl.read_ipc(os.path.join(_cache_dir(swept), segment, "runs.arrow"))
+    assert victim not in cached["run_id"].to_list() and cached.height == 2 + 3
     assert flor.dataframe("acc").equals(_uncached(monkeypatch, "acc"))
 
 

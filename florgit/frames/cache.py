@@ -110,16 +110,18 @@ class QueryCache:
         return sorted(found)
 
     # -- writing -----------------------------------------------------------------------------
-    def add(self, part: Part) -> None:
-        """Publish ``part`` (runs read from git and checked) as a new segment; compact
-        when there are too many. Failing to write (a read-only .git) only costs speed."""
+    def add(self, part: Part, live: set[str]) -> None:
+        """Publish ``part`` (runs read from git and checked) as a new segment; past
+        ``MAX_SEGMENTS``, merge the segments, keeping only runs of ``live`` trees (what
+        replays, pulls and removals left behind goes). Failing to write (a read-only
+        .git) only costs speed."""
         if part.runs.height == 0:
             return
         try:
             self._publish(part)
             segments = self._segments()
             if len(segments) > MAX_SEGMENTS:
-                self._compact(segments)
+                self._compact(segments, live)
         except OSError:
             pass
         self._index = None
@@ -143,14 +145,14 @@ class QueryCache:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
-    def _compact(self, segments: list[str]) -> None:
-        """Merge every segment's runs into one (first copy of each tree), then drop them."""
+    def _compact(self, segments: list[str], live: set[str]) -> None:
+        """Merge the segments' live runs into one (first copy of each tree), then drop them."""
         seen: set[str] = set()
         parts = []
         for segment in segments:
             try:
                 trees = _read(segment, "runs", columns=["tree"]).get_column("tree").to_list()
-                keep = [i for i, t in enumerate(trees) if t not in seen]
+                keep = [i for i, t in enumerate(trees) if t in live and t not in seen]
                 seen.update(trees)
                 parts.append(_load_segment(segment, keep, None))  # every table, for the merged segment
             except (OSError, pl.exceptions.PolarsError, ValueError, KeyError):

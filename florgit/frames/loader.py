@@ -122,7 +122,7 @@ def load(repo_path: str | None = None, names: list[str] | None = None) -> Loaded
         trees = [t for i, t in enumerate(trees) if i not in bad]
     fresh = _fresh_part(read, trees, *tables)
     if cache is not None and read:
-        cache.add(fresh)
+        cache.add(fresh, {r.tree for r in listed})
     if names is not None:
         fresh.records = fresh.records.filter(pl.col("name").is_in(names))
     parts = [p for p in (cached, fresh) if p is not None and p.runs.height]
