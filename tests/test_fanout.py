@@ -117,3 +117,14 @@ def test_entries_that_are_not_runs_are_reported_and_skipped(repo):
     assert any("/zz" in p and "not a florgit run path" in p for p in problems)
     assert any("not-a-run" in p for p in problems)
     assert isinstance(flor.runs(), pl.DataFrame) and flor.runs()["run_id"].to_list() == [good]
+
+
+def test_a_sweep_from_one_commit_keeps_its_note_small(repo):
+    """A commit's note lists its first MAX_NOTE_LINES runs; the sweep's later runs are
+    stored and listed all the same, so no run rewrites an ever larger note."""
+    repo.write("sweep.py", "import florgit as flor\nfor r in range(105):\n    flor.log('r', r)\n    flor.commit()\n")
+    head = repo.commit("sweep")
+    repo.run("sweep.py")
+    note = git(repo.path, "notes", "--ref", layout.NOTES_REF, "show", head)
+    assert len(note.splitlines()) == runs.MAX_NOTE_LINES
+    assert flor.runs().height == 105

@@ -87,6 +87,11 @@ def persist_run(repo: GitRepo, meta: RunMeta, tables: dict[str, bytes]) -> None:
     repo.delete_ref(layout.pending_ref(meta.run_id))
 
 
+# A commit's note lists its first runs only: a sweep of thousands of runs from one commit
+# would otherwise rewrite an ever larger note blob with every run (`git flor log` lists all).
+MAX_NOTE_LINES = 100
+
+
 def _add_note(repo: GitRepo, meta: RunMeta, path: str) -> None:
     line = meta.note_line(path)
     marker = f'"run":"{meta.run_id}"'
@@ -95,6 +100,8 @@ def _add_note(repo: GitRepo, meta: RunMeta, path: str) -> None:
         if marker in old:
             return None
         lines = [ln for ln in old.splitlines() if ln.strip()]
+        if len(lines) >= MAX_NOTE_LINES:
+            return None
         return "\n".join(sorted([*lines, line])) + "\n"
 
     repo.update_note(layout.NOTES_REF, meta.user_commit, edit, f"flor: note run {meta.run_id}")
