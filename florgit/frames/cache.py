@@ -9,7 +9,7 @@ objects without changing ids. The cache is never pushed and may be deleted at an
 It lives in ``.git/flor/cache/v1/`` as segments: a folder of Arrow IPC files (``runs``:
 one row per run with its tree id and the columns ``flor.runs()`` shows; ``records``,
 ``starts``, ``loops``: the validated tables, rows of a run together, ``run`` numbering
-the segment's runs) and ``sums`` (a BLAKE2 digest of each file). A segment is written
+the segment's runs) and ``sums`` (each file's CRC-32 and size). A segment is written
 under a temporary name and renamed into place, so two processes filling the cache at
 once each publish whole segments (a run in two segments is read from the first). A
 segment that fails its digest, or cannot be read, is deleted and its runs are read from
@@ -18,11 +18,11 @@ git again. When there are more than ``MAX_SEGMENTS``, the live rows are merged i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
 import shutil
+import zlib
 from dataclasses import dataclass
 
 import polars as pl
@@ -227,11 +227,14 @@ def _read_bytes(path: str) -> bytes:
 
 
 def _digest(path: str) -> str:
-    h = hashlib.blake2b(digest_size=20)
+    """CRC-32 of the file and its size: catches a damaged file at ~1.5 GB/s (a query reads
+    every byte it checks; the data is derived and local, so no adversary picks the bytes)."""
+    crc, size = 0, 0
     with open(path, "rb") as f:
         while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
+            crc = zlib.crc32(chunk, crc)
+            size += len(chunk)
+    return f"crc32:{crc:08x}:{size}"
 
 
 def _drop(segment: str) -> None:

@@ -350,17 +350,22 @@ def _meta_frame(metas: list) -> pl.DataFrame:
 def _runs_frame_from(meta: pl.DataFrame, curated: dict[str, Curation]) -> pl.DataFrame:
     """The runs frame: meta columns, times parsed, tags and note (they change apart from
     the run, so they are never cached), duration."""
-    none = Curation()
-    marks = [curated.get(r, none) for r in meta.get_column("run_id").to_list()]
+    marked = {r: c for r, c in curated.items() if c.tags or c.note}  # usually a few runs of many
+    marks = pl.DataFrame(
+        {
+            "run_id": pl.Series(list(marked), dtype=pl.String),
+            "tags": pl.Series([list(c.tags) for c in marked.values()], dtype=pl.List(pl.String)),
+            "note": pl.Series([c.note for c in marked.values()], dtype=pl.String),
+        }
+    )
     frame = meta.select(
         pl.col("run").cast(pl.UInt32),
         "run_id",
         pl.col("start").str.to_datetime(time_zone="UTC").alias("start_time"),
         pl.col("end").str.to_datetime(time_zone="UTC", strict=False).alias("end_time"),
         "script", "status", "user_commit", "branch", "author", "dirty", "records", "checkpoints", "args",
-    ).with_columns(
-        pl.Series("tags", [list(c.tags) for c in marks], dtype=pl.List(pl.String)),
-        pl.Series("note", [c.note for c in marks], dtype=pl.String),
+    ).join(marks, on="run_id", how="left", maintain_order="left").with_columns(
+        pl.col("tags").fill_null(pl.lit([], dtype=pl.List(pl.String))),
     )  # fmt: skip
     seconds = (pl.col("end_time") - pl.col("start_time")).dt.total_milliseconds() / 1000
     return frame.with_columns(seconds.alias("duration_s"))
