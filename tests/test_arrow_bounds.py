@@ -145,8 +145,11 @@ def test_the_budget_is_the_declared_total(million):
 
 BOMB_SCRIPT = textwrap.dedent(
     """
-    import resource, struct, sys
+    import os, resource, struct, sys
+    os.environ["POLARS_MAX_THREADS"] = "1"  # thread pools made later need address space too
     import polars, pyarrow as pa
+    pa.set_cpu_count(1)
+    pa.set_io_thread_count(1)
     from florgit.codec import arrow
     from florgit.errors import InvalidDataError
     sys.path.insert(0, {tests!r})
@@ -155,7 +158,8 @@ BOMB_SCRIPT = textwrap.dedent(
     table = pa.Table.from_batches([arrow.end_batch([(i, i * 0.5) for i in range(12345)])])
     data = arrow.to_stream_bytes(table)
     bombs = [_patch_prefixes(data, 12345 * 8, n) for n in (2**33, 2**40, 2**62)] + [_row_bomb(data, 12345)]
-    limit = 3 << 29  # 1.5 GiB of address space: a declared buffer cannot be allocated
+    in_use = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmSize:"))
+    limit = in_use + (1 << 30)  # 1 GiB more address space: a declared 8 GiB buffer cannot be allocated
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     try:  # the bomb is live: an unchecked reader tries to allocate what it declares
         pa.ipc.open_stream(pa.BufferReader(bombs[0])).read_all()
