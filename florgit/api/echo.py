@@ -9,10 +9,10 @@ batches, so it does not grow with the number of records per flush.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 
+from florgit import envflags
 from florgit.codec.schemas import StartRow, Tables
 
 MAX_OUTER_LINES = 20
@@ -21,7 +21,7 @@ _SCAN_BACK = 500  # records looked at to gather the progress line's values
 
 
 def enabled_by_default() -> bool:
-    return os.environ.get("FLORGIT_ECHO", "1").strip().lower() not in ("0", "false", "no", "off")
+    return envflags.enabled("FLORGIT_ECHO", True)
 
 
 def fmt(value: object) -> str:

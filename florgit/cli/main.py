@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from florgit import envflags
 from florgit.cli.display import cell, frame_rows_json, json_line, markup, visible, visible_frame
 from florgit.cli.display import text as data_text
 from florgit.errors import FlorgitError, FlorgitWarning
@@ -774,7 +775,7 @@ def _error_line(escaped: str) -> None:
 
 
 def _debug() -> bool:
-    return os.environ.get("FLORGIT_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
+    return envflags.enabled("FLORGIT_DEBUG", False)
 
 
 def _interrupted(exc: BaseException) -> bool:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from florgit import envflags
 from florgit.git import GitRepo
 
 CACHE_DIR = os.path.join("flor", "cache", "v1")
@@ -54,7 +55,7 @@ class QueryCache:
 
     @classmethod
     def open(cls, repo: GitRepo) -> QueryCache | None:
-        if os.environ.get(DISABLE_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+        if not envflags.enabled(DISABLE_ENV, True):
             return None
         return cls(repo)
 

@@ -26,12 +26,12 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from florgit import envflags
 from florgit.errors import FlorgitError, InvalidDataError, UsageError
 from florgit.git import GitRepo
 from florgit.hindsight.plan import Plan, RunPlan, hold_foreign
-from florgit.hindsight import warm
 from florgit.hindsight.spec import ENV, ReplaySpec
-from florgit.hindsight.warm import Zygote
+from florgit.hindsight.warm import Zygote, imported_modules
 from florgit.store import trust
 
 
@@ -139,7 +139,7 @@ def execute(
 def _start_zygote(work: list[Task], dirs: dict, root: str) -> Zygote | None:
     """One process that imports what the scripts import, for every task to fork from;
     None where the user turned it off (``FLORGIT_REPLAY_WARM=0``)."""
-    if os.environ.get("FLORGIT_REPLAY_WARM", "1").strip().lower() in ("0", "false", "no", "off"):
+    if not envflags.enabled("FLORGIT_REPLAY_WARM", True):
         return None
     sources, local = {}, set()
     for task in work:
@@ -150,7 +150,7 @@ def _start_zygote(work: list[Task], dirs: dict, root: str) -> Zygote | None:
         local.add(os.path.dirname(os.path.join(code_dir, *task.run.script.split("/"))))
         local.add(os.path.join(code_dir, *task.run.cwd.split("/")))
         local.add(os.path.join(code_dir, *task.run.module_root.split("/")))
-    modules = warm.imported_modules(sources.values(), local)
+    modules = imported_modules(sources.values(), local)
     return Zygote(modules, _child_env(), root)
 
 

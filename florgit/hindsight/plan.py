@@ -21,7 +21,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from florgit import validation
-from florgit.errors import FlorgitError, QueryError
+from florgit.errors import FlorgitError
 from florgit.git import GitRepo
 from florgit.hindsight import carried, propagate
 from florgit.store import checkpoints as ckpts

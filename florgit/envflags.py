@@ -1,0 +1,14 @@
+"""Reading florgit's on/off environment settings (``FLORGIT_ECHO=0``, ...) one way."""
+
+from __future__ import annotations
+
+import os
+
+_OFF = ("0", "false", "no", "off")
+
+
+def enabled(name: str, default: bool) -> bool:
+    """Whether setting ``name`` is on: unset or empty gives ``default``; 0/false/no/off
+    (any case) turn it off, anything else on."""
+    value = os.environ.get(name, "").strip().lower()
+    return default if not value else value not in _OFF
