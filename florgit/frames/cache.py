@@ -92,12 +92,7 @@ class QueryCache:
                 _drop(segment)
                 self._index = None
                 return self.load(trees, names, listing)
-        if not parts:
-            return None
-        merged = concat_parts(parts)
-        order = {tree: i for i, tree in enumerate(merged.runs.get_column("tree").to_list())}
-        wanted_order = [order[t] for t in trees if t in order]
-        return reorder(merged, wanted_order)
+        return in_order(parts, trees)
 
     def names(self) -> list[str]:
         """Every name any cached record has (for hints when a query asks for an unknown one)."""
@@ -171,6 +166,19 @@ class QueryCache:
         return [os.path.join(self.dir, n) for n in names]
 
 
+EMPTY = pl.DataFrame({"run": pl.Series([], dtype=pl.UInt32)})  # a table of no rows, for parts without it
+
+
+def in_order(parts: list[Part | None], trees: list[str]) -> Part | None:
+    """The parts' runs as one part, in the order of ``trees`` (None when they hold none)."""
+    parts = [p for p in parts if p is not None and p.runs.height]
+    if not parts:
+        return None
+    merged = concat_parts(parts)
+    position = {tree: i for i, tree in enumerate(merged.runs.get_column("tree").to_list())}
+    return reorder(merged, [position[t] for t in trees if t in position])
+
+
 def concat_parts(parts: list[Part]) -> Part:
     """Parts one after the other, ``run`` renumbered to follow."""
     offsets, total = [], 0
@@ -209,8 +217,7 @@ def _load_segment(segment: str, wanted: list[int], names: list[str] | None, list
             raise ValueError(f"{segment}: {table} does not match its digest")
     runs, lasts = _read(segment, "runs"), _read(segment, "lasts")
     if listing:
-        empty = pl.DataFrame({"run": pl.Series([], dtype=pl.UInt32)})
-        return reorder(Part(runs, empty, empty, empty, lasts), wanted)
+        return reorder(Part(runs, EMPTY, EMPTY, EMPTY, lasts), wanted)
     records = pl.scan_ipc(os.path.join(segment, "records.arrow"))
     if names is not None:
         records = records.filter(pl.col("name").is_in(names))  # only the asked-for names are read into memory

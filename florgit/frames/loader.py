@@ -15,7 +15,7 @@ import polars as pl
 
 from florgit.codec import ipc_bounds, schemas
 from florgit.errors import FlorgitWarning, InvalidDataError, StoreError
-from florgit.frames.cache import Part, QueryCache, concat_parts, reorder
+from florgit.frames.cache import Part, QueryCache, in_order
 from florgit.git import GitRepo, open_repo
 from florgit.store import consistency, curation, layout
 from florgit.store.consistency import per_run
@@ -69,11 +69,6 @@ def runs_frame_from(repo: GitRepo, meta: pl.DataFrame) -> pl.DataFrame:
     return _runs_frame_from(meta, curation.state(repo))
 
 
-def meta_frame(metas: list[RunMeta]) -> pl.DataFrame:
-    """What the runs frame shows of each run's meta.json, as the query cache stores it."""
-    return _meta_frame(metas)
-
-
 # Runs this process has validated, by run tree id (content-addressed, so what passed once
 # passes again): their meta and each table's decoded size. Later queries skip re-checking.
 _CHECKED: dict[str, tuple[RunMeta, dict[str, int]]] = {}
@@ -125,10 +120,7 @@ def load(repo_path: str | None = None, names: list[str] | None = None) -> Loaded
         cache.add(fresh, {r.tree for r in listed})
     if names is not None:
         fresh.records = fresh.records.filter(pl.col("name").is_in(names))
-    parts = [p for p in (cached, fresh) if p is not None and p.runs.height]
-    whole = concat_parts(parts) if parts else fresh
-    position = {tree: i for i, tree in enumerate(whole.runs.get_column("tree").to_list())}
-    whole = reorder(whole, [position[r.tree] for r in listed if r.tree in position])  # the listing's order
+    whole = in_order([cached, fresh], [r.tree for r in listed]) or fresh  # the listing's order
     absent = _absent(whole, names, cache, read)
     return _assemble(whole, curation.state(repo), absent)
 
@@ -141,7 +133,7 @@ def _fresh_part(read: list[_RunTables], trees: list[str], records, starts, loops
         (pl.int_range(pl.len(), dtype=pl.Int64) - per_run(rec_offsets, run)).alias("seq"),
     )
     records = records.with_columns((pl.col("seq") >= per_run([r.own for r in read], run)).alias("replayed"))
-    meta = _meta_frame([r.meta for r in read]).with_columns(pl.Series("tree", trees, dtype=pl.String))
+    meta = meta_frame([r.meta for r in read], trees)
     lasts = records.group_by("run", "name", maintain_order=True).last().select(LAST_COLUMNS)
     return Part(
         meta, records.select(_CACHED_RECORD_COLUMNS), starts.select(_CACHED_START_COLUMNS),
@@ -326,8 +318,9 @@ _EMPTY_TYPES = {
 }  # fmt: skip
 
 
-def _meta_frame(metas: list) -> pl.DataFrame:
-    """What the runs frame shows of each run's meta.json, as the cache stores it."""
+def meta_frame(metas: list[RunMeta], trees: list[str]) -> pl.DataFrame:
+    """What the runs frame shows of each run's meta.json, with the run's tree id: as the
+    query cache stores it."""
     return pl.DataFrame(
         {
             "run": pl.Series(range(len(metas)), dtype=pl.UInt32),
@@ -343,6 +336,7 @@ def _meta_frame(metas: list) -> pl.DataFrame:
             "records": pl.Series([m.records for m in metas], dtype=pl.Int64),
             "checkpoints": pl.Series([m.checkpoints for m in metas], dtype=pl.Int64),
             "args": pl.Series([list(m.args) for m in metas], dtype=pl.List(pl.String)),
+            "tree": pl.Series(trees, dtype=pl.String),
         }
     )
 

@@ -16,7 +16,7 @@ import polars as pl
 from florgit.codec.values import split
 from florgit.errors import StoreError
 from florgit.frames import columns, loader
-from florgit.frames.cache import Part, QueryCache, concat_parts, reorder
+from florgit.frames.cache import EMPTY, Part, QueryCache, in_order
 from florgit.frames.typing import dtype_for, value_expr
 from florgit.store.replays import REPLAYS_DIR
 from florgit.validation import memory_budget
@@ -36,13 +36,9 @@ def run_list(repo_path: str | None = None) -> RunList:
     have = set(cached.runs.get_column("tree").to_list()) if cached is not None else set()
     listed = loader.metas_of(repo, [r for r in stored if r.tree not in have])
     trees = [run.tree for run, _meta in listed]
-    fresh = Part(
-        loader.meta_frame([meta for _run, meta in listed]).with_columns(pl.Series("tree", trees, dtype=pl.String)),
-        _NO_ROWS, _NO_ROWS, _NO_ROWS, _last_values(repo, listed),
-    )  # fmt: skip
-    whole = concat_parts([p for p in (cached, fresh) if p is not None and p.runs.height] or [fresh])
-    position = {tree: i for i, tree in enumerate(whole.runs.get_column("tree").to_list())}
-    whole = reorder(whole, [position[r.tree] for r in stored if r.tree in position])  # the listing's order
+    meta = loader.meta_frame([meta for _run, meta in listed], trees)
+    fresh = Part(meta, EMPTY, EMPTY, EMPTY, _last_values(repo, listed))
+    whole = in_order([cached, fresh], [r.tree for r in stored]) or fresh  # the listing's order
     last = whole.lasts
     frame = loader.runs_frame_from(repo, whole.runs)
     arg_names = list(dict.fromkeys(n for args in whole.runs.get_column("args").to_list() for n in args))
@@ -53,9 +49,6 @@ def run_list(repo_path: str | None = None) -> RunList:
         typed = part.select("run", value_expr(dtype_for(set(part.get_column("kind").to_list()))).alias(columns.logged(name)))
         frame = frame.join(typed, on="run", how="left", maintain_order="left")
     return RunList(frame, arg_names, names)
-
-
-_NO_ROWS = pl.DataFrame({"run": pl.Series([], dtype=pl.UInt32)})
 
 
 def _last_values(repo, listed: list) -> pl.DataFrame:
