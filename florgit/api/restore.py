@@ -94,13 +94,13 @@ def _apply(where: str, what: str, step) -> None:
 
 def _run_id(git, run: str) -> str:
     from florgit import validation
-    from florgit.store import layout
+    from florgit.store import checkpoints as store
     from florgit.store.runs import find_run
 
     try:
         return find_run(git, run).run_id
     except RunNotFoundError:
         # A run still going (or killed, not yet recovered) has checkpoints but no run entry.
-        if validation.RUN_ID.match(run) and any(git.tree_at(layout.CHECKPOINTS_REF, p) for p in layout.run_paths(run)):
+        if validation.RUN_ID.match(run) and store.run_folder(git, run)[0] is not None:
             return run
         raise

@@ -363,13 +363,7 @@ def _sample(repo: GitRepo, places: list) -> list:
     if after is not None:
         boundary = places[after][0].boundary
         picked |= {starts[boundary]} | {i for i, (p, _) in enumerate(places) if p.phase != "start" and p.boundary == boundary}
-    good, bad = [], []
-    for i in sorted(picked):
-        spot, oid = places[i]
-        try:
-            good.append(ckpts.read_place(repo, spot, oid))
-        except FlorgitError as exc:
-            bad.append(ckpts.BadCheckpoint(**vars(spot), error=exc))
+    good, bad = ckpts.read_places(repo, [places[i] for i in sorted(picked)])
     ckpts.warn_bad(bad)
     return good
 

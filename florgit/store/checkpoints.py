@@ -147,9 +147,14 @@ def scan_checkpoints(
     failed to parse (each one's error names the run and the checkpoint). Entries whose
     names are not florgit's are not checkpoints and are skipped. ``run_tree``: read that
     tree (fetched, not yet on the checkpoints ref) instead of the ref's."""
+    return read_places(repo, checkpoint_places(repo, run_id, run_tree, base))
+
+
+def read_places(repo: GitRepo, places: list[tuple[Place, str]]) -> tuple[list[CheckpointInfo], list[BadCheckpoint]]:
+    """The checkpoints whose manifests are at ``places``, checked, and those that fail."""
     good: list[CheckpointInfo] = []
     bad: list[BadCheckpoint] = []
-    for spot, oid in checkpoint_places(repo, run_id, run_tree, base):
+    for spot, oid in places:
         try:
             good.append(read_place(repo, spot, oid))
         except CheckpointError as exc:
