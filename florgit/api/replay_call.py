@@ -48,20 +48,11 @@ def replay(
     from florgit.git import open_repo
     from florgit.hindsight.execute import check_links, execute
     from florgit.hindsight.fetching import fetch_missing, waiting
+    from florgit.hindsight.slurm import share_of
     from florgit.hindsight.plan import make_plan
 
     names = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
-    if partition is None or partition == "slurm":  # in a Slurm array task: its own share
-        from florgit.hindsight.slurm import slurm_partition
-
-        found = slurm_partition(os.environ)
-        if found is None and partition == "slurm":
-            from florgit.errors import UsageError
-
-            raise UsageError("partition='slurm' outside a Slurm array task (no SLURM_ARRAY_TASK_ID)")
-        partition = found
-    elif partition == "all":
-        partition = None
+    partition = share_of(partition, os.environ)
     git = open_repo(repo)
     plan = make_plan(git, names, where, runs)
     if waiting(plan):

@@ -468,15 +468,13 @@ def _visible(text: str) -> str:
 
 def _partition(text: str | None) -> tuple[int, int] | None:
     """--partition K/N; none given: a Slurm array task's share; ``all``: every share."""
-    from florgit.hindsight.slurm import slurm_partition
+    from florgit.hindsight.slurm import share_of
 
-    if text is None:
-        share = slurm_partition(os.environ)
+    if text is None or text.strip().lower() == "all":
+        share = share_of(None if text is None else "all", os.environ)
         if share is not None:
             _err.print(cell(f"share {share[0]} of {share[1]}, from the Slurm array (--partition all runs everything)"))
         return share
-    if text.strip().lower() == "all":
-        return None
     try:
         k, n = (int(v) for v in text.split("/"))
     except ValueError:

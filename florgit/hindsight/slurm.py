@@ -31,3 +31,14 @@ def slurm_partition(env: Mapping[str, str]) -> tuple[int, int] | None:
     if not 1 <= k <= count:
         raise UsageError(f"Slurm array task {task} is not one of the {count} tasks from {first} by {step}; pass --partition K/N")
     return k, count
+
+
+def share_of(partition: tuple[int, int] | str | None, env: Mapping[str, str]) -> tuple[int, int] | None:
+    """The share a replay runs: ``(k, n)`` as given; ``"all"``: everything; ``None``: a Slurm
+    array task's own share, else everything; ``"slurm"``: the task's share, required."""
+    if partition is None or partition == "slurm":
+        found = slurm_partition(env)
+        if found is None and partition == "slurm":
+            raise UsageError("partition='slurm' outside a Slurm array task (no SLURM_ARRAY_TASK_ID)")
+        return found
+    return None if partition == "all" else partition
