@@ -59,6 +59,22 @@ def git(cwd: Path | str, *args: str, check: bool = True, input_text: str | None 
     return out.stdout
 
 
+# A checkpointable model for test scripts: one float, state_dict()/load_state_dict().
+MODEL = """\
+class Model:
+    def __init__(self):
+        self.w = 1.0
+
+    def state_dict(self):
+        return {"w": self.w}
+
+    def load_state_dict(self, state):
+        self.w = state["w"]
+
+
+"""
+
+
 @dataclass
 class Repo:
     path: Path
@@ -91,6 +107,13 @@ class Repo:
             raise AssertionError(f"{script} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         return proc
 
+    def flor(self, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+        """Run ``git flor ARGS`` in the repository (as ``python -m florgit.cli.main``)."""
+        return subprocess.run(
+            [sys.executable, "-m", "florgit.cli.main", *args], cwd=self.path, capture_output=True, text=True,
+            env={**os.environ, **(env or {})},
+        )  # fmt: skip
+
     def state(self) -> dict[str, str]:
         """Fingerprint of everything recording must leave alone."""
         files = {}
@@ -120,6 +143,22 @@ def make_repo(path: Path, *, commit: bool = True) -> Repo:
         repo.write(".gitignore", "*.ckpt\ndata/\n")
         repo.commit("initial")
     return repo
+
+
+def seeded_remote(tmp_path: Path, files: dict[str, str]) -> Path:
+    """A bare remote (``tmp_path/remote.git``) whose one commit holds ``files``."""
+    seed = make_repo(tmp_path / "seed")
+    for name, text in files.items():
+        seed.write(name, text)
+    seed.commit("seed")
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "clone", "-q", "--bare", str(seed.path), str(bare))
+    return bare
+
+
+def clone_of(bare: Path, where: Path) -> Repo:
+    git(where.parent, "clone", "-q", str(bare), str(where))
+    return Repo(where)
 
 
 @pytest.fixture

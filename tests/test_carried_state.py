@@ -14,7 +14,7 @@ import pytest
 
 import florgit as flor
 from florgit.hindsight.carried import loop_state
-from tests.conftest import make_repo
+from tests.conftest import MODEL, make_repo
 
 BODY = """\
 model = Model()
@@ -36,19 +36,6 @@ with flor.checkpointing(model=model):
         flor.log("acc", acc)
 flor.log("best", best_acc)
 flor.log("n_hist", len(history))
-"""
-MODEL = """\
-class Model:
-    def __init__(self):
-        self.w = 1.0
-
-    def state_dict(self):
-        return {"w": self.w}
-
-    def load_state_dict(self, state):
-        self.w = state["w"]
-
-
 """
 HEAD = "import random\nimport florgit as flor\n\n\n" + MODEL
 EPOCH_STATEMENT = '        flor.log("carried", f"{global_step},{patience},{lr:.9f},{len(history)},{loss:.9f},{best_acc:.9f}")\n'

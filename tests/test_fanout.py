@@ -13,23 +13,9 @@ import florgit as flor
 from florgit.git import open_repo
 from florgit.store import layout, runs
 from tests import forge
-from tests.conftest import git
+from tests.conftest import MODEL, git
 
-TRAIN = """\
-import florgit as flor
-
-
-class Model:
-    def __init__(self):
-        self.w = 1.0
-
-    def state_dict(self):
-        return {"w": self.w}
-
-    def load_state_dict(self, state):
-        self.w = state["w"]
-
-
+TRAIN = "import florgit as flor\n\n\n" + MODEL + """\
 model = Model()
 with flor.checkpointing(model=model):
     for epoch in flor.loop("epoch", range(3)):

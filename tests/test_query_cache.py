@@ -15,7 +15,7 @@ import pytest
 import florgit as flor
 from florgit.frames import cache as cache_mod
 from florgit.frames.cache import CACHE_DIR, DISABLE_ENV
-from tests.conftest import Repo, git, make_repo
+from tests.conftest import Repo, clone_of, git, make_repo, seeded_remote
 
 SWEEP = """\
 import sys
@@ -83,14 +83,8 @@ def test_new_runs_replays_and_rm_are_never_served_stale(swept, monkeypatch):
 
 
 def test_a_pull_that_replaces_nothing_and_adds_runs_is_exact(tmp_path, monkeypatch):
-    seed = make_repo(tmp_path / "seed")
-    seed.write("sweep.py", SWEEP)
-    seed.commit("sweep")
-    bare = tmp_path / "remote.git"
-    git(tmp_path, "clone", "-q", "--bare", str(seed.path), str(bare))
-    alice, bob = Repo(tmp_path / "alice"), Repo(tmp_path / "bob")
-    for who in (alice, bob):
-        git(tmp_path, "clone", "-q", str(bare), str(who.path))
+    bare = seeded_remote(tmp_path, {"sweep.py": SWEEP})
+    alice, bob = (clone_of(bare, tmp_path / n) for n in ("alice", "bob"))
     alice.run("sweep.py", "2")
     bob.run("sweep.py", "1")
     monkeypatch.chdir(bob.path)

@@ -5,7 +5,6 @@ pushes)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -15,7 +14,7 @@ import pytest
 import florgit as flor
 from florgit.errors import UsageError
 from florgit.hindsight.slurm import slurm_partition
-from tests.conftest import Repo, git, make_repo
+from tests.conftest import Repo, clone_of, git, seeded_remote
 
 TRAIN = """\
 import florgit as flor
@@ -46,13 +45,6 @@ INNER = TRAIN.replace(
 OUTER = TRAIN.replace('        flor.log("w0", model.w[0])\n', '        flor.log("w0", model.w[0])\n        flor.log("w_sum", sum(model.w))\n')
 
 
-def _flor(repo: Repo, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "florgit.cli.main", *args], cwd=repo.path, capture_output=True, text=True,
-        env={**os.environ, **(env or {})},
-    )  # fmt: skip
-
-
 def _ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
@@ -69,21 +61,15 @@ def team(tmp_path, monkeypatch):
     """Alice records three runs and pushes them with checkpoints; returns a maker of clones
     that pulled everything."""
     monkeypatch.setenv("FLORGIT_CHECKPOINT_PERIOD", "1")
-    seed = make_repo(tmp_path / "seed")
-    seed.write("train.py", TRAIN)
-    seed.commit("train")
-    bare = tmp_path / "remote.git"
-    git(tmp_path, "clone", "-q", "--bare", str(seed.path), str(bare))
-    alice = Repo(tmp_path / "alice")
-    git(tmp_path, "clone", "-q", str(bare), str(alice.path))
+    bare = seeded_remote(tmp_path, {"train.py": TRAIN})
+    alice = clone_of(bare, tmp_path / "alice")
     for w in ("1.0", "2.0", "3.0"):
         alice.run("train.py", "--kwargs", f"w={w}")
-    _ok(_flor(alice, "push", "--checkpoints"))
+    _ok(alice.flor("push", "--checkpoints"))
 
     def clone(name: str, code: str) -> Repo:
-        other = Repo(tmp_path / name)
-        git(tmp_path, "clone", "-q", str(bare), str(other.path))
-        _ok(_flor(other, "pull", "--checkpoints"))
+        other = clone_of(bare, tmp_path / name)
+        _ok(other.flor("pull", "--checkpoints"))
         other.write("train.py", code)
         return other
 
@@ -117,13 +103,13 @@ def test_two_partitions_in_two_clones_merge_to_one_replay(team):
     alice, clone = team
     bob, carol, dave = clone("bob", INNER), clone("carol", INNER), clone("dave", INNER)
     slurm = {"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "2", "SLURM_ARRAY_TASK_MIN": "1"}
-    first = _ok(_flor(bob, "replay", "w1", "--jobs", "2", "--yes", "--trust", env=slurm))
+    first = _ok(bob.flor("replay", "w1", "--jobs", "2", "--yes", "--trust", env=slurm))
     assert "share 1 of 2, from the Slurm array" in first.stderr
-    _ok(_flor(carol, "replay", "w1", "--jobs", "2", "--partition", "2/2", "--yes", "--trust"))
+    _ok(carol.flor("replay", "w1", "--jobs", "2", "--partition", "2/2", "--yes", "--trust"))
     for who in (bob, carol):
-        _ok(_flor(who, "push"))
-    _ok(_flor(alice, "pull"))
-    _ok(_flor(dave, "replay", "w1", "--jobs", "1", "--yes", "--trust"))
+        _ok(who.flor("push"))
+    _ok(alice.flor("pull"))
+    _ok(dave.flor("replay", "w1", "--jobs", "1", "--yes", "--trust"))
     merged, single = _values(alice, "w1"), _values(dave, "w1")
     assert len(merged) == 3 * 4 * 3 and merged == single  # every run, epoch and step, exactly
 
@@ -133,12 +119,12 @@ def test_ray_executor_with_a_clone_per_task(team):
     clones the remote, replays and pushes; the driver pulls the results."""
     _alice, clone = team
     erin = clone("erin", OUTER)
-    done = _ok(_flor(erin, "replay", "w_sum", "--executor", "ray", "--ray-clone", "origin", "--yes", "--trust"))
+    done = _ok(erin.flor("replay", "w_sum", "--executor", "ray", "--ray-clone", "origin", "--yes", "--trust"))
     assert done.stdout.count(": ok in") == 3
     frame = pl.DataFrame(_values_outer(erin))
     assert frame.height == 12 and frame["w_sum"].null_count() == 0
     grace = clone("grace", OUTER)
-    _ok(_flor(grace, "replay", "w_sum", "--yes", "--trust"))  # the same work, local
+    _ok(grace.flor("replay", "w_sum", "--yes", "--trust"))  # the same work, local
     assert _values_outer(erin) == _values_outer(grace)
     assert "/replays/" in git(erin.path, "ls-tree", "-r", "--name-only", "refs/flor/remotes/origin/shadow")  # came through the remote
 
@@ -167,5 +153,5 @@ def test_ray_executor_on_a_shared_filesystem(team, ray_instance, monkeypatch):
     assert len(plan.results) == 3 and all(r.ok for r in plan.results), [r.output for r in plan.results]
     assert ray_instance.is_initialized()  # a running instance is used, not stopped
     grace = clone("grace", OUTER)
-    _ok(_flor(grace, "replay", "w_sum", "--yes", "--trust"))  # the same work, local and in one process
+    _ok(grace.flor("replay", "w_sum", "--yes", "--trust"))  # the same work, local and in one process
     assert _values_outer(frank) == _values_outer(grace)

@@ -4,15 +4,13 @@ it never quietly re-executes them in full."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import pytest
 
 import florgit as flor
 from florgit.git import open_repo
 from florgit.store import layout, runs
-from tests.conftest import Repo, git, make_repo
+from tests.conftest import Repo, clone_of, git, seeded_remote
 from tests.forge import rewrite_meta
 
 TRAIN = """\
@@ -39,26 +37,16 @@ with flor.checkpointing(model=model):
 HINDSIGHT = TRAIN.replace('        flor.log("w0", model.w[0])\n', '        flor.log("w0", model.w[0])\n        flor.log("w_sum", sum(model.w))\n')
 
 
-def _flor(repo: Repo, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "florgit.cli.main", *args], cwd=repo.path, capture_output=True, text=True)
-
-
 @pytest.fixture
 def pulled(tmp_path, monkeypatch):
     """Alice records three runs and pushes them with their checkpoints; Bob pulls the runs only."""
     monkeypatch.setenv("FLORGIT_CHECKPOINT_PERIOD", "1")
-    seed = make_repo(tmp_path / "seed")
-    seed.write("train.py", TRAIN)
-    seed.commit("train")
-    bare = tmp_path / "remote.git"
-    git(tmp_path, "clone", "-q", "--bare", str(seed.path), str(bare))
-    alice, bob = (Repo(tmp_path / n) for n in ("alice", "bob"))
-    for who in (alice, bob):
-        git(tmp_path, "clone", "-q", str(bare), str(who.path))
+    bare = seeded_remote(tmp_path, {"train.py": TRAIN})
+    alice, bob = (clone_of(bare, tmp_path / n) for n in ("alice", "bob"))
     for w in ("1.0", "2.0", "3.0"):
         alice.run("train.py", "--kwargs", f"w={w}")
-    assert _flor(alice, "push", "--checkpoints").returncode == 0
-    assert _flor(bob, "pull").returncode == 0
+    assert alice.flor("push", "--checkpoints").returncode == 0
+    assert bob.flor("pull").returncode == 0
     bob.write("train.py", HINDSIGHT)
     monkeypatch.chdir(bob.path)
     ids = sorted(flor.runs()["run_id"].to_list())
@@ -73,7 +61,7 @@ def _checkpointed_runs(repo: Repo) -> list[str]:
 def test_replay_fetches_just_the_checkpoints_it_needs(pulled):
     _alice, bob, ids = pulled
     assert _checkpointed_runs(bob) == []
-    done = _flor(bob, "replay", "w_sum", "--run", ids[0], "--run", ids[1], "--yes", "--trust")
+    done = bob.flor("replay", "w_sum", "--run", ids[0], "--run", ids[1], "--yes", "--trust")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "fetching the checkpoints of 2 run(s) from origin" in done.stderr
     assert "fetched the checkpoints of 2 run(s)" in done.stderr
@@ -88,7 +76,7 @@ def test_replay_fetches_just_the_checkpoints_it_needs(pulled):
 
 def test_no_fetch_stops_with_the_exact_command(pulled):
     _alice, bob, ids = pulled
-    done = _flor(bob, "replay", "w_sum", "--yes", "--trust", "--no-fetch")
+    done = bob.flor("replay", "w_sum", "--yes", "--trust", "--no-fetch")
     assert done.returncode == 1
     assert "`git flor pull --checkpoints origin` fetches them" in done.stderr
     assert all(i in done.stderr for i in ids) and "3 run(s) were not replayed" in done.stderr
@@ -100,10 +88,10 @@ def test_no_fetch_stops_with_the_exact_command(pulled):
 def test_remote_without_the_checkpoints_is_named(tmp_path, pulled):
     alice, bob, ids = pulled
     alice.run("train.py", "--kwargs", "w=9.0")  # pushed without its checkpoints
-    assert _flor(alice, "push").returncode == 0
-    assert _flor(bob, "pull").returncode == 0
+    assert alice.flor("push").returncode == 0
+    assert bob.flor("pull").returncode == 0
     new = sorted(set(flor.runs()["run_id"].to_list()) - set(ids))
-    done = _flor(bob, "replay", "w_sum", "--run", new[0], "--yes", "--trust")
+    done = bob.flor("replay", "w_sum", "--run", new[0], "--yes", "--trust")
     assert done.returncode == 1
     assert "origin does not have them either" in done.stderr and "git flor push --checkpoints" in done.stderr
 

@@ -17,19 +17,9 @@ from florgit.git import open_repo
 from florgit.store import runs
 from florgit.store.meta import RunMeta
 from florgit.validation import module_name
+from tests.conftest import MODEL
 from tests.forge import rewrite_meta
 
-MODEL = """\
-class Model:
-    def __init__(self):
-        self.w = 1.0
-
-    def state_dict(self):
-        return {"w": self.w}
-
-    def load_state_dict(self, state):
-        self.w = state["w"]
-"""
 TRAIN = """\
 import random
 import florgit as flor

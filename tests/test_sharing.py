@@ -14,7 +14,7 @@ import pytest
 
 import florgit as flor
 from florgit.store import layout
-from tests.conftest import Repo, git, make_repo
+from tests.conftest import Repo, clone_of, git, make_repo, seeded_remote
 
 TRAIN = """
 import sys
@@ -28,25 +28,13 @@ for epoch in flor.loop("epoch", range(2)):
 
 @pytest.fixture
 def remote_and_clones(tmp_path, monkeypatch):
-    origin = make_repo(tmp_path / "seed")
-    origin.write("train.py", TRAIN)
-    origin.commit("train")
-    bare = tmp_path / "remote.git"
-    git(tmp_path, "clone", "-q", "--bare", str(origin.path), str(bare))
-    clones = []
-    for name in ("alice", "bob"):
-        git(tmp_path, "clone", "-q", str(bare), str(tmp_path / name))
-        clones.append(Repo(tmp_path / name))
-    return bare, clones
+    bare = seeded_remote(tmp_path, {"train.py": TRAIN})
+    return bare, [clone_of(bare, tmp_path / name) for name in ("alice", "bob")]
 
 
 def _runs_in(repo: Repo, monkeypatch) -> list[str]:
     monkeypatch.chdir(repo.path)
     return sorted(flor.runs()["run_id"].to_list())
-
-
-def _flor(repo: Repo, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "florgit.cli.main", *args], cwd=repo.path, capture_output=True, text=True)
 
 
 def test_two_clones_push_at_once_and_both_end_with_every_run(remote_and_clones, monkeypatch):
@@ -57,7 +45,7 @@ def test_two_clones_push_at_once_and_both_end_with_every_run(remote_and_clones, 
     results = {}
 
     def push(repo):
-        results[repo.path.name] = _flor(repo, "push")
+        results[repo.path.name] = repo.flor("push")
 
     threads = [threading.Thread(target=push, args=(r,)) for r in (alice, bob)]
     for t in threads:
@@ -66,7 +54,7 @@ def test_two_clones_push_at_once_and_both_end_with_every_run(remote_and_clones, 
         t.join()
     assert all(r.returncode == 0 for r in results.values()), {k: v.stderr for k, v in results.items()}
     for repo in (alice, bob):
-        assert _flor(repo, "pull").returncode == 0
+        assert repo.flor("pull").returncode == 0
     assert _runs_in(alice, monkeypatch) == _runs_in(bob, monkeypatch)
     assert len(_runs_in(alice, monkeypatch)) == 6
     df = flor.dataframe("who", "loss")
@@ -84,11 +72,11 @@ def test_two_clones_push_at_once_and_both_end_with_every_run(remote_and_clones, 
 def test_push_retries_when_the_remote_moved(remote_and_clones, monkeypatch):
     _bare, (alice, bob) = remote_and_clones
     alice.run("train.py")
-    assert _flor(alice, "push").returncode == 0
+    assert alice.flor("push").returncode == 0
     bob.run("train.py")  # bob has not pulled: his shadow branch diverged from the remote's
-    out = _flor(bob, "push")
+    out = bob.flor("push")
     assert out.returncode == 0, out.stderr
-    assert _flor(alice, "pull").returncode == 0
+    assert alice.flor("pull").returncode == 0
     assert len(_runs_in(alice, monkeypatch)) == 2
 
 
@@ -96,11 +84,11 @@ def test_checkpoints_travel_only_when_asked(remote_and_clones, monkeypatch):
     bare, (alice, bob) = remote_and_clones
     alice.write("ckpt.py", "import torch, florgit as flor\nm = torch.nn.Linear(2, 2)\nwith flor.checkpointing(m=m):\n    for _ in flor.loop('e', range(1)):\n        pass\n")
     alice.run("ckpt.py")
-    assert _flor(alice, "push").returncode == 0
+    assert alice.flor("push").returncode == 0
     assert layout.CHECKPOINTS_REF not in git(bare, "for-each-ref", "--format=%(refname)")
-    assert _flor(alice, "push", "--checkpoints").returncode == 0
+    assert alice.flor("push", "--checkpoints").returncode == 0
     assert layout.CHECKPOINTS_REF in git(bare, "for-each-ref", "--format=%(refname)")
-    assert _flor(bob, "pull", "--checkpoints").returncode == 0
+    assert bob.flor("pull", "--checkpoints").returncode == 0
     monkeypatch.chdir(bob.path)
     run = flor.runs()["run_id"].to_list()[0]
     import torch
@@ -114,7 +102,7 @@ def _hooks_dir(repo: Repo) -> Path:
 
 def test_plain_git_push_shares_runs_once_hooks_are_installed(remote_and_clones, monkeypatch):
     bare, (alice, bob) = remote_and_clones
-    assert _flor(alice, "install").returncode == 0
+    assert alice.flor("install").returncode == 0
     alice.run("train.py")
     alice.write("notes.md", "x\n")
     alice.commit("more")
@@ -122,7 +110,7 @@ def test_plain_git_push_shares_runs_once_hooks_are_installed(remote_and_clones, 
     assert push.returncode == 0, push.stderr
     assert layout.SHADOW_REF in git(bare, "for-each-ref", "--format=%(refname)")
     # bob: install, then a plain `git pull` brings the runs in (fetch refspec + post-merge)
-    assert _flor(bob, "install").returncode == 0
+    assert bob.flor("install").returncode == 0
     pull = subprocess.run(["git", "pull", "-q", "--no-rebase"], cwd=bob.path, capture_output=True, text=True)
     assert pull.returncode == 0, pull.stderr
     assert len(_runs_in(bob, monkeypatch)) == 1
@@ -135,12 +123,12 @@ def test_users_hook_keeps_running_and_is_restored(tmp_path, monkeypatch):
     mine = hooks / "post-commit"
     mine.write_text("#!/bin/sh\necho mine >> \"$(git rev-parse --git-dir)/mine.log\"\n")
     mine.chmod(0o755)
-    assert _flor(repo, "install").returncode == 0
+    assert repo.flor("install").returncode == 0
     assert "florgit hook" in mine.read_text()
     repo.write("a.txt", "1\n")
     repo.commit("one")
     assert (repo.path / ".git" / "mine.log").read_text() == "mine\n"
-    assert _flor(repo, "uninstall").returncode == 0
+    assert repo.flor("uninstall").returncode == 0
     assert mine.read_text().startswith("#!/bin/sh\necho mine")
     assert not Path(str(mine) + ".florgit-saved").exists()
 
@@ -148,7 +136,7 @@ def test_users_hook_keeps_running_and_is_restored(tmp_path, monkeypatch):
 def test_core_hooks_path_is_honoured(tmp_path):
     repo = make_repo(tmp_path / "p")
     repo.git("config", "core.hooksPath", ".githooks")
-    assert _flor(repo, "install").returncode == 0
+    assert repo.flor("install").returncode == 0
     assert (repo.path / ".githooks" / "pre-push").exists()
     assert not (repo.path / ".git" / "hooks" / "pre-push").exists()
 
@@ -158,7 +146,7 @@ def test_users_failing_pre_push_still_blocks_the_push(remote_and_clones):
     hook = _hooks_dir(alice) / "pre-push"
     hook.write_text("#!/bin/sh\necho no >&2\nexit 1\n")
     hook.chmod(0o755)
-    assert _flor(alice, "install").returncode == 0
+    assert alice.flor("install").returncode == 0
     alice.write("b.txt", "2\n")
     alice.commit("two")
     push = subprocess.run(["git", "push", "-q", "origin", "HEAD"], cwd=alice.path, capture_output=True, text=True)
@@ -169,7 +157,7 @@ def test_amend_carries_run_notes(tmp_path, monkeypatch):
     repo = make_repo(tmp_path / "p")
     repo.write("train.py", TRAIN)
     repo.commit("train")
-    assert _flor(repo, "install").returncode == 0
+    assert repo.flor("install").returncode == 0
     repo.run("train.py")
     repo.git("commit", "-q", "--amend", "-m", "train (amended)")
     note = repo.git("notes", "--ref", layout.NOTES_REF, "show", "HEAD")
@@ -202,19 +190,19 @@ def test_hooks_folder_matches_what_install_writes():
 def test_plain_fetch_and_pull_keep_working_when_the_remote_has_no_flor_refs(remote_and_clones, monkeypatch):
     bare, (alice, bob) = remote_and_clones
     for repo in (alice, bob):
-        assert _flor(repo, "install").returncode == 0
-        assert _flor(repo, "pull").returncode == 0  # configures too; the remote has nothing yet
+        assert repo.flor("install").returncode == 0
+        assert repo.flor("pull").returncode == 0  # configures too; the remote has nothing yet
     for command in (["fetch"], ["pull", "--no-rebase"]):
         out = subprocess.run(["git", *command], cwd=bob.path, capture_output=True, text=True)
         assert out.returncode == 0, out.stderr
     # an exact refspec left by an older florgit is replaced by the glob
     old = f"+{layout.SHADOW_REF}:refs/flor/remotes/origin/shadow"
     git(bob.path, "config", "--add", "remote.origin.fetch", old)
-    assert _flor(bob, "install").returncode == 0
+    assert bob.flor("install").returncode == 0
     assert old not in git(bob.path, "config", "--get-all", "remote.origin.fetch")
     # once runs are there, a plain fetch brings them to the tracking refs
     alice.run("train.py")
-    assert _flor(alice, "push").returncode == 0
+    assert alice.flor("push").returncode == 0
     assert subprocess.run(["git", "fetch", "-q"], cwd=bob.path).returncode == 0
     assert "refs/flor/remotes/origin/shadow" in git(bob.path, "for-each-ref", "--format=%(refname)")
 
@@ -222,9 +210,9 @@ def test_plain_fetch_and_pull_keep_working_when_the_remote_has_no_flor_refs(remo
 def test_uninstall_removes_the_config_install_added(remote_and_clones):
     _bare, (alice, _bob) = remote_and_clones
     before = git(alice.path, "config", "--list", "--local")
-    assert _flor(alice, "install").returncode == 0
+    assert alice.flor("install").returncode == 0
     assert "notes.rewriteref" in git(alice.path, "config", "--list", "--local")
-    out = _flor(alice, "uninstall")
+    out = alice.flor("uninstall")
     assert out.returncode == 0 and "config removed" in out.stdout
     assert git(alice.path, "config", "--list", "--local") == before
 
@@ -244,19 +232,19 @@ def test_tracked_or_shared_hooks_folders_are_left_alone(tmp_path, where):
         repo.git("config", "core.hooksPath", str(folder))
     before = {p.name: p.read_text() for p in folder.iterdir()}
     for command in ("install", "uninstall"):
-        out = _flor(repo, command)
+        out = repo.flor(command)
         assert out.returncode == 0 and "leaves it alone" in out.stdout, out.stdout + out.stderr
         assert {p.name: p.read_text() for p in folder.iterdir()} == before
 
 
 def test_a_plain_pull_with_nothing_else_to_merge_brings_the_runs(remote_and_clones, monkeypatch):
     _bare, (alice, bob) = remote_and_clones
-    assert _flor(bob, "install").returncode == 0
+    assert bob.flor("install").returncode == 0
     mine = _hooks_dir(bob) / "reference-transaction.florgit-saved"
     mine.write_text('#!/bin/sh\necho "$1 $(cat | wc -l)" >> "$(git rev-parse --git-dir)/mine.log"\n')
     mine.chmod(0o755)
     alice.run("train.py")
-    assert _flor(alice, "push").returncode == 0
+    assert alice.flor("push").returncode == 0
     pull = subprocess.run(["git", "pull", "--no-rebase"], cwd=bob.path, capture_output=True, text=True)
     assert pull.returncode == 0 and "Already up to date" in pull.stdout, pull.stdout + pull.stderr
     assert len(_runs_in(bob, monkeypatch)) == 1  # merged by the reference-transaction hook
@@ -267,9 +255,9 @@ def test_a_plain_pull_with_nothing_else_to_merge_brings_the_runs(remote_and_clon
 def test_a_fresh_clone_says_how_to_get_the_runs(remote_and_clones, tmp_path):
     bare, (alice, _bob) = remote_and_clones
     alice.run("train.py")
-    assert _flor(alice, "push").returncode == 0
+    assert alice.flor("push").returncode == 0
     git(tmp_path, "clone", "-q", str(bare), str(tmp_path / "carol"))
-    out = _flor(Repo(tmp_path / "carol"), "log")
+    out = Repo(tmp_path / "carol").flor("log")
     assert out.returncode == 0 and "git flor pull origin" in out.stderr
 
 

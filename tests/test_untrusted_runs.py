@@ -28,10 +28,6 @@ for epoch in flor.loop("epoch", range(3)):
 """
 
 
-def _flor(repo: Repo, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "florgit.cli.main", *args], cwd=repo.path, capture_output=True, text=True)
-
-
 def _own_runs(repo: Repo, n: int = 1) -> list[str]:
     repo.write("train.py", TRAIN)
     repo.commit("train")
@@ -79,10 +75,10 @@ def test_a_run_with_bad_meta_is_left_out_and_the_others_still_query(repo, case):
     after, warned = _query_all()
     assert after == before
     assert any(run_id in w and "git flor rm" in w for w in warned), warned
-    out = _flor(repo, "log")
+    out = repo.flor("log")
     assert out.returncode == 0 and all(r in out.stdout for r in mine), out.stderr
     assert "Traceback" not in out.stderr
-    verify = _flor(repo, "verify")
+    verify = repo.flor("verify")
     assert verify.returncode == 1 and run_id in verify.stderr and "Traceback" not in verify.stderr
 
 
@@ -105,7 +101,7 @@ def test_a_run_with_bad_tables_is_left_out(repo, case):
     after, warned = _query_all()
     assert after == before
     assert any(run_id in w for w in warned), warned
-    verify = _flor(repo, "verify")
+    verify = repo.flor("verify")
     assert verify.returncode == 1 and run_id in verify.stderr
 
 
@@ -135,7 +131,7 @@ def test_a_missing_object_leaves_only_its_run_out(repo, kind):
     after, warned = _query_all()
     assert [r for r in after] == before
     assert any(run_id in w for w in warned) or kind == "run tree"
-    verify = _flor(repo, "verify")
+    verify = repo.flor("verify")
     assert verify.returncode == 1 and "Traceback" not in verify.stderr
 
 
@@ -148,25 +144,25 @@ def test_a_garbled_object_is_reported_not_raised(repo):
     path.chmod(0o644)
     path.write_bytes(b"x\x9c" + b"\x00" * 20)  # not zlib data any more
     _after, _warned = _query_all()
-    verify = _flor(repo, "verify")
+    verify = repo.flor("verify")
     assert verify.returncode == 1 and meta_oid in verify.stderr
 
 
 def test_rm_sets_a_bad_run_aside_for_good(repo):
     _own_runs(repo)
     run_id = forge.forge_run(repo.path, b"not json")
-    assert _flor(repo, "verify").returncode == 1
-    out = _flor(repo, "rm", run_id)
+    assert repo.flor("verify").returncode == 1
+    out = repo.flor("rm", run_id)
     assert out.returncode == 0 and run_id in out.stdout
     _, warned = _query_all()
     assert warned == []
-    assert _flor(repo, "verify").returncode == 0
-    assert run_id not in _flor(repo, "log").stdout
-    assert "set aside with `git flor rm`" in _flor(repo, "show", run_id).stderr
+    assert repo.flor("verify").returncode == 0
+    assert run_id not in repo.flor("log").stdout
+    assert "set aside with `git flor rm`" in repo.flor("show", run_id).stderr
     # union merges bring the run's path again; the tombstone still holds
     forge.put_run(repo.path, layout.run_path(run_id), {layout.META_FILE: b"still not json"})
     assert _query_all()[1] == []
-    assert _flor(repo, "rm", "--undo", run_id).returncode == 0
+    assert repo.flor("rm", "--undo", run_id).returncode == 0
     assert any(run_id in w for w in _query_all()[1])
 
 
@@ -187,7 +183,7 @@ def test_replay_values_never_replace_recorded_ones(repo):
     forge.put_run(repo.path, replays.replay_path(_stored(repo, mine[0]), rid, "all"), files)
     after, warned = _query_all()
     assert after == before and any("ignored" in w for w in warned)
-    verify = _flor(repo, "verify")
+    verify = repo.flor("verify")
     assert verify.returncode == 1 and "tries to set" in verify.stderr
 
 
@@ -222,7 +218,7 @@ def test_a_flor_ref_pointing_at_a_blob_is_a_clear_error_at_once(repo):
     assert len(flor.runs()) == 2  # the run itself is stored
     (repo.path / ".git" / layout.SHADOW_REF).write_text(blob + "\n")  # git itself refuses to do this
     start = time.monotonic()
-    out = _flor(repo, "log")
+    out = repo.flor("log")
     assert time.monotonic() - start < 10
     assert out.returncode == 1 and "flor.shadow" in out.stderr and "Traceback" not in out.stderr
     with pytest.raises(StoreError, match="not a commit"):
@@ -270,7 +266,7 @@ def test_pull_quarantines_bad_runs_and_keeps_the_clone_intact(hostile_remote, tm
     monkeypatch.chdir(bob.path)
     bob.run("train.py")
     before, _ = _query_all()
-    out = _flor(bob, "pull")
+    out = bob.flor("pull")
     assert out.returncode == 0, out.stderr
     for case, run_id in bad.items():
         assert f"quarantined {run_id}" in out.stdout, case
@@ -278,9 +274,9 @@ def test_pull_quarantines_bad_runs_and_keeps_the_clone_intact(hostile_remote, tm
     assert warned == []
     assert [r for r in after if r[0] in {row[0] for row in before}] == before
     assert set(flor.runs()["run_id"].to_list()) == {row[0] for row in before} | set(good)
-    assert _flor(bob, "verify").returncode == 0
+    assert bob.flor("verify").returncode == 0
     # pulling again changes nothing and still reports them
-    again = _flor(bob, "pull")
+    again = bob.flor("pull")
     assert again.returncode == 0 and all(r in again.stdout for r in bad.values())
     merged = git(bob.path, "ls-tree", "-r", "--name-only", layout.SHADOW_REF)
     assert not any(run_id in merged for run_id in bad.values())  # they stay on the tracking ref only
@@ -312,7 +308,7 @@ def test_a_remote_name_is_never_an_option(repo, tmp_path):
     _own_runs(repo)
     marker = tmp_path / "pwned"
     for command in ("pull", "push"):
-        out = _flor(repo, command, "--", f"--upload-pack=touch {marker}")
+        out = repo.flor(command, "--", f"--upload-pack=touch {marker}")
         assert out.returncode == 1 and "not a remote name" in out.stderr, out.stderr
     assert not marker.exists()
 
@@ -333,7 +329,7 @@ def test_a_pulled_note_bomb_is_never_inflated(repo):
     proc = repo.run("train.py", check=False)  # its note cannot be added: a warning, the run is kept
     assert "more than a florgit note can be" in proc.stderr
     assert len(flor.runs()) == 2
-    verify = _flor(repo, "verify")
+    verify = repo.flor("verify")
     assert "Traceback" not in verify.stderr
 
 
@@ -357,9 +353,9 @@ def test_rm_where_then_gc_drops_checkpoints_only_removed_runs_used(repo):
     repo.run("ckpt.py", "--kwargs", "lr=0.1")
     repo.run("ckpt.py", "--kwargs", "lr=0.5")
     keep, drop = sorted(flor.runs().sort("start_time")["run_id"].to_list())
-    out = _flor(repo, "rm", "--where", "lr > 0.2")
+    out = repo.flor("rm", "--where", "lr > 0.2")
     assert out.returncode == 0 and drop in out.stdout and keep not in out.stdout
-    gc = _flor(repo, "gc")
+    gc = repo.flor("gc")
     assert gc.returncode == 0 and "dropped the checkpoints of 1 removed run(s)" in gc.stdout, gc.stdout + gc.stderr
     git(repo.path, "fsck", "--strict")
     import torch
