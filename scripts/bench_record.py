@@ -37,8 +37,8 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-FLORDB_VERSION = "4.0.1"
-VENV = Path("/tmp/florgit-bench-flordb-venv")
+from benchenv import FLORDB_VERSION, VENV, flordb_python
+
 TIMEOUT_S = 600  # per subprocess, so a hung run cannot hang the benchmark
 HEAVY = ("torch", "polars", "pandas", "pyarrow", "numpy")
 
@@ -166,28 +166,6 @@ class Bench:
             tail = err.read_text(errors="replace").strip().splitlines()[-3:]
             raise BenchError(f"{module} {mode}: exit {proc.returncode}: {' | '.join(tail)}")
         return json.loads(out.read_text())
-
-
-def flordb_python() -> tuple[str | None, str]:
-    """The FlorDB venv's python (creating the venv if needed), or None and the reason."""
-    py = VENV / "bin" / "python"
-    check = [str(py), "-c", f"import importlib.metadata as m; assert m.version('flordb') == '{FLORDB_VERSION}'"]
-    try:
-        if py.exists() and subprocess.run(check, capture_output=True, timeout=60).returncode == 0:
-            return str(py), "existing venv"
-        print(f"Installing flordb=={FLORDB_VERSION} into {VENV} ...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True, capture_output=True, timeout=300)
-        pip = subprocess.run(
-            [str(py), "-m", "pip", "install", "-q", f"flordb=={FLORDB_VERSION}"],
-            capture_output=True, text=True, timeout=1200,
-        )  # fmt: skip
-        if pip.returncode != 0:
-            return None, "pip install failed: " + " | ".join(pip.stderr.strip().splitlines()[-3:])
-        if subprocess.run(check, capture_output=True, timeout=60).returncode != 0:
-            return None, f"flordb {FLORDB_VERSION} not importable from {VENV}"
-        return str(py), "fresh venv"
-    except (OSError, subprocess.SubprocessError) as exc:
-        return None, f"venv set-up failed: {exc}"
 
 
 def measure(bench: Bench, python: str, module: str, sizes: dict, notes: list[str]) -> dict:
