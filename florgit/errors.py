@@ -123,6 +123,13 @@ class InvalidDataError(StoreError):
         super().__init__(f"{what} is invalid: {why}; {fix}")
 
 
+class RunInProgressError(InvalidDataError):
+    """Other ranks of a multi-process run stored their part before rank 0 stored the run."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id}", "only ranks other than 0 have stored their part so far (rank 0 is still running, or died and is recovered the next time florgit runs in its clone)", run_id)
+
+
 class AmbiguousRunError(RunNotFoundError):
     def __init__(self, run: str, candidates: list[str]) -> None:
         self.candidates = candidates

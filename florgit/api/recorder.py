@@ -33,6 +33,7 @@ def _utc_iso(t: float) -> str:
 
 class Recorder(LoopBook):
     def __init__(self, argv: list[str], kwargs: dict[str, str], echo_on: bool, checkpoint_period: int | None) -> None:
+        from florgit.api import launch
         from florgit.api.flusher import Buffers, Flusher
         from florgit.git import open_repo
         from florgit.store import layout
@@ -44,11 +45,15 @@ class Recorder(LoopBook):
         recover_abandoned(self.repo)
         now = time.time()
         self.t0 = time.perf_counter()
-        self.run_id = layout.new_run_id(now)
+        rank = launch.current()
+        self.rank = rank.rank if rank else 0
+        joined = launch.await_run_id(self.repo.git_dir, rank) if self.rank else None
+        self.run_id = joined or layout.new_run_id(now)
+        if rank and not joined:
+            self.rank = 0  # rank 0 itself, or a rank that found no run of rank 0 to join
+            if rank.rank == 0:
+                launch.publish(self.repo.git_dir, rank, self.run_id)
         head = self.repo.head()
-        snap = self.repo.snapshot(MAX_UNTRACKED_BYTES)
-        pending = self.repo.commit_tree(snap.tree, f"flor: pending run {self.run_id}")
-        self.repo.set_ref(layout.pending_ref(self.run_id), pending)
         self.meta = RunMeta(
             run_id=self.run_id,
             script=_script_path(self.repo.workdir),
@@ -59,16 +64,22 @@ class Recorder(LoopBook):
             user_commit=head.commit,
             branch=head.branch,
             detached=head.detached,
-            dirty=snap.dirty,
-            code_tree=snap.tree,
-            skipped_files=snap.skipped,
             kwargs=dict(kwargs),
             python=platform.python_version(),
             florgit=__version__,
             host=socket.gethostname(),
             author=self.repo.author(),
             pid=os.getpid(),
+            rank=self.rank,
+            world_size=rank.world_size if rank else 1,
         )
+        if self.rank == 0:  # the code, args and checkpoints of a launch are rank 0's
+            snap = self.repo.snapshot(MAX_UNTRACKED_BYTES)
+            pending = self.repo.commit_tree(snap.tree, f"flor: pending run {self.run_id}")
+            self.repo.set_ref(layout.pending_ref(self.run_id), pending)
+            self.meta.dirty, self.meta.code_tree, self.meta.skipped_files = snap.dirty, snap.tree, snap.skipped
+        else:
+            echo_on = False  # one console line per log, not one per rank
         self.kwargs = kwargs
         self.used_kwargs: set[str] = set()
         self.args: dict[str, object] = {}
@@ -136,15 +147,19 @@ class Recorder(LoopBook):
             ckpt.capture(outer_name, outer_loop, ckpt.iteration, phase=f"after:{name}")
 
     def open_checkpointing(self, objs: dict[str, object]) -> tuple:
-        """Start a ``flor.checkpointing`` block; returns what ``close_checkpointing`` restores."""
+        """Start a ``flor.checkpointing`` block; returns what ``close_checkpointing`` restores.
+        Only rank 0 of a launch checkpoints: data-parallel ranks hold the same state."""
+        if self.rank:
+            return None
         if self.checkpointer is None:
             from florgit.api.checkpointer import Checkpointer
 
             self.checkpointer = Checkpointer(self.repo.git_dir, self.run_id, self.checkpoint_period)
         return self.checkpointer.enter(objs, self.depth)
 
-    def close_checkpointing(self, previous: tuple) -> None:
-        self.checkpointer.leave(previous)
+    def close_checkpointing(self, previous: tuple | None) -> None:
+        if self.checkpointer is not None and previous is not None:
+            self.checkpointer.leave(previous)
 
     @contextmanager
     def iteration(self, name: str, idx: int, value: object) -> Iterator[int]:
@@ -184,8 +199,9 @@ class Recorder(LoopBook):
             value = default
         stored = value if type(value) in SCALAR_TYPES else _scalar_or_repr(value, name)
         self.args[name] = value
-        self.meta.args[name] = stored
-        self.records.append((0, name, stored))
+        if self.rank == 0:  # a launch's args are rank 0's (every rank got the same command line)
+            self.meta.args[name] = stored
+            self.records.append((0, name, stored))
         return value
 
     def _check_kwargs(self) -> None:

@@ -6,7 +6,7 @@ be stale: a run changed by a replay, a pull or a rewrite has a new tree id and i
 from git again; a run set aside (``rm``) is simply not asked for. ``git gc`` repacks
 objects without changing ids. The cache is never pushed and may be deleted at any time.
 
-It lives in ``.git/flor/cache/v1/`` as segments: a folder of Arrow IPC files (``runs``:
+It lives in ``.git/flor/cache/v2/`` as segments: a folder of Arrow IPC files (``runs``:
 one row per run with its tree id and the columns ``flor.runs()`` shows; ``records``,
 ``starts``, ``loops``: the validated tables, rows of a run together, ``run`` numbering
 the segment's runs) and ``sums`` (each file's CRC-32 and size). A segment is written
@@ -30,7 +30,7 @@ import polars as pl
 from florgit import envflags
 from florgit.git import GitRepo
 
-CACHE_DIR = os.path.join("flor", "cache", "v1")
+CACHE_DIR = os.path.join("flor", "cache", "v2")  # v2: records carry rank
 TABLES = ("runs", "records", "starts", "loops", "lasts")
 MAX_SEGMENTS = 16
 DISABLE_ENV = "FLORGIT_QUERY_CACHE"  # =0: read every run from git, write nothing

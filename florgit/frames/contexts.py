@@ -62,7 +62,7 @@ def resolve(records: pl.DataFrame, starts: pl.DataFrame, loops: pl.DataFrame) ->
             own_value = value_expr(dtype_for(kinds), "own_")
             anc_value = value_expr(dtype_for(kinds), lambda part, name=name: columns.ancestor(name, part))
             out_cols.append(pl.when(is_own[name]).then(own_value).otherwise(anc_value).alias(value_columns[name]))
-    out = recs.select("run", "seq", "ctx", "name", "replayed", *_VALUE, pl.col("dims").fill_null(""), *out_cols)
+    out = recs.select("run", "rank", "seq", "ctx", "name", "replayed", *_VALUE, pl.col("dims").fill_null(""), *out_cols)
     return Resolved(out, loop_names, value_columns)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from florgit.codec import ipc_bounds, schemas
-from florgit.errors import FlorgitWarning, InvalidDataError, StoreError
+from florgit.errors import FlorgitWarning, InvalidDataError, RunInProgressError, StoreError
 from florgit.frames.cache import Part, QueryCache, in_order
 from florgit.git import GitRepo, open_repo
 from florgit.store import consistency, curation, layout
@@ -26,8 +26,8 @@ from florgit.store.meta import RunMeta
 from florgit.store.replays import read_replays
 from florgit.validation import memory_budget
 
-_RECORD_COLUMNS = ["run", "seq", "ctx", "name", "kind", "i", "f", "s", "sidx", "replayed"]
-_CACHED_RECORD_COLUMNS = ["run", "seq", "ctx", "name", "kind", "i", "f", "s", "replayed"]
+_RECORD_COLUMNS = ["run", "rank", "seq", "ctx", "name", "kind", "i", "f", "s", "sidx", "replayed"]
+_CACHED_RECORD_COLUMNS = ["run", "rank", "seq", "ctx", "name", "kind", "i", "f", "s", "replayed"]
 _CACHED_START_COLUMNS = ["run", "ctx", "loop_id", "iteration", "kind", "i", "f", "s", "t"]
 _CACHED_LOOP_COLUMNS = ["run", "loop_id", "parent", "depth", "loop"]
 LAST_COLUMNS = ["run", "name", "kind", "i", "f", "s"]
@@ -38,7 +38,7 @@ _LOOP_COLUMNS = ["run", "loop_id", "parent", "depth", "loop", "parent_sidx"]
 @dataclass
 class Loaded:
     runs: pl.DataFrame  # run, run_id, start_time, end_time, script, status, ... one row per run
-    records: pl.DataFrame  # run, seq, ctx, name, kind, i, f, s, sidx, replayed
+    records: pl.DataFrame  # run, rank, seq, ctx, name, kind, i, f, s, sidx, replayed
     starts: pl.DataFrame  # run, ctx, loop_id, loop_row, iteration, kind, i, f, s, t: one per iteration
     loops: pl.DataFrame  # run, loop_id, parent, depth, loop, parent_sidx: one row per loop instance
     absent: dict[str, str] = field(default_factory=dict)  # asked-for name no run logged -> a hint
@@ -134,7 +134,8 @@ def _fresh_part(read: list[_RunTables], trees: list[str], records, starts, loops
     )
     records = records.with_columns((pl.col("seq") >= per_run([r.own for r in read], run)).alias("replayed"))
     meta = meta_frame([r.meta for r in read], trees)
-    lasts = records.group_by("run", "name", maintain_order=True).last().select(LAST_COLUMNS)
+    # A run's last values are rank 0's, as its meta.json's are (run listings show either).
+    lasts = records.filter(pl.col("rank") == 0).group_by("run", "name", maintain_order=True).last().select(LAST_COLUMNS)
     return Part(
         meta, records.select(_CACHED_RECORD_COLUMNS), starts.select(_CACHED_START_COLUMNS),
         loops.select(_CACHED_LOOP_COLUMNS), lasts,
@@ -156,27 +157,73 @@ def _absent(whole: Part, names: list[str] | None, cache: QueryCache | None, read
 
 def read_run(repo, run: store_runs.StoredRun, budget: list[int]) -> _RunTables:
     """One run's meta and tables, each validated; the declared size of every table is
-    charged to ``budget`` before anything is decoded."""
+    charged to ``budget`` before anything is decoded. The tables of a multi-process run's
+    other ranks follow rank 0's, their context and loop ids shifted past the ranks before,
+    so context ids stay 1..n in the run; ``rank`` tells whose each record is."""
     files = store_runs.read_files(repo, run, (layout.META_FILE, *_STORED_COLUMNS))
     checked = _CHECKED.get(run.tree)
-    if checked is None:
-        meta = store_runs.meta_from(files[layout.META_FILE], run.run_id)
-        frames = {name: _read(files[name], name, run.run_id, budget) for name in _STORED_COLUMNS}
-        if len(_CHECKED) < _CHECKED_MAX:
-            _CHECKED[run.tree] = (meta, {name: frame.estimated_size() for name, frame in frames.items()})
-    else:  # checked by an earlier query of this process: the tree id fixes every byte
-        meta, sizes = checked
-        frames = {}
-        for name in _STORED_COLUMNS:
-            if sizes[name] > budget[0]:
-                raise InvalidDataError(f"{name} of run {run.run_id}", "it needs more memory than is free", run.run_id)
-            budget[0] -= sizes[name]
-            frames[name] = ipc_bounds.decode_checked(files[name], _STORED_COLUMNS[name], name, run.run_id)
-    records, own = frames[layout.RECORDS], frames[layout.RECORDS].height
+    # Checked by an earlier query of this process: the tree id fixes every byte; only sizes are charged.
+    meta, sizes = checked if checked is not None else (store_runs.meta_from(files[layout.META_FILE], run.run_id), {})
+    frames = _decode_tables(files, "", run.run_id, budget, sizes)
+    records, starts, loops = frames[layout.RECORDS].with_columns(_RANK0), frames[layout.STARTS], frames[layout.LOOPS]
+    if meta.world_size > 1:
+        records, starts, loops = _with_ranks(repo, run, meta, budget, sizes, records, starts, loops)
+    if checked is None and len(_CHECKED) < _CHECKED_MAX:
+        _CHECKED[run.tree] = (meta, sizes)
+    own = records.height
     parts = read_replays(repo, run)
     if parts:
-        records = pl.concat([records, *_additions(records, frames[layout.STARTS].height, parts, run.run_id, budget)])
-    return _RunTables(meta, records, frames[layout.STARTS], frames[layout.LOOPS], own)
+        added = _additions(records, frames[layout.STARTS].height, parts, run.run_id, budget)
+        records = pl.concat([records, *(a.with_columns(_RANK0) for a in added)])
+    return _RunTables(meta, records, starts, loops, own)
+
+
+_RANK0 = pl.lit(0, dtype=pl.UInt16).alias("rank")
+
+
+def _decode_tables(files: dict[str, bytes], prefix: str, run_id: str, budget: list[int], sizes: dict[str, int]) -> dict[str, pl.DataFrame]:
+    """The tables among ``files``, checked and decoded; ``sizes`` (by ``prefix`` + name)
+    holds the decoded sizes of tables checked before, and gets the others'."""
+    frames = {}
+    for name in _STORED_COLUMNS:
+        key = prefix + name
+        if key not in sizes:
+            frames[name] = _read(files[name], name, run_id, budget)
+            sizes[key] = frames[name].estimated_size()
+            continue
+        if sizes[key] > budget[0]:
+            raise InvalidDataError(f"{key} of run {run_id}", "it needs more memory than is free", run_id)
+        budget[0] -= sizes[key]
+        frames[name] = ipc_bounds.decode_checked(files[name], _STORED_COLUMNS[name], name, run_id)
+    return frames
+
+
+def _with_ranks(repo, run, meta: RunMeta, budget, sizes, records, starts, loops):
+    """Rank 0's tables followed by every other rank's that checks out (a bad rank is left
+    out, warned; the run keeps the others)."""
+    all_records, all_starts, all_loops = [records], [starts], [loops]
+    n_starts, n_loops = starts.height, loops.height
+    for rank, files in store_runs.rank_files(repo, run, meta, (layout.META_FILE, *_STORED_COLUMNS)):
+        try:
+            frames = _decode_tables(files, f"{layout.RANKS_DIR}/{rank}/", run.run_id, budget, sizes)
+            if consistency.inconsistent_runs(
+                frames[layout.RECORDS].with_columns(pl.lit(0, dtype=pl.UInt32).alias("run")),
+                frames[layout.STARTS].with_columns(pl.lit(0, dtype=pl.UInt32).alias("run")),
+                frames[layout.LOOPS].with_columns(pl.lit(0, dtype=pl.UInt32).alias("run")),
+                [frames[layout.STARTS].height], [frames[layout.LOOPS].height],
+            ):
+                raise InvalidDataError(f"rank {rank} of run {run.run_id}", "its records, iterations and loops do not fit together", run.run_id)
+        except StoreError as exc:
+            warnings.warn(f"florgit: rank {rank} of run {run.run_id} is left out: {exc}", FlorgitWarning, stacklevel=4)
+            continue
+        ctx, loop_id, parent = pl.col("ctx"), pl.col("loop_id"), pl.col("parent")
+        shift = lambda col, by: pl.when(col > 0).then(col + by).otherwise(col)  # noqa: E731  (0: run level)
+        all_records.append(frames[layout.RECORDS].with_columns(shift(ctx, n_starts), pl.lit(rank, dtype=pl.UInt16).alias("rank")))
+        all_starts.append(frames[layout.STARTS].with_columns(ctx + n_starts, loop_id + n_loops))
+        all_loops.append(frames[layout.LOOPS].with_columns(loop_id + n_loops, shift(parent, n_starts)))
+        n_starts += frames[layout.STARTS].height
+        n_loops += frames[layout.LOOPS].height
+    return pl.concat(all_records), pl.concat(all_starts), pl.concat(all_loops)
 
 
 def _additions(records: pl.DataFrame, n_starts: int, parts: list, run_id: str, budget: list[int]) -> list[pl.DataFrame]:
@@ -200,12 +247,14 @@ def _additions(records: pl.DataFrame, n_starts: int, parts: list, run_id: str, b
 
 
 def left_out(run_id: str, exc: Exception) -> None:
+    if isinstance(exc, RunInProgressError):
+        return  # other ranks ended before rank 0: the run shows up when rank 0 stores it
     why = str(exc) if isinstance(exc, InvalidDataError) else f"{exc}; set it aside with `git flor rm {run_id}`"
     warnings.warn(f"florgit: run {run_id} is left out: {why}", FlorgitWarning, stacklevel=3)
 
 
 def _stack(read: list[_RunTables]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, list[int], list[int], list[int]]:
-    records, rec_offsets = _concat_with_run([r.records for r in read], _STORED_COLUMNS[layout.RECORDS])
+    records, rec_offsets = _concat_with_run([r.records for r in read], [*_STORED_COLUMNS[layout.RECORDS], "rank"])
     starts, start_offsets = _concat_with_run([r.starts for r in read], _STORED_COLUMNS[layout.STARTS])
     loops, loop_offsets = _concat_with_run([r.loops for r in read], _STORED_COLUMNS[layout.LOOPS])
     return records, starts, loops, rec_offsets, start_offsets, loop_offsets
@@ -313,7 +362,7 @@ def _read(data: bytes, name: str, run_id: str, budget: list[int]) -> pl.DataFram
 
 _EMPTY_TYPES = {
     "run": pl.UInt32, "seq": pl.Int64, "ctx": pl.Int64, "name": pl.String, "kind": pl.Int8, "i": pl.Int64,
-    "f": pl.Float64, "s": pl.String, "sidx": pl.Int64, "loop_id": pl.Int64, "iteration": pl.Int64,
+    "f": pl.Float64, "s": pl.String, "rank": pl.UInt16, "sidx": pl.Int64, "loop_id": pl.Int64, "iteration": pl.Int64,
     "t": pl.Float64, "parent": pl.Int64, "loop_row": pl.Int64, "replayed": pl.Boolean, "depth": pl.Int16, "loop": pl.String, "parent_sidx": pl.Int64,
 }  # fmt: skip
 

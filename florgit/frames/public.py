@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from florgit.codec.values import BOOL, FLOAT, INT, KIND_NAMES, STR
@@ -15,16 +16,24 @@ if TYPE_CHECKING:
 RUN_COLUMNS = ["run_id", "start_time", "script"]
 
 
-def dataframe(*names: str, repo: str | None = None, where: str | None = None) -> pl.DataFrame:
+def dataframe(
+    *names: str, repo: str | None = None, where: str | None = None, rank: int | Sequence[int] | str | None = None
+) -> pl.DataFrame:
     """One row per run and loop context, with one typed column per name (FlorDB's pivot).
 
     Run-level values (args, final metrics) are repeated on each loop row of their run.
     With no names: one row per run with every run-level value. ``where`` keeps the rows
     an SQL predicate over the frame's columns selects, e.g. ``where="lr < 0.01"``.
+
+    Runs of multi-process training (torchrun) show rank 0's records. ``rank=1``,
+    ``rank=[0, 1]`` or ``rank="all"`` show those ranks' with a ``rank`` column (rank 0's
+    run-level values, its args, repeated on every rank's rows); so does a ``where`` that
+    names ``rank``.
     """
     from florgit.frames.frame import wrap
 
-    frame = _dataframe(names, repo)
+    ranks = _ranks_wanted(rank, where)
+    frame = _dataframe(names, repo, ranks)
     if where:
         from florgit.frames.where import apply_where
 
@@ -32,9 +41,27 @@ def dataframe(*names: str, repo: str | None = None, where: str | None = None) ->
     return wrap(frame)
 
 
-def _dataframe(names: tuple[str, ...], repo: str | None) -> pl.DataFrame:
+ALL_RANKS = "all"
+
+
+def _ranks_wanted(rank: int | Sequence[int] | str | None, where: str | None) -> list[int] | None:
+    """The ranks a frame shows, with a ``rank`` column; None: rank 0 and no such column."""
+    if rank is None:
+        from florgit.frames.where import mentions
+
+        return [] if where and mentions(where, "rank") else None  # []: every rank
+    if rank == ALL_RANKS:
+        return []
+    wanted = [rank] if isinstance(rank, int) else list(rank) if isinstance(rank, (list, tuple, range)) else None
+    if wanted is None or not wanted or any(type(r) is not int or r < 0 for r in wanted):
+        raise QueryError(f"rank= takes a rank (0, 1, ...), a list of ranks or {ALL_RANKS!r}, not {rank!r}")
+    return sorted(set(wanted))
+
+
+def _dataframe(names: tuple[str, ...], repo: str | None, ranks: list[int] | None = None) -> pl.DataFrame:
     import polars as pl
 
+    from florgit.frames import ranked
     from florgit.frames.contexts import resolve
     from florgit.frames.loader import load
     from florgit.frames.pivot import pivot
@@ -44,35 +71,41 @@ def _dataframe(names: tuple[str, ...], repo: str | None) -> pl.DataFrame:
             raise QueryError(f"dataframe() takes names as str, got {name!r}; e.g. flor.dataframe('lr', 'loss')")
     names = tuple(dict.fromkeys(names))  # a name asked for twice is one column
     loaded = load(repo, list(names) if names else None)
+    records = ranked.select_ranks(loaded.records, ranks)
     run_meta = loaded.runs.select("run", *RUN_COLUMNS)
+    meta_columns = RUN_COLUMNS if ranks is None else [*RUN_COLUMNS, ranked.RANK]
     if not names:
-        run_level = loaded.records.filter(pl.col("ctx") == 0)
+        run_level = records.filter(pl.col("ctx") == 0)
         wanted = run_level.get_column("name").unique(maintain_order=True).to_list()
-        body = pivot(resolve(run_level, loaded.starts.clear(), loaded.loops.clear()), wanted)
-        return _finish(run_meta.join(body, on="run", how="left", maintain_order="left"), [], wanted)
+        body = ranked.split_key(pivot(resolve(run_level, loaded.starts.clear(), loaded.loops.clear()), wanted), ranks)
+        # A run with no run-level values keeps its row; with ranks, a row per rank that has some.
+        return _finish(run_meta.join(body, on="run", how="left", maintain_order="left"), [], wanted, meta_columns)
     for hint in loaded.absent.values():
         warnings.warn(f"florgit: {hint}", FlorgitWarning, stacklevel=2)
-    res = resolve(loaded.records, loaded.starts, loaded.loops)
-    body = pivot(res, list(names))
+    res = resolve(records, loaded.starts, loaded.loops)
+    body = ranked.split_key(pivot(res, list(names)), ranks)
     loop_pairs = [(c, shown) for c, shown in res.display_pairs() if c in body.columns]
-    return _finish(body.join(run_meta, on="run", how="left", maintain_order="left"), loop_pairs, list(names))
+    return _finish(body.join(run_meta, on="run", how="left", maintain_order="left"), loop_pairs, list(names), meta_columns)
 
 
-def _finish(frame: pl.DataFrame, loop_pairs: list[tuple[str, str]], names: list[str]) -> pl.DataFrame:
+def _finish(
+    frame: pl.DataFrame, loop_pairs: list[tuple[str, str]], names: list[str], meta_columns: list[str] = RUN_COLUMNS
+) -> pl.DataFrame:
     """Readable column names, by the one rule in florgit.frames.columns."""
     import polars as pl
 
     name_pairs = [(columns.logged(n), n) for n in names]
-    shown = columns.display(RUN_COLUMNS, loop_pairs, name_pairs)
+    shown = columns.display(meta_columns, loop_pairs, name_pairs)
     missing = [pl.lit(None).alias(c) for c, _n in name_pairs if c not in frame.columns]
-    picked = frame.with_columns(missing).select(*RUN_COLUMNS, *(c for c, _n in loop_pairs), *(c for c, _n in name_pairs))
+    picked = frame.with_columns(missing).select(*meta_columns, *(c for c, _n in loop_pairs), *(c for c, _n in name_pairs))
     return picked.rename(shown)
 
 
 def scan(repo: str | None = None) -> pl.LazyFrame:
     """Every record of every run in long format, as a LazyFrame.
 
-    Columns: run_id, start_time, script, seq, name, the loop columns, ``kind`` (the
+    Columns: run_id, start_time, script, rank (of multi-process training; 0 otherwise),
+    seq, name, the loop columns, ``kind`` (the
     value's type name), ``value_bool``/``value_int``/``value_float``/``value_str``, and
     ``replayed`` (the value was computed afterwards by ``git flor replay``).
     """
@@ -92,6 +125,7 @@ def _long(loaded) -> pl.DataFrame:
     recs = res.records.join(loaded.runs.select("run", *RUN_COLUMNS), on="run", how="left", maintain_order="left")
     frame = recs.select(
         *RUN_COLUMNS,
+        "rank",
         "seq",
         "name",
         "replayed",
@@ -102,7 +136,7 @@ def _long(loaded) -> pl.DataFrame:
         pl.when(kind == FLOAT).then(pl.col("f")).alias("value_float"),
         pl.when(kind == STR).then(pl.col("s")).alias("value_str"),
     )
-    fixed = [*RUN_COLUMNS, "seq", "name", "replayed", "kind", "value_bool", "value_int", "value_float", "value_str"]
+    fixed = [*RUN_COLUMNS, "rank", "seq", "name", "replayed", "kind", "value_bool", "value_int", "value_float", "value_str"]
     return frame.rename(columns.display(fixed, loop_pairs, []))
 
 

@@ -46,6 +46,15 @@ def apply_where(frame: pl.DataFrame, where: str) -> pl.DataFrame:
         raise _error(where, _first_line(exc), columns) from None
 
 
+def mentions(where: str, column: str) -> bool:
+    """Whether the predicate ``where`` names ``column`` (False if it does not parse:
+    :func:`apply_where` says why)."""
+    try:
+        return column in pl.sql_expr(where).meta.root_names()
+    except Exception:
+        return False
+
+
 def _error(where: str, why: str, columns: list[str]) -> QueryError:
     shown = ", ".join(repr(c) for c in columns[:_MAX_COLUMNS_SHOWN])
     if len(columns) > _MAX_COLUMNS_SHOWN:

@@ -137,15 +137,20 @@ class GitRepo:
         sig = self.signature()
         return str(self._repo.create_commit(None, sig, sig, message, pygit2.Oid(hex=tree), [pygit2.Oid(hex=p) for p in parents]))
 
-    def put_tree_in_ref(self, ref: str, path: str, tree: str, message: str) -> str | None:
+    def put_tree_in_ref(self, ref: str, path: str, tree: str, message: str, *, fill: bool = False) -> str | None:
         """Commit on ``ref`` a tree where ``path`` holds the tree ``tree``; skipped if
-        ``path`` is already there (so writing a run twice is harmless)."""
+        ``path`` is already there (so writing a run twice is harmless). With ``fill``, a
+        tree already at ``path`` gets those of ``tree``'s entries it lacks (what it has wins)."""
         oid, parts = pygit2.Oid(hex=tree), path.split("/")
 
         def make_tree(base: pygit2.Tree | None) -> pygit2.Oid | None:
-            if trees.lookup(self._repo, base, path) is not None:
+            there = trees.lookup(self._repo, base, path)
+            if there is None:
+                return trees.put(self._repo, base, parts, oid, trees.TREE_MODE)
+            if not fill or not isinstance(there, pygit2.Tree):
                 return None
-            return trees.put(self._repo, base, parts, oid, trees.TREE_MODE)
+            filled = trees.fill(self._repo, there, self._repo[oid])
+            return None if filled is None else trees.put(self._repo, base, parts, filled, trees.TREE_MODE)
 
         return refs.commit_cas(self._repo, ref, make_tree, message, self.signature())
 

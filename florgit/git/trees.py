@@ -27,6 +27,18 @@ def _subtree(repo: pygit2.Repository, tree: pygit2.Tree | None, name: str) -> py
     return repo[entry.id] if entry.type_str == "tree" else None
 
 
+def fill(repo: pygit2.Repository, there: pygit2.Tree, new: pygit2.Tree) -> pygit2.Oid | None:
+    """``there`` with the entries of ``new`` it lacks added (top level only), or None when it
+    lacks none."""
+    missing = [e for e in new if e.name not in there]
+    if not missing:
+        return None
+    builder = repo.TreeBuilder(there)
+    for e in missing:
+        builder.insert(e.name, e.id, e.filemode)
+    return builder.write()
+
+
 def entry(tree: pygit2.Tree | None, path: str) -> pygit2.Object | None:
     """The entry at ``path`` inside ``tree`` (its id, mode and type, nothing read), or None."""
     if tree is None:

@@ -151,7 +151,9 @@ def _plan_run(repo: GitRepo, stored: runs.StoredRun, names: list[str], plan: Run
     plan.missing, plan.checkpoint_tree = meta.checkpoints, meta.checkpoint_tree
     # What is exported is the run's own code/ tree, not whatever id its meta.json names.
     plan.code_tree = repo.subtree(stored.tree, layout.CODE_DIR)
-    plan.skip = _notebook(meta.script) or _confine(plan, meta.script, meta.cwd) or _module(plan, meta.module)
+    plan.skip = (
+        _notebook(meta.script) or _launched(meta.world_size) or _confine(plan, meta.script, meta.cwd) or _module(plan, meta.module)
+    )
     if plan.skip:
         return
     statements = _statements(repo, plan.script, names, cache)
@@ -248,6 +250,17 @@ def _notebook(script: str) -> str | None:
             f"recorded in a notebook{f' ({script})' if known else ''}: replay runs scripts; export it with "
             f"`jupyter nbconvert --to script {shlex.quote(script) if known else 'NOTEBOOK.ipynb'}`, "
             "commit it, and record runs from the script"
+        )
+    return None
+
+
+def _launched(world_size: int) -> str | None:
+    """Why a multi-process (torchrun) run is not replayed: replay starts one process, and
+    a script that joins a process group would wait for ranks that never come."""
+    if world_size > 1:
+        return (
+            f"recorded by {world_size} processes (torchrun): replay runs one process per task and cannot "
+            "rebuild the process group the script joins"
         )
     return None
 

@@ -10,9 +10,9 @@ names and modes of every entry of its code snapshot (git fsck --strict's rules).
 from __future__ import annotations
 
 from florgit import validation
-from florgit.errors import StoreError
+from florgit.errors import RunInProgressError, StoreError
 from florgit.git import GitRepo
-from florgit.store import consistency, layout, trust
+from florgit.store import consistency, layout, runs, trust
 from florgit.store.replays import read_replays
 from florgit.store.runs import StoredRun, meta_from, read_files
 
@@ -24,6 +24,8 @@ def run_problems(repo: GitRepo, run: StoredRun, *, deep: bool = True) -> list[st
     try:
         files = read_files(repo, run, (layout.META_FILE, *layout.TABLE_COLUMNS))
         meta = meta_from(files[layout.META_FILE], run.run_id)
+    except RunInProgressError:
+        return []  # ranks 1.. ended before rank 0: nothing wrong, and nothing shown yet
     except StoreError as exc:
         return [str(exc)]
     problems += _code_problems(repo, run)
@@ -31,6 +33,8 @@ def run_problems(repo: GitRepo, run: StoredRun, *, deep: bool = True) -> list[st
         problems.append(f"run {run.run_id}: its code/ tree is not the code_tree its meta.json names")
     if deep:
         problems += _table_problems(repo, run, files)
+        for rank, rank_files in runs.rank_files(repo, run, meta, (layout.META_FILE, *layout.TABLE_COLUMNS), problems):
+            problems += [f"rank {rank} of {line}" for line in _table_problems(repo, run, rank_files, replays=False)]
     return problems
 
 
@@ -46,7 +50,7 @@ def _code_problems(repo: GitRepo, run: StoredRun) -> list[str]:
     return []
 
 
-def _table_problems(repo: GitRepo, run: StoredRun, files: dict[str, bytes]) -> list[str]:
+def _table_problems(repo: GitRepo, run: StoredRun, files: dict[str, bytes], replays: bool = True) -> list[str]:
     import polars as pl
 
     from florgit.codec import ipc_bounds
@@ -63,7 +67,7 @@ def _table_problems(repo: GitRepo, run: StoredRun, files: dict[str, bytes]) -> l
     bad = consistency.inconsistent_runs(records, starts, loops, [starts.height], [loops.height])
     problems += [f"run {run.run_id}: {why}" for why in bad.values()]
     recorded = set(records.get_column("name").unique().to_list())
-    for part in read_replays(repo, run, problems):
+    for part in read_replays(repo, run, problems) if replays else ():
         try:
             added = ipc_bounds.read_checked(part.records, layout.TABLE_COLUMNS[layout.RECORDS], budget, None, layout.RECORDS, run.run_id)
         except StoreError as exc:

@@ -20,6 +20,8 @@ PENDING_PREFIX = "refs/flor/pending/"
 RUNS_DIR = "runs"
 META_FILE = "meta.json"
 CODE_DIR = "code"
+# Ranks 1.. of a multi-process run store their own meta.json and tables in ranks/<rank>/.
+RANKS_DIR = "ranks"
 # A run's tables: Arrow IPC streams, the same files in the spool and in the run's tree.
 RECORDS = "records.arrows"
 LOOPS = "loops.arrows"
@@ -31,6 +33,8 @@ TABLE_COLUMNS = {LOOPS: schemas.LOOPS, STARTS: schemas.STARTS, ENDS: schemas.END
 SPOOL_DIR = os.path.join("flor", "spool")
 SPOOL_LOCK = "lock"
 SPOOL_META = "meta.json"
+# Where rank 0 of a multi-process launch publishes the run id the other ranks join.
+LAUNCHES_DIR = os.path.join("flor", "launches")
 
 
 def new_run_id(now: float | None = None) -> str:
@@ -60,6 +64,11 @@ def run_paths(run_id: str) -> tuple[str, str]:
 
 def spool_root(git_dir: str) -> str:
     return os.path.join(git_dir, SPOOL_DIR)
+
+
+def spool_name(run_id: str, rank: int = 0) -> str:
+    """A run's spool folder: its id, and ``~<rank>`` for ranks other than 0 of a launch."""
+    return run_id if rank == 0 else f"{run_id}~{rank}"
 
 
 def pending_ref(run_id: str) -> str:

@@ -16,6 +16,7 @@ from florgit import validation as v
 from florgit.codec.values import fits_int64
 
 FORMAT_VERSION = 1
+MAX_WORLD_SIZE = 65_536  # ranks of one launch a run may hold
 STATUSES = ("running", "ok", "failed", "interrupted", "killed")
 ARG_TYPES = (bool, int, float, str, type(None))
 
@@ -54,6 +55,10 @@ class RunMeta:
     host: str = ""
     author: str = ""  # `Name <email>` as git knows the person who ran it
     pid: int = 0
+    # Multi-process training (torchrun): every rank of one launch records into one run.
+    # Rank 0's meta.json is the run's; rank r > 0 stores its own at ranks/<r>/meta.json.
+    rank: int = 0
+    world_size: int = 1
     format: int = FORMAT_VERSION
 
     def to_json(self) -> bytes:
@@ -72,7 +77,7 @@ class RunMeta:
         if expected_run_id is not None and run_id != expected_run_id:
             raise f.fail("run_id", f"says {run_id!r} but the run is stored as {expected_run_id!r}")
         opt_text = {"optional": True}
-        return cls(
+        meta = cls(
             run_id=run_id,
             script=f.get("script", lambda x: v.text(x, v.MAX_PATH_LENGTH)),
             argv=f.get("argv", v.text_list),
@@ -101,8 +106,13 @@ class RunMeta:
             host=f.get("host", lambda x: v.text(x, 256), default=""),
             author=f.get("author", lambda x: v.text(x, 512), default=""),
             pid=f.get("pid", v.integer, default=0),
+            rank=f.get("rank", lambda x: v.integer(x, 0, MAX_WORLD_SIZE - 1), default=0),
+            world_size=f.get("world_size", lambda x: v.integer(x, 1, MAX_WORLD_SIZE), default=1),
             format=fmt,
         )
+        if meta.rank >= meta.world_size:
+            raise f.fail("rank", f"is {meta.rank}, not below world_size {meta.world_size}")
+        return meta
 
     def note_line(self, path: str) -> str:
         """The one-line summary hung on the user commit in ``refs/notes/flor``."""

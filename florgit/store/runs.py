@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from florgit import validation
-from florgit.errors import AmbiguousRunError, FlorgitWarning, InvalidDataError, RunNotFoundError, StoreError
+from florgit.errors import AmbiguousRunError, FlorgitWarning, InvalidDataError, RunInProgressError, RunNotFoundError, StoreError
 from florgit.git import GitRepo
 from florgit.store import layout, tombstones, trust
 from florgit.store.meta import RunMeta
@@ -75,9 +75,15 @@ def persist_run(repo: GitRepo, meta: RunMeta, tables: dict[str, bytes]) -> None:
         path = layout.legacy_run_path(meta.run_id)  # stored before the fan-out: one place per run
     blobs = {name: repo.write_blob(data) for name, data in tables.items()}
     blobs[layout.META_FILE] = repo.write_blob(meta.to_json())
+    if meta.rank:  # a rank of a multi-process run: its own folder in the run's
+        run_tree = repo.write_tree(blobs)
+        where = f"{path}/{layout.RANKS_DIR}/{meta.rank}"
+        repo.put_tree_in_ref(layout.SHADOW_REF, where, run_tree, f"flor: run {meta.run_id} rank {meta.rank} ({meta.status})")
+        return
     code = {layout.CODE_DIR: meta.code_tree} if meta.code_tree and repo.has_object(meta.code_tree) else {}
     run_tree = repo.write_tree(blobs, code)
-    repo.put_tree_in_ref(layout.SHADOW_REF, path, run_tree, f"flor: run {meta.run_id} ({meta.status})")
+    # fill: other ranks of the launch may have stored their folders before rank 0 ends
+    repo.put_tree_in_ref(layout.SHADOW_REF, path, run_tree, f"flor: run {meta.run_id} ({meta.status})", fill=True)
     trust.mark_own(repo, meta.run_id)  # recorded in this clone: its code is the user's own
     if meta.user_commit:
         try:
@@ -197,7 +203,11 @@ def read_meta(repo: GitRepo, run: StoredRun) -> RunMeta:
 
 
 def meta_from(data: bytes, run_id: str) -> RunMeta:
-    return RunMeta.parse(data, run_id)
+    """A run's own meta.json: rank 0's (ranks 1.. have theirs in ranks/<rank>/)."""
+    meta = RunMeta.parse(data, run_id)
+    if meta.rank != 0:
+        raise InvalidDataError(f"meta.json of run {run_id}", f"field 'rank' is {meta.rank}; a run's own meta is rank 0's", run_id)
+    return meta
 
 
 def read_files(repo: GitRepo, run: StoredRun, names: tuple[str, ...]) -> dict[str, bytes]:
@@ -205,8 +215,57 @@ def read_files(repo: GitRepo, run: StoredRun, names: tuple[str, ...]) -> dict[st
     found = repo.blobs_in_tree(run.tree, names)
     missing = [n for n in names if n not in found]
     if missing:
+        if layout.META_FILE in missing and repo.subtree(run.tree, layout.RANKS_DIR) is not None:
+            raise RunInProgressError(run.run_id)
         raise InvalidDataError(f"run {run.run_id}", f"it has no {missing[0]} (missing or not a file)", run.run_id)
     return found
+
+
+def rank_files(
+    repo: GitRepo, run: StoredRun, meta: RunMeta, names: tuple[str, ...], problems: list[str] | None = None
+) -> Iterator[tuple[int, dict[str, bytes]]]:
+    """``(rank, files)`` of each other rank of a multi-process run that stored its part, by
+    rank; the rank's meta.json is checked to be of this run and rank. A folder that is
+    not a rank of the run, or is incomplete, is left out with a warning (or, given
+    ``problems``, a line there)."""
+    ranks_tree = repo.subtree(run.tree, layout.RANKS_DIR)
+    if ranks_tree is None:
+        return
+    found = []
+    for name, kind, oid in repo.list_tree(ranks_tree):
+        rank = int(name) if _RANK_NAME.match(name) else 0
+        if kind != "tree" or not 0 < rank < meta.world_size:
+            _rank_left_out(run.run_id, name, f"it is not a rank of this run (world size {meta.world_size})", problems)
+            continue
+        found.append((rank, oid))
+    for rank, oid in sorted(found):
+        files = repo.blobs_in_tree(oid, names)
+        missing = [n for n in names if n not in files]
+        try:
+            if missing:
+                raise InvalidDataError(f"rank {rank} of run {run.run_id}", f"it has no {missing[0]}", run.run_id)
+            own = RunMeta.parse(files[layout.META_FILE], run.run_id)
+            if own.rank != rank or own.world_size != meta.world_size:
+                raise InvalidDataError(
+                    f"rank {rank} of run {run.run_id}",
+                    f"its meta.json says rank {own.rank} of {own.world_size}, not rank {rank} of {meta.world_size}",
+                    run.run_id,
+                )
+        except InvalidDataError as exc:
+            _rank_left_out(run.run_id, str(rank), str(exc), problems)
+            continue
+        yield rank, files
+
+
+_RANK_NAME = re.compile(r"\A[1-9][0-9]{0,4}\Z")
+
+
+def _rank_left_out(run_id: str, name: str, why: str, problems: list[str] | None) -> None:
+    line = f"{layout.RANKS_DIR}/{name} of run {run_id} is left out: {why}"
+    if problems is not None:
+        problems.append(line)
+    else:
+        warnings.warn(f"florgit: {line}", FlorgitWarning, stacklevel=4)
 
 
 def read_table(repo: GitRepo, run: StoredRun, name: str) -> pa.Table:

@@ -27,11 +27,12 @@ class Spool:
     def __init__(self, git_dir: str, meta: RunMeta) -> None:
         root = layout.spool_root(git_dir)
         os.makedirs(root, exist_ok=True)
-        tmp = os.path.join(root, f".tmp-{meta.run_id}")
+        name = layout.spool_name(meta.run_id, meta.rank)
+        tmp = os.path.join(root, f".tmp-{name}")
         os.makedirs(tmp)
         self._lock_fd = _lock(os.path.join(tmp, layout.SPOOL_LOCK), blocking=True)
         _write_atomic(os.path.join(tmp, layout.SPOOL_META), meta.to_json())
-        self.dir = os.path.join(root, meta.run_id)
+        self.dir = os.path.join(root, name)
         os.rename(tmp, self.dir)
 
     def path(self, name: str) -> str:
@@ -63,9 +64,11 @@ class AbandonedSpool:
     def meta(self) -> RunMeta | None:
         try:
             with open(self.path(layout.SPOOL_META), "rb") as f:
-                return RunMeta.parse(f.read(), os.path.basename(self.dir))
+                meta = RunMeta.parse(f.read(), os.path.basename(self.dir).partition("~")[0])
         except (OSError, InvalidDataError):
             return None
+        # The folder's name is the run's and rank's: a meta naming another rank is not this spool's.
+        return meta if os.path.basename(self.dir) == layout.spool_name(meta.run_id, meta.rank) else None
 
     def last_write(self) -> float:
         times = [os.stat(self.path(n)).st_mtime for n in os.listdir(self.dir)]
