@@ -41,17 +41,19 @@ class Echo:
         """Lines for one flush: its rows and the Arrow batches made of them."""
         import numpy as np  # here, not at import: `import florgit` stays light
 
+        from florgit.codec.pyarrays import view
+
         records = rows.records
         for loop_id, parent, depth, name in rows.loops:
             self._loops[loop_id] = (parent, name, depth)
         self._track_starts(rows.starts, batches.starts)
-        rec_ctx = batches.records.column("ctx").to_numpy()
+        rec_ctx = view(batches.records.column("ctx"))
         keyed: list[tuple[int, str]] = []  # (record position, line): printed in log order
         for pos in np.flatnonzero(rec_ctx == 0)[:MAX_RUN_LEVEL]:
             _ctx, name, value = records[pos]
             if name not in self._quiet:
                 keyed.append((int(pos), f"{name}: {fmt(value)}"))
-        ended = batches.ends.column("ctx").to_numpy() if len(rows.ends) else np.empty(0, np.int64)
+        ended = view(batches.ends.column("ctx"))
         outer_ids = np.fromiter(self._outer, dtype=np.int64, count=len(self._outer))
         outer_ended = [int(c) for c in ended[np.isin(ended, outer_ids)]]  # few: outermost iterations
         outer_done = outer_ended[-MAX_OUTER_LINES:]
@@ -72,9 +74,11 @@ class Echo:
     def _track_starts(self, starts: Sequence[StartRow], batch) -> None:
         import numpy as np
 
+        from florgit.codec.pyarrays import view
+
         if not len(starts):
             return
-        loop_ids = batch.column("loop_id").to_numpy()
+        loop_ids = view(batch.column("loop_id"))
         depth_of = np.zeros(max(self._loops) + 1, dtype=np.int16)
         for loop_id, (_p, _n, depth) in self._loops.items():
             depth_of[loop_id] = depth

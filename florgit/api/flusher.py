@@ -1,17 +1,18 @@
 """The background thread that moves buffered records out of the training thread.
 
-Every ``INTERVAL`` seconds it pops what the hot path appended to the deques (loop
+Every ``INTERVAL`` seconds it takes what the hot path appended to the lists (loop
 instances, iteration starts and ends, then records, so nothing is spooled before what it
-refers to), turns them into Arrow batches, appends those to the run's spool streams,
-keeps them for the final files, and echoes a summary. ``deque.append``/``popleft`` are
-thread-safe, so the hot path takes no lock at all.
+refers to), turns them into Arrow batches (with the iteration ends the starts imply: see
+iteration_ends), appends those to the run's spool streams and echoes a summary. Taking is
+``rows = buf[:n]; del buf[:n]``: each one step under the GIL, and appends land after
+``n``, so the hot path takes no lock at all. Batches are not kept: the spool holds them
+(only if spooling fails are they kept in memory, from then on).
 """
 
 from __future__ import annotations
 
 import threading
 import warnings
-from collections import deque
 from dataclasses import dataclass, field
 from operator import itemgetter
 
@@ -25,10 +26,12 @@ INTERVAL = 0.5
 class Buffers:
     """What the training thread appends to; the flusher drains it."""
 
-    loops: deque[LoopRow] = field(default_factory=deque)
-    starts: deque[StartRow] = field(default_factory=deque)
-    ends: deque[EndRow] = field(default_factory=deque)
-    records: deque[RecordRow] = field(default_factory=deque)
+    loops: list[LoopRow] = field(default_factory=list)
+    starts: list[StartRow] = field(default_factory=list)  # t: raw time.perf_counter()
+    ends: list[EndRow] = field(default_factory=list)  # only the ends iteration_ends cannot infer
+    records: list[RecordRow] = field(default_factory=list)
+    t0: float = 0.0  # the clock at the run's start: stored times are seconds since then
+    explicit_loops: set[int] = field(default_factory=set)  # flor.iteration loops: each end recorded
 
 
 class Flusher:
@@ -37,7 +40,8 @@ class Flusher:
         self._buffers = buffers
         self._spool = spool
         self._kinds: list = []
-        self.batches: Tables[list] = Tables([], [], [], [])
+        self.batches: Tables[list] = Tables([], [], [], [])  # kept only once spooling failed
+        self._ends = None  # IterationEnds, made by the thread with the rest (numpy)
         self.echo_on = echo_on
         self._echo = echo.Echo(quiet_names)
         self.count = 0
@@ -52,6 +56,7 @@ class Flusher:
     def _load(self) -> None:
         if self._arrow is not None:
             return
+        from florgit.api.iteration_ends import IterationEnds
         from florgit.codec import arrow
         from florgit.store import layout
 
@@ -59,9 +64,10 @@ class Flusher:
         self._kinds = [
             (b.loops, arrow.loop_batch, arrow.LOOP_SCHEMA, layout.LOOPS),
             (b.starts, arrow.start_batch, arrow.START_SCHEMA, layout.STARTS),
-            (b.ends, arrow.end_batch, arrow.END_SCHEMA, layout.ENDS),
+            (b.ends, None, arrow.END_SCHEMA, layout.ENDS),
             (b.records, arrow.record_batch, arrow.RECORD_SCHEMA, layout.RECORDS),
         ]
+        self._ends = IterationEnds(b.explicit_loops)
         self._arrow = arrow
 
     def _run(self) -> None:
@@ -73,12 +79,20 @@ class Flusher:
     def flush(self) -> None:
         with self._lock:
             self._load()
-            rows = Tables(*(_pop_all(queue) for queue, *_ in self._kinds))
+            rows = Tables(*(_take(queue) for queue, *_ in self._kinds))
             if not any(rows):
                 return
-            batches = Tables(*(make(r) for r, (_q, make, _s, _f) in zip(rows, self._kinds)))
-            for kept, batch in zip(self.batches, batches):
-                kept.append(batch)
+            from florgit.codec.pyarrays import view
+
+            arrow, t0 = self._arrow, self._buffers.t0
+            starts = arrow.start_batch(rows.starts, t0)
+            ctx, loop_id = view(starts.column("ctx")), view(starts.column("loop_id"))
+            t = view(starts.column("t"))
+            ended = self._ends.ends(ctx, loop_id, t, [(c, e - t0) for c, e in rows.ends])
+            batches = Tables(arrow.loop_batch(rows.loops), starts, arrow.end_batch_of(*ended), arrow.record_batch(rows.records))
+            if self._spool_failed:
+                for kept, batch in zip(self.batches, batches):
+                    kept.append(batch)
             self.count += len(rows.records)
             self.last.update(zip(map(_NAME, rows.records), map(_VALUE, rows.records)))  # in C: ~30 ns a record
             self._spool_batches(batches)
@@ -97,6 +111,8 @@ class Flusher:
                 stream.append(batch)
         except OSError as exc:  # disk full, spool deleted: keep training, keep records in memory
             self._spool_failed = True
+            for kept, batch in zip(self.batches, batches):
+                kept.append(batch)
             warnings.warn(f"florgit: cannot spool records ({exc}); they are kept in memory until the run ends", stacklevel=1)
 
     def stop(self) -> None:
@@ -114,14 +130,15 @@ class Flusher:
 
     def streams(self) -> dict[str, bytes]:
         """Each table as stored: the spooled stream file itself, or (if spooling failed)
-        the batches kept in memory, serialised."""
+        the complete batches the spool holds and those kept in memory since, serialised."""
         import pyarrow as pa
 
         self._load()
         out = {}
         for kept, (_q, _m, schema, fname) in zip(self.batches, self._kinds):
             if self._spool_failed:
-                out[fname] = self._arrow.to_stream_bytes(pa.Table.from_batches(kept, schema=schema))
+                spooled = self._arrow.read_stream(self._spool.path(fname), schema).to_batches()
+                out[fname] = self._arrow.to_stream_bytes(pa.Table.from_batches([*spooled, *kept], schema=schema))
             else:
                 try:
                     with open(self._spool.path(fname), "rb") as f:
@@ -134,6 +151,8 @@ class Flusher:
 _NAME, _VALUE = itemgetter(1), itemgetter(2)  # of a RecordRow (ctx, name, value)
 
 
-def _pop_all(queue: deque) -> list:
-    pop = queue.popleft
-    return [pop() for _ in range(len(queue))]
+def _take(buf: list) -> list:
+    n = len(buf)
+    rows = buf[:n]
+    del buf[:n]  # appends made since the copy stay
+    return rows

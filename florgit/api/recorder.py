@@ -84,7 +84,7 @@ class Recorder(LoopBook):
         self.used_kwargs: set[str] = set()
         self.args: dict[str, object] = {}
         self.names: set[str] = set()
-        self.buffers = Buffers()
+        self.buffers = Buffers(t0=self.t0)
         self.records = self.buffers.records  # read by functions.log on every call
         self.ctx = 0
         self.depth = 0
@@ -110,7 +110,7 @@ class Recorder(LoopBook):
         if not self._kwargs_checked:
             self._check_kwargs()
         loop_id, parent, depth = self._open_loop(name)
-        starts, ends, next_ctx, clock, t0 = self.buffers.starts, self.buffers.ends, self._next_ctx, time.perf_counter, self.t0
+        starts, ends, next_ctx, clock = self.buffers.starts, self.buffers.ends, self._next_ctx, time.perf_counter
         scalar = SCALAR_TYPES
         self.depth = depth
         ckpt = self.checkpointer
@@ -118,27 +118,31 @@ class Recorder(LoopBook):
         inner = not checkpointed and ckpt is not None and ckpt.is_inner(depth)
         if checkpointed:
             ckpt.capture(name, loop_id, 0)  # the state before the first item is fetched
-        ctx, last = 0, -1
+        ctx, idx = 0, -1
         try:
+            # One clock reading per iteration, at its start (raw: the flusher subtracts t0).
+            # An iteration ends where the next one starts (iteration_ends); only the last
+            # one's end is appended here.
             for idx, item in enumerate(iterable):
                 ctx = next_ctx()
                 kind = type(item)
                 value = item if kind in scalar and not (kind is int and item == idx) else None
-                starts.append((ctx, loop_id, idx, value, clock() - t0))
+                starts.append((ctx, loop_id, idx, value, clock()))
                 self.ctx = ctx
                 if checkpointed:
                     ckpt.iteration = idx
                 yield item
-                ends.append((ctx, clock() - t0))
                 self.ctx = parent
-                ctx, last = 0, idx
                 if checkpointed and ckpt.due(idx + 1):
                     ckpt.capture(name, loop_id, idx + 1)  # the state at the start of iteration idx + 1
-            if checkpointed and ckpt.last_boundary != (loop_id, last + 1):
-                ckpt.capture(name, loop_id, last + 1)  # the end state: run-level replay resumes there
+            if ctx:
+                ends.append((ctx, clock()))
+                ctx = 0
+            if checkpointed and ckpt.last_boundary != (loop_id, idx + 1):
+                ckpt.capture(name, loop_id, idx + 1)  # the end state: run-level replay resumes there
         finally:
             if ctx:  # left by break, return or an exception: the iteration ends here
-                ends.append((ctx, clock() - t0))
+                ends.append((ctx, clock()))
             if checkpointed:
                 ckpt.unbind(loop_id)
             self.ctx, self.depth = parent, depth - 1
@@ -168,19 +172,20 @@ class Recorder(LoopBook):
         if loop_id is None:  # successive iterations of one hand-written loop share its id
             loop_id, _parent, _depth = self._open_loop(name)
             self._hand_loops[(parent, name)] = loop_id
+            self.buffers.explicit_loops.add(loop_id)  # its ends are all recorded: none inferred
         ctx = self._next_ctx()
-        clock, t0 = time.perf_counter, self.t0
+        clock = time.perf_counter
         if value is not None and type(value) not in SCALAR_TYPES:
             try:
                 value = to_scalar(value, name)
             except FlorgitError:
                 value = None  # like loop items: only scalars are kept
-        self.buffers.starts.append((ctx, loop_id, idx, value, clock() - t0))
+        self.buffers.starts.append((ctx, loop_id, idx, value, clock()))
         self.ctx, self.depth = ctx, depth
         try:
             yield idx
         finally:
-            self.buffers.ends.append((ctx, clock() - t0))
+            self.buffers.ends.append((ctx, clock()))
             self.ctx, self.depth = parent, depth - 1
 
     # -- args --------------------------------------------------------------------------

@@ -14,11 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from operator import itemgetter
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from florgit.codec import schemas
-from florgit.codec.pyarrays import array, empty_batch
+from florgit.codec.pyarrays import array, empty_batch, filled, from_numpy
 from florgit.codec.ipc_bounds import check_stream, read_checked  # checked reads of pulled streams
 from florgit.codec.values import BOOL, FLOAT, INT, KIND_OF_TYPE, STR, fits_int64, split
 
@@ -47,7 +48,7 @@ def value_columns(values: Sequence[object]) -> list[pa.Array]:
     if len(types) == 1:
         (only,) = types
         kind = KIND_OF_TYPE[only]
-        kinds = array([kind] * n, pa.int8())
+        kinds = filled(kind, n, pa.int8())
         i = f = s = None
         if kind in (INT, BOOL):
             if kind == INT and not all(map(fits_int64, values)):  # type: ignore[arg-type]
@@ -105,8 +106,9 @@ def loop_batch(loops: Sequence[schemas.LoopRow]) -> pa.RecordBatch:
     return _plain_batch(loops, LOOP_SCHEMA)
 
 
-def start_batch(starts: Sequence[schemas.StartRow]) -> pa.RecordBatch:
-    """From ``(ctx, loop_id, iteration, item value, t)`` tuples."""
+def start_batch(starts: Sequence[schemas.StartRow], t0: float = 0.0) -> pa.RecordBatch:
+    """From ``(ctx, loop_id, iteration, item value, t)`` tuples; ``t0`` is subtracted from
+    each ``t`` (the hot path stores raw clock readings)."""
     if not starts:
         return empty_batch(START_SCHEMA)
     ctx, loop_id, iteration, values, t = _columns(starts, 5)
@@ -115,7 +117,7 @@ def start_batch(starts: Sequence[schemas.StartRow]) -> pa.RecordBatch:
         array(loop_id, pa.int64()),
         array(iteration, pa.int64()),
         *value_columns(values),
-        array(t, pa.float64()),
+        from_numpy(np.array(t, dtype=np.float64) - t0, pa.float64()),
     ]
     return pa.RecordBatch.from_arrays(cols, schema=START_SCHEMA)
 
@@ -123,6 +125,11 @@ def start_batch(starts: Sequence[schemas.StartRow]) -> pa.RecordBatch:
 def end_batch(ends: Sequence[schemas.EndRow]) -> pa.RecordBatch:
     """From ``(ctx, t)`` tuples."""
     return _plain_batch(ends, END_SCHEMA)
+
+
+def end_batch_of(ctx: np.ndarray, t: np.ndarray) -> pa.RecordBatch:
+    """From a column of context ids and one of times."""
+    return pa.RecordBatch.from_arrays([from_numpy(ctx, pa.int64()), from_numpy(t, pa.float64())], schema=END_SCHEMA)
 
 
 def _plain_batch(rows: Sequence[tuple], schema: pa.Schema) -> pa.RecordBatch:

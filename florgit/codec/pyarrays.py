@@ -23,8 +23,12 @@ def array(values: Sequence, typ: pa.DataType) -> pa.Array:
     n = len(values)
     if typ == pa.string():
         return _strings(values, n)
-    if typ == pa.bool_():
-        return array(values, pa.int8()).cast(pa.bool_())
+    if typ == pa.bool_():  # bit-packed; Array.cast would import pyarrow.compute
+        if None not in values:
+            return pa.Array.from_buffers(typ, n, [None, _bitmap(np.array(values, dtype=bool))])
+        valid = np.fromiter((v is not None for v in values), dtype=bool, count=n)
+        bits = _bitmap(np.array([bool(v) for v in values], dtype=bool))
+        return pa.Array.from_buffers(typ, n, [_bitmap(valid), bits], null_count=n - int(valid.sum()))
     dtype = _NUMPY[typ]
     if None not in values:
         return pa.Array.from_buffers(typ, n, [None, pa.py_buffer(np.array(values, dtype=dtype))])
@@ -33,17 +37,51 @@ def array(values: Sequence, typ: pa.DataType) -> pa.Array:
     return pa.Array.from_buffers(typ, n, [_bitmap(valid), pa.py_buffer(data)], null_count=n - int(valid.sum()))
 
 
+def filled(value: int, n: int, typ: pa.DataType) -> pa.Array:
+    """``n`` copies of one integer."""
+    return pa.Array.from_buffers(typ, n, [None, pa.py_buffer(np.full(n, value, dtype=_NUMPY[typ]))])
+
+
+def from_numpy(values: np.ndarray, typ: pa.DataType) -> pa.Array:
+    """A null-free numpy array as an Arrow array of ``typ``."""
+    data = np.ascontiguousarray(values, dtype=_NUMPY[typ])
+    return pa.Array.from_buffers(typ, len(data), [None, pa.py_buffer(data)])
+
+
 def _strings(values: Sequence, n: int) -> pa.Array:
-    encoded = [b"" if v is None else v.encode() for v in values]
+    distinct = dict.fromkeys(values)
+    if len(distinct) * 8 < n and None not in distinct:  # logged names: a few, repeated
+        encoded = {v: v.encode() for v in distinct}
+        code = {v: i for i, v in enumerate(distinct)}
+        lengths = np.fromiter(map(len, encoded.values()), dtype=np.int64, count=len(encoded))
+        codes = np.fromiter(map(code.__getitem__, values), dtype=np.intp, count=n)
+        return _from_parts(b"".join(map(encoded.__getitem__, values)), lengths[codes], n)
+    return _plain_strings(values, n)
+
+
+def _from_parts(data: bytes, lengths: np.ndarray, n: int, validity: list | None = None, nulls: int = 0) -> pa.Array:
     offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=n), out=offsets[1:])
+    np.cumsum(lengths, out=offsets[1:])
     if offsets[-1] > _MAX_STRING_BYTES:
         raise ValueError(f"{offsets[-1]:,} bytes of text in one batch; at most {_MAX_STRING_BYTES:,} fit")
-    buffers = [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(b"".join(encoded))]
+    return pa.Array.from_buffers(pa.string(), n, [*(validity or [None]), pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)], null_count=nulls)
+
+
+def _plain_strings(values: Sequence, n: int) -> pa.Array:
+    encoded = [b"" if v is None else v.encode() for v in values]
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=n)
     if None in values:
         valid = np.fromiter((v is not None for v in values), dtype=bool, count=n)
-        return pa.Array.from_buffers(pa.string(), n, [_bitmap(valid), *buffers[1:]], null_count=n - int(valid.sum()))
-    return pa.Array.from_buffers(pa.string(), n, buffers)
+        return _from_parts(b"".join(encoded), lengths, n, [_bitmap(valid)], n - int(valid.sum()))
+    return _from_parts(b"".join(encoded), lengths, n)
+
+
+def view(arr: pa.Array) -> np.ndarray:
+    """A null-free numeric array as a numpy view (``Array.to_numpy`` imports pandas)."""
+    dtype = _NUMPY[arr.type]
+    if not len(arr):
+        return np.empty(0, dtype=dtype)
+    return np.frombuffer(arr.buffers()[1], dtype=dtype, count=arr.offset + len(arr))[arr.offset :]
 
 
 def _bitmap(valid: np.ndarray) -> pa.Buffer:

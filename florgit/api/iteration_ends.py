@@ -1,0 +1,61 @@
+"""When each iteration of a ``flor.loop`` ended, worked out off the training thread.
+
+The hot path reads the clock once per iteration, when the iteration starts. An iteration
+of a loop ends when the next iteration of the same loop instance starts (fetching the next
+item counts as part of it); only the last iteration of each loop instance, and every
+iteration of a hand-written ``flor.iteration``, has an end the hot path records itself.
+The flusher turns each batch of starts into the ends they imply, carrying the newest
+iteration of every open loop over to the next batch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class IterationEnds:
+    def __init__(self, explicit_loops: set[int]) -> None:
+        self._explicit = explicit_loops  # hand-written loops: every end is recorded
+        self._open: dict[int, int] = {}  # loop id -> ctx of its newest iteration, not yet ended
+        self._loop_of: dict[int, int] = {}  # the same, ctx -> loop id
+
+    def ends(self, ctx: np.ndarray, loop_id: np.ndarray, t: np.ndarray, recorded: list[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray]:
+        """``(ctx, t)`` of the iterations that ended: those the starts (in start order)
+        imply, then the ``recorded`` ends."""
+        out_ctx: list[np.ndarray] = []
+        out_t: list[np.ndarray] = []
+        if len(ctx):
+            if self._explicit:
+                keep = ~np.isin(loop_id, np.array(tuple(self._explicit), dtype=np.int64))  # tuple(): one step
+                ctx, loop_id, t = ctx[keep], loop_id[keep], t[keep]
+            order = np.argsort(loop_id, kind="stable")  # each loop's starts together, in order
+            ctx, loop_id, t = ctx[order], loop_id[order], t[order]
+            same = loop_id[1:] == loop_id[:-1]
+            out_ctx.append(ctx[:-1][same])  # ends where the next iteration of its loop starts
+            out_t.append(t[1:][same])
+            firsts = np.flatnonzero(np.concatenate(([True], ~same))) if len(ctx) else np.empty(0, np.int64)
+            carried_ctx, carried_t = [], []
+            for i in firsts.tolist():  # the newest iteration of an earlier batch ends here
+                previous = self._open.pop(int(loop_id[i]), None)
+                if previous is not None:
+                    del self._loop_of[previous]
+                    carried_ctx.append(previous)
+                    carried_t.append(t[i])
+            out_ctx.append(np.array(carried_ctx, dtype=np.int64))
+            out_t.append(np.array(carried_t, dtype=np.float64))
+            lasts = np.concatenate((firsts[1:] - 1, [len(ctx) - 1])) if len(ctx) else firsts
+            for i in lasts.tolist():
+                loop, newest = int(loop_id[i]), int(ctx[i])
+                self._open[loop] = newest
+                self._loop_of[newest] = loop
+        if recorded:
+            ends_ctx = np.array([c for c, _t in recorded], dtype=np.int64)
+            for c in ends_ctx.tolist():  # a loop's last iteration: the loop is done
+                loop = self._loop_of.pop(c, None)
+                if loop is not None:
+                    del self._open[loop]
+            out_ctx.append(ends_ctx)
+            out_t.append(np.array([t for _c, t in recorded], dtype=np.float64))
+        if not out_ctx:
+            return np.empty(0, np.int64), np.empty(0, np.float64)
+        return np.concatenate(out_ctx), np.concatenate(out_t)
