@@ -1,6 +1,7 @@
 """The background thread that moves buffered records out of the training thread.
 
-Every ``INTERVAL`` seconds it takes what the hot path appended to the lists (loop
+Every ``INTERVAL`` seconds, or sooner once ``EAGER_ROWS`` are waiting (so the end of a run
+never has more than that left to convert), it takes what the hot path appended to the lists (loop
 instances, iteration starts and ends, then records, so nothing is spooled before what it
 refers to), turns them into Arrow batches (with the iteration ends the starts imply: see
 iteration_ends), appends those to the run's spool streams and echoes a summary. Taking is
@@ -12,6 +13,7 @@ iteration_ends), appends those to the run's spool streams and echoes a summary. 
 from __future__ import annotations
 
 import threading
+import time
 import warnings
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -20,6 +22,8 @@ from florgit.api import echo
 from florgit.codec.schemas import EndRow, LoopRow, RecordRow, StartRow, Tables
 
 INTERVAL = 0.5
+EAGER_ROWS = 25_000  # records + iteration starts waiting that make the thread flush early
+_POLL = 0.05
 
 
 @dataclass
@@ -73,8 +77,12 @@ class Flusher:
     def _run(self) -> None:
         with self._lock:
             self._load()
-        while not self._stop.wait(INTERVAL):
-            self.flush()
+        b, clock = self._buffers, time.monotonic
+        last = clock()
+        while not self._stop.wait(_POLL):
+            if clock() - last >= INTERVAL or len(b.records) + len(b.starts) >= EAGER_ROWS:
+                self.flush()
+                last = clock()
 
     def flush(self) -> None:
         with self._lock:
