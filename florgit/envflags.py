@@ -12,3 +12,6 @@ def enabled(name: str, default: bool) -> bool:
     (any case) turn it off, anything else on."""
     value = os.environ.get(name, "").strip().lower()
     return default if not value else value not in _OFF
+
+
+QUERY_CACHE = "FLORGIT_QUERY_CACHE"  # =0: queries read every run from git and write no cache

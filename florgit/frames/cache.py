@@ -33,7 +33,7 @@ from florgit.git import GitRepo
 CACHE_DIR = os.path.join("flor", "cache", "v2")  # v2: records carry rank
 TABLES = ("runs", "records", "starts", "loops", "lasts")
 MAX_SEGMENTS = 16
-DISABLE_ENV = "FLORGIT_QUERY_CACHE"  # =0: read every run from git, write nothing
+DISABLE_ENV = envflags.QUERY_CACHE
 
 
 @dataclass

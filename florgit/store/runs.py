@@ -13,22 +13,20 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from florgit import validation
 from florgit.errors import AmbiguousRunError, FlorgitWarning, InvalidDataError, RunInProgressError, RunNotFoundError, StoreError
 from florgit.git import GitRepo
-from florgit.store import layout, tombstones, trust
+from florgit.store import layout, listing, tombstones, trust
 from florgit.store.meta import RunMeta
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 
-@dataclass(frozen=True)
-class StoredRun:
+class StoredRun(NamedTuple):  # a tuple: listing 10,000 runs builds 10,000 of them
     run_id: str
     tree: str  # id of the run's tree on the shadow branch
     path: str  # where that tree is: layout.run_path, or the legacy path of an older run
@@ -139,15 +137,15 @@ def list_runs(repo: GitRepo, *, removed: bool = False) -> list[StoredRun]:
     runs_tree = repo.tree_at(layout.SHADOW_REF, layout.RUNS_DIR)
     if runs_tree is None:
         return []
-    found, seen = [], set()
-    for path, run_id, tree in walk_run_trees(repo, runs_tree):
-        if run_id not in seen:  # a run at both paths (forged): the first, the other is a layout problem
-            seen.add(run_id)
-            found.append(StoredRun(run_id, tree, path))
-    if not removed:
-        gone = tombstones.removed(repo)
-        found = [r for r in found if r.run_id not in gone]
-    return sorted(found, key=lambda r: r.run_id)
+    walked = listing.load(repo.common_dir, runs_tree)
+    if walked is None:
+        walked = list(walk_run_trees(repo, runs_tree))
+        listing.save(repo.common_dir, runs_tree, walked)
+    first: dict[str, tuple[str, str]] = {}
+    for path, run_id, tree in walked:  # a run at both paths (forged): the first; the other is a layout problem
+        first.setdefault(run_id, (tree, path))
+    gone = set() if removed else tombstones.removed(repo)
+    return [StoredRun(run_id, *first[run_id]) for run_id in sorted(first) if run_id not in gone]
 
 
 def _is_run_id(day: str, run_id: str) -> bool:

@@ -1,0 +1,60 @@
+"""The run listing memo (.git/flor/cache/listing): the same runs as walking the shadow
+branch, after new runs, rm, and a damaged or stale file."""
+
+from __future__ import annotations
+
+import os
+
+import florgit as flor
+from florgit.git import open_repo
+from florgit.store import layout, listing, runs
+
+
+def _walk(repo) -> list[tuple[str, str, str]]:
+    runs_tree = repo.tree_at(layout.SHADOW_REF, layout.RUNS_DIR)
+    return sorted(runs.walk_run_trees(repo, runs_tree), key=lambda x: x[1])
+
+
+def _record(n: int) -> None:
+    for i in range(n):
+        flor.log("x", i)
+        flor.commit()
+
+
+def test_listing_memo_matches_the_walk_and_never_goes_stale(repo):
+    _record(3)
+    git = open_repo(str(repo.path))
+    first = runs.list_runs(git)
+    memo = os.path.join(git.common_dir, listing.FILE)
+    assert os.path.exists(memo)
+    assert [(r.path, r.run_id, r.tree) for r in first] == _walk(git)
+    _record(2)  # a new runs/ tree: the memo of the old one is not used
+    assert [(r.path, r.run_id, r.tree) for r in runs.list_runs(git)] == _walk(git)
+    assert len(runs.list_runs(git)) == 5
+    # damage: a flipped byte, a truncated file, another tree's listing, garbage
+    with open(memo, "rb") as f:
+        good = f.read()
+    head, _, body = good.partition(b"\n")
+    damaged = [
+        good[:-5] + bytes([good[-5] ^ 1]) + good[-4:],
+        good[: len(good) // 2],
+        head.replace(head.split(b" ")[2], b"0" * 40) + b"\n" + body,
+        b"florgit-listing 1 " + head.split(b" ")[2] + b" 00000000\n../../etc x l\n",
+    ]
+    for bad in damaged:
+        with open(memo, "wb") as f:
+            f.write(bad)
+        assert [(r.path, r.run_id, r.tree) for r in runs.list_runs(git)] == _walk(git)
+    # removed runs are left out after the memo is read, never baked into it
+    flor_rm = repo.flor("rm", first[0].run_id)
+    assert flor_rm.returncode == 0, flor_rm.stderr
+    assert first[0].run_id not in {r.run_id for r in runs.list_runs(git)}
+    assert first[0].run_id in {r.run_id for r in runs.list_runs(git, removed=True)}
+
+
+def test_listing_memo_off_with_the_query_cache(repo, monkeypatch):
+    monkeypatch.setenv("FLORGIT_QUERY_CACHE", "0")
+    _record(1)
+    git = open_repo(str(repo.path))
+    assert len(runs.list_runs(git)) == 1
+    assert not os.path.exists(os.path.join(git.common_dir, listing.FILE))
