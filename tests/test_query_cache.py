@@ -157,3 +157,17 @@ def test_run_listings_from_the_cache_equal_those_from_metas(swept, monkeypatch):
     assert subprocess.run([sys.executable, "-m", "florgit.cli.main", "tag", mixed["run_id"][0], "best"],
                           cwd=swept.path).returncode == 0  # fmt: skip
     assert listing()["tags"].to_list()[0] == ["best"]  # curation is never cached
+
+
+def test_loop_item_values_mix_with_cached_runs_that_have_none(swept, monkeypatch):
+    """Cached iterations keep item-value columns only where some loop item has a value;
+    runs with and without them, cached or fresh, give what git gives."""
+    flor.dataframe("acc")  # the swept runs' segment: their items are indexes, no values
+    swept.write("items.py", "import florgit as flor\nfor lr in flor.loop('lr', [0.5, 0.25]):\n    flor.log('acc', lr * 2)\n")
+    swept.commit("items")
+    swept.run("items.py")
+    fresh = flor.dataframe("acc")  # cached runs without item values, the new one with them
+    assert fresh.equals(_uncached(monkeypatch, "acc"))
+    assert fresh.filter(pl.col("lr_value").is_not_null())["lr_value"].to_list() == [0.5, 0.25]
+    assert len(_segments(swept)) == 2
+    assert flor.dataframe("acc").equals(fresh)  # both segments from the cache

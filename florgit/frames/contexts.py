@@ -43,7 +43,7 @@ class Resolved:
 
 
 def resolve(records: pl.DataFrame, starts: pl.DataFrame, loops: pl.DataFrame) -> Resolved:
-    with_values = starts.height > 0 and (starts.get_column("kind").max() or NULL) != NULL
+    with_values = starts.height > 0 and "kind" in starts.columns and (starts.get_column("kind").max() or NULL) != NULL
     own = _own_iterations(records, starts, with_values)
     chains, loop_names = _chains(starts, loops, with_values)
     recs = pl.concat([records, own, _chain_columns(own, chains, loops)], how="horizontal")

@@ -28,10 +28,11 @@ from florgit.validation import memory_budget
 
 _RECORD_COLUMNS = ["run", "rank", "seq", "ctx", "name", "kind", "i", "f", "s", "sidx", "replayed"]
 _CACHED_RECORD_COLUMNS = ["run", "rank", "seq", "ctx", "name", "kind", "i", "f", "s", "replayed"]
-_CACHED_START_COLUMNS = ["run", "ctx", "loop_id", "iteration", "kind", "i", "f", "s", "t"]
+# Iteration times (``t``) are not cached: no query reads them (replay planning reads ends/starts from git).
+_CACHED_START_COLUMNS = ["run", "ctx", "loop_id", "iteration", "kind", "i", "f", "s"]
 _CACHED_LOOP_COLUMNS = ["run", "loop_id", "parent", "depth", "loop"]
 LAST_COLUMNS = ["run", "name", "kind", "i", "f", "s"]
-_START_COLUMNS = ["run", "ctx", "loop_id", "loop_row", "iteration", "kind", "i", "f", "s", "t"]
+_START_COLUMNS = ["run", "ctx", "loop_id", "loop_row", "iteration", "kind", "i", "f", "s"]  # kind..s: only where loop items have values
 _LOOP_COLUMNS = ["run", "loop_id", "parent", "depth", "loop", "parent_sidx"]
 
 
@@ -39,7 +40,7 @@ _LOOP_COLUMNS = ["run", "loop_id", "parent", "depth", "loop", "parent_sidx"]
 class Loaded:
     runs: pl.DataFrame  # run, run_id, start_time, end_time, script, status, ... one row per run
     records: pl.DataFrame  # run, rank, seq, ctx, name, kind, i, f, s, sidx, replayed
-    starts: pl.DataFrame  # run, ctx, loop_id, loop_row, iteration, kind, i, f, s, t: one per iteration
+    starts: pl.DataFrame  # run, ctx, loop_id, loop_row, iteration[, kind, i, f, s]: one per iteration
     loops: pl.DataFrame  # run, loop_id, parent, depth, loop, parent_sidx: one row per loop instance
     absent: dict[str, str] = field(default_factory=dict)  # asked-for name no run logged -> a hint
 
@@ -146,7 +147,9 @@ def _absent(whole: Part, names: list[str] | None, cache: QueryCache | None, read
     """For asked-for names no run logged: a hint from every name there is (the rare path)."""
     if names is None:
         return {}
-    missing = set(names) - set(whole.records.get_column("name").unique().to_list())
+    missing = set(names) - set(whole.lasts.get_column("name").unique().to_list())  # every run's names, small
+    if missing:  # lasts are rank 0's: another rank may have logged it
+        missing -= set(whole.records.filter(pl.col("name").is_in(list(missing))).get_column("name").unique().to_list())
     if not missing:
         return {}
     logged = set(cache.names()) if cache is not None else set()
@@ -289,7 +292,7 @@ def _assemble(whole: Part, curated, absent: dict[str, str]) -> Loaded:
     return Loaded(
         runs=_runs_frame_from(whole.runs, curated),
         records=records.select(_RECORD_COLUMNS),
-        starts=starts.select(_START_COLUMNS),
+        starts=starts.select(c for c in _START_COLUMNS if c in starts.columns),
         loops=loops.select(_LOOP_COLUMNS),
         absent=absent,
     )
