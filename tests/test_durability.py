@@ -10,6 +10,7 @@ import sys
 import time
 
 import polars as pl
+import pytest
 
 import florgit as flor
 from florgit.git import open_repo
@@ -161,3 +162,31 @@ def test_recording_never_imports_pandas_and_a_run_flushed_at_exit_is_kept(repo):
     runs = flor.runs()
     assert runs["status"].to_list() == ["ok", "ok"]
     assert runs["records"].to_list() == [5, 1] and runs["after"].to_list() == [None, 1]
+
+
+def test_records_spooled_before_the_disk_failed_and_kept_after_are_all_stored(repo):
+    """Spooled batches are not kept in memory; when spooling fails (disk full) partway
+    through a flush, what the spool has and what is kept from then on make the run."""
+    from florgit.api import functions
+
+    for i in flor.loop("step", range(5)):
+        flor.log("x", i)
+    rec = functions._rec
+    rec.flusher.flush()
+    assert not any(rec.flusher.batches)  # spooled, not held
+
+    def disk_full(batch):
+        raise OSError(28, "No space left on device")
+
+    rec.flusher._streams[3].append = disk_full  # records fail after loops, starts and ends are spooled
+    for i in flor.loop("more", range(3)):
+        flor.log("y", i)
+    with pytest.warns(UserWarning, match="cannot spool records"):
+        rec.flusher.flush()
+    for i in flor.loop("last", range(2)):
+        flor.log("z", i)
+    flor.commit()
+    frame = flor.scan().collect()
+    assert frame["name"].to_list() == ["x"] * 5 + ["y"] * 3 + ["z"] * 2
+    assert flor.dataframe("y")["more"].to_list() == [0, 1, 2]  # their iterations stored once
+    assert flor.dataframe("z")["last"].to_list() == [0, 1]

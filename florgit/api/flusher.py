@@ -110,6 +110,7 @@ class Flusher:
     def _spool_batches(self, batches: list) -> None:
         if self._spool_failed:
             return
+        done = 0  # tables whose batch of this flush is spooled
         try:
             if self._streams is None:
                 self._streams = [
@@ -117,9 +118,10 @@ class Flusher:
                 ]
             for stream, batch in zip(self._streams, batches):
                 stream.append(batch)
+                done += 1
         except OSError as exc:  # disk full, spool deleted: keep training, keep records in memory
             self._spool_failed = True
-            for kept, batch in zip(self.batches, batches):
+            for kept, batch in list(zip(self.batches, batches))[done:]:  # the spool has the others
                 kept.append(batch)
             warnings.warn(f"florgit: cannot spool records ({exc}); they are kept in memory until the run ends", stacklevel=1)
 
