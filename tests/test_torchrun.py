@@ -175,17 +175,23 @@ def test_a_rank_without_rank_0_records_its_own_run(repo):
 def test_other_ranks_stored_before_rank_0_are_not_shown_until_it_is(repo, tmp_path):
     """Rank 1 ends first: its folder is on the shadow branch without the run's meta.json;
     listings skip the run quietly, and rank 0's commit fills the folder in."""
-    repo.write("train.py", SOLO + "import time; time.sleep(2.0 if rank == 0 else 0)\n")
+    go = tmp_path / "go"
+    wait = "import os, time\nwhile rank == 0 and not os.path.exists(os.environ['GO']):\n    time.sleep(0.02)\n"
+    repo.write("train.py", SOLO + wait)
     repo.commit("solo")
-    base = {**os.environ, "WORLD_SIZE": "2", "MASTER_PORT": "1"}
+    base = {**os.environ, "WORLD_SIZE": "2", "MASTER_PORT": "1", "GO": str(go)}
     rank0 = subprocess.Popen([sys.executable, "train.py"], cwd=repo.path, env={**base, "RANK": "0"})
-    rank1 = subprocess.run([sys.executable, "train.py"], cwd=repo.path, env={**base, "RANK": "1"}, capture_output=True, text=True)
-    assert rank1.returncode == 0
-    assert any("/ranks/1/" in f for f in _shadow_files(repo))
-    if rank0.poll() is None:  # rank 0 still running: the run is not listed yet, and no warning
+    try:
+        rank1 = subprocess.run([sys.executable, "train.py"], cwd=repo.path, env={**base, "RANK": "1"}, capture_output=True, text=True)
+        assert rank1.returncode == 0, rank1.stderr
+        assert any("/ranks/1/" in f for f in _shadow_files(repo))
         probe = subprocess.run([sys.executable, "-W", "error", "-c", "import florgit as flor; print(flor.runs().height)"],
                                cwd=repo.path, capture_output=True, text=True)  # fmt: skip
-        assert probe.returncode == 0 and probe.stdout.strip() == "0", probe.stderr
+        assert probe.returncode == 0 and probe.stdout.strip() == "0", probe.stderr  # not listed yet, no warning
+        verify = repo.flor("verify")
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+    finally:
+        go.write_text("")
     assert rank0.wait(timeout=120) == 0
     assert flor.dataframe("loss", rank="all")["loss"].to_list() == [0, 1, 10, 11]
 
