@@ -10,6 +10,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from florgit.cli import display
 from florgit.cli.main import main
@@ -362,3 +364,22 @@ def test_json_line_is_strict():
     line = display.json_line({"a": float("nan"), "b": [float("inf"), -float("inf"), 1.5], "c": "\x1b", "d": None})
     assert _strict(line) == {"a": "NaN", "b": ["Infinity", "-Infinity", 1.5], "c": "\x1b", "d": None}
     assert "\x1b" not in line
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(
+        st.lists(st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)), max_size=20),
+        st.lists(st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)), max_size=20),
+        st.lists(st.one_of(st.none(), st.text(max_size=12)), max_size=20),
+        st.lists(st.one_of(st.none(), st.booleans()), max_size=20),
+    )
+)
+def test_a_column_shows_as_its_values_do_one_by_one(values):
+    """Run tables format whole columns at once; every cell is what show_value gives."""
+    import polars as pl
+
+    from florgit.cli.display import show_column, show_value
+
+    series = pl.Series(values, strict=False)
+    assert show_column(series) == [show_value(v) for v in series.to_list()]

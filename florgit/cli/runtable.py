@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 
 import polars as pl
 
-from florgit.cli.display import show_value
+from florgit.cli.display import show_column, show_value
 from florgit.errors import QueryError
 
 MAX_TEXT = 24  # a text cell wider than this is cut in the terminal view
@@ -130,7 +130,7 @@ def _layout(columns: list[tuple[str, list[str], bool]], hidden: list[str]) -> La
 
 def _cells(series: pl.Series, *, cut: bool) -> tuple[list[str], bool]:
     numeric = series.dtype.is_numeric()
-    cells = [show_value(v) for v in series.to_list()]
+    cells = show_column(series)
     if cut and not numeric:
         cells = [c if len(c) <= MAX_TEXT else c[: MAX_TEXT - 1] + "…" for c in cells]
     return cells, numeric
