@@ -159,6 +159,11 @@ def test_ranks_started_by_any_launcher_join_rank_0s_runs(repo):
     frame = flor.dataframe("loss", rank="all")
     first = frame.filter(pl.col("run_id") == runs["run_id"][0])
     assert first["rank"].to_list() == [0, 0, 1, 1, 2, 2] and first["loss"].to_list() == [0, 1, 10, 11, 20, 21]
+    cli = repo.flor("dataframe", "loss", "--rank", "1,2", "--format", "csv")
+    assert cli.returncode == 0, cli.stderr
+    assert [ln.split(",")[3:] for ln in cli.stdout.splitlines()[1:3]] == [["1", "0", "10"], ["1", "1", "11"]]
+    bad = repo.flor("dataframe", "loss", "--rank", "one")
+    assert bad.returncode != 0 and "--rank" in bad.stderr
     second = frame.filter(pl.col("run_id") == runs["run_id"][1])
     assert second["loss"].to_list() == [0, 100, 200]
 

@@ -229,6 +229,9 @@ def dataframe_cmd(
     ),
     output: str = typer.Option(None, "-o", "--output", help="Write to FILE (.csv, .json, .parquet, .txt) instead of the terminal."),
     where: str = typer.Option(None, "--where", help="Keep the rows this SQL predicate over the columns selects."),
+    rank: str = typer.Option(
+        None, "--rank", help="Multi-process (torchrun) runs: the ranks to show, e.g. 1, 0,1 or all (default: rank 0, no rank column)."
+    ),
 ) -> None:
     """Print (or write) flor.dataframe(NAME...) for this repository."""
     import polars as pl
@@ -236,7 +239,7 @@ def dataframe_cmd(
     from florgit.frames import dataframe
 
     fmt = fmt or _format_of(output)
-    frame = dataframe(*(names or []), where=where)
+    frame = dataframe(*(names or []), where=where, rank=_ranks_option(rank))
     if fmt is Format.parquet:
         if not output:
             raise typer.BadParameter("parquet is binary: give a file with -o FILE")
@@ -252,6 +255,16 @@ def dataframe_cmd(
             f.write(text)
     else:
         _write_data(text)
+
+
+def _ranks_option(text: str | None) -> int | list[int] | str | None:
+    """``--rank``: all, one rank or a comma-separated list of ranks."""
+    if text is None or text.strip() == "all":
+        return None if text is None else "all"
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.isdigit() and len(p) <= 5 for p in parts):
+        raise typer.BadParameter(f"{text!r} is not a rank, a list of ranks (0,1) or all", param_hint="--rank")
+    return [int(p) for p in parts]
 
 
 _EXTENSIONS = {".csv": Format.csv, ".json": Format.json, ".parquet": Format.parquet, ".txt": Format.table}
