@@ -239,3 +239,18 @@ def test_name_equal_to_a_loop_gets_the_documented_prefix(repo):
     assert df.columns == ["run_id", "start_time", "script", "epoch", "log:epoch", "epoch_loss"]
     assert df["epoch"].to_list() == [0, 1]
     assert df["log:epoch"].to_list() == [5, 5]
+
+
+def test_echo_keeps_only_the_loops_it_can_still_name(repo):
+    """A loop opened inside every step adds a loop instance per step; the echo's own
+    bookkeeping must not grow with them (it rebuilt a depth table of every loop per flush)."""
+    from florgit.api import functions
+
+    for _e in flor.loop("epoch", range(20)):
+        for _s in flor.loop("step", range(50)):
+            for _m in flor.loop("micro", range(2)):
+                flor.log("loss", 0.25)
+        functions._rec.flusher.flush()
+        assert len(functions._rec.flusher._echo._loops) <= 64 + 8
+    flor.commit()
+    assert flor.dataframe("loss").height == 20 * 50 * 2

@@ -36,6 +36,8 @@ class Echo:
         self._loops: dict[int, tuple[int, str, int]] = {}  # loop_id -> (parent ctx, name, depth)
         self._outer: dict[int, tuple[int, int]] = {}  # open outermost ctx -> (loop_id, iteration)
         self._newest: dict[int, tuple[int, int, int]] = {}  # depth -> (ctx, loop_id, iteration)
+        self._fresh: dict[int, tuple[int, str, int]] = {}  # loops not yet in _depth_of
+        self._depth_of = None  # numpy: loop_id -> depth, grown as loops appear (a loop per step adds up)
 
     def lines(self, rows: Tables[list], batches: Tables) -> list[str]:
         """Lines for one flush: its rows and the Arrow batches made of them."""
@@ -45,9 +47,16 @@ class Echo:
 
         records = rows.records
         for loop_id, parent, depth, name in rows.loops:
-            self._loops[loop_id] = (parent, name, depth)
+            self._loops[loop_id] = self._fresh[loop_id] = (parent, name, depth)
         self._track_starts(rows.starts, batches.starts)
         rec_ctx = view(batches.records.column("ctx"))
+        lines = self._lines(rows, batches, rec_ctx, records, np)
+        self._forget_closed_loops()
+        return lines
+
+    def _lines(self, rows: Tables[list], batches: Tables, rec_ctx, records, np) -> list[str]:
+        from florgit.codec.pyarrays import view
+
         keyed: list[tuple[int, str]] = []  # (record position, line): printed in log order
         for pos in np.flatnonzero(rec_ctx == 0)[:MAX_RUN_LEVEL]:
             _ctx, name, value = records[pos]
@@ -79,9 +88,7 @@ class Echo:
         if not len(starts):
             return
         loop_ids = view(batch.column("loop_id"))
-        depth_of = np.zeros(max(self._loops) + 1, dtype=np.int16)
-        for loop_id, (_p, _n, depth) in self._loops.items():
-            depth_of[loop_id] = depth
+        depth_of = self._depths(np)
         depths = depth_of[np.minimum(loop_ids, len(depth_of) - 1)]
         for pos in np.flatnonzero(depths == 1):
             ctx, loop_id, iteration, _v, _t = starts[pos]
@@ -90,6 +97,26 @@ class Echo:
             if depth > 1:
                 ctx, loop_id, iteration, _v, _t = starts[int(np.flatnonzero(depths == depth)[-1])]
                 self._newest[int(depth)] = (ctx, loop_id, iteration)
+
+    def _depths(self, np):
+        """loop_id -> depth for every loop seen, kept up to date from new loops only."""
+        top = max(self._loops, default=0) + 1
+        if self._depth_of is None or len(self._depth_of) < top:
+            grown = np.zeros(max(top, 2 * (0 if self._depth_of is None else len(self._depth_of)), 64), dtype=np.int16)
+            if self._depth_of is not None:
+                grown[: len(self._depth_of)] = self._depth_of
+            self._depth_of = grown
+        for loop_id, (_p, _n, depth) in self._fresh.items():
+            self._depth_of[loop_id] = depth
+        self._fresh.clear()
+        return self._depth_of
+
+    def _forget_closed_loops(self) -> None:
+        """Keep only the loops an echo line can still name: those of open outermost
+        iterations and of each depth's newest one (their parents are among them)."""
+        if len(self._loops) > 2 * (len(self._outer) + len(self._newest)) + 64:
+            keep = {loop for loop, _it in self._outer.values()} | {loop for _c, loop, _it in self._newest.values()}
+            self._loops = {k: v for k, v in self._loops.items() if k in keep}
 
     def _line(self, ctx: int, rows: list[tuple]) -> str:
         prefix = [f"{loop}: {it}" for loop, it in self._chain(ctx)]
