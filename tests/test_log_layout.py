@@ -70,4 +70,3 @@ def test_columns_sort_only_changed_and_wide(runs, capsys):
     assert "learning_rate" in out and "momentum" not in out and "optimizer" not in out
     assert main(["log", "--columns", "learning_rat"]) == 1
     assert "did you mean 'learning_rate'" in capsys.readouterr().err
-
