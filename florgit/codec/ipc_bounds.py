@@ -198,9 +198,20 @@ def _messages(data: memoryview) -> Iterator[_Message]:
 
 
 def _check_schema(meta: memoryview, header: int, expected: schemas.Columns) -> None:
+    # Every stream of one table carries the same schema message: the same bytes, checked
+    # once per process (10,000 runs read 30,000 streams; parsing each took ~0.3 ms).
+    key = (bytes(meta), header, expected)
+    if key in _SCHEMAS_SEEN:
+        return
     found = _schema_columns(meta, header)
     if found != expected:
         raise _Malformed(f"its schema is {_describe(found)}, expected {_describe(expected)}")
+    if len(_SCHEMAS_SEEN) >= 64:
+        _SCHEMAS_SEEN.clear()
+    _SCHEMAS_SEEN.add(key)
+
+
+_SCHEMAS_SEEN: set = set()  # (schema message bytes, header, expected columns) that passed
 
 
 # Schema.fbs: the Type union tags florgit's columns use, and FloatingPoint precisions.
