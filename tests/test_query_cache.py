@@ -163,7 +163,7 @@ def test_loop_item_values_mix_with_cached_runs_that_have_none(swept, monkeypatch
     """Cached iterations keep item-value columns only where some loop item has a value;
     runs with and without them, cached or fresh, give what git gives."""
     flor.dataframe("acc")  # the swept runs' segment: their items are indexes, no values
-    swept.write("items.py", "import florgit as flor\nfor lr in flor.loop('lr', [0.5, 0.25]):\n    flor.log('acc', lr * 2)\n")
+    swept.write("items.py", "import florgit as flor\nfor lr in flor.loop('lr', [0.5, 0.25]):\n    flor.log('acc', lr * 2)\n    flor.log('n', 3)\n")
     swept.commit("items")
     swept.run("items.py")
     fresh = flor.dataframe("acc")  # cached runs without item values, the new one with them
@@ -171,3 +171,6 @@ def test_loop_item_values_mix_with_cached_runs_that_have_none(swept, monkeypatch
     assert fresh.filter(pl.col("lr_value").is_not_null())["lr_value"].to_list() == [0.5, 0.25]
     assert len(_segments(swept)) == 2
     assert flor.dataframe("acc").equals(fresh)  # both segments from the cache
+    # the first segment holds no int values (its int column is not read back), the second does
+    both = flor.dataframe("acc", "n", "note")
+    assert both.equals(_uncached(monkeypatch, "acc", "n", "note")) and both["n"].drop_nulls().to_list() == [3, 3]

@@ -398,8 +398,6 @@ def read_checked(
     derives from BaseException, so everything but KeyboardInterrupt/SystemExit is caught
     (and MemoryError: running out of memory within the budget is not the data's fault).
     """
-    import polars as pl  # import florgit stays light; only readers pay for polars
-
     known = schemas.names(_columns(schema))
     if columns is not None and not set(columns) <= set(known):
         raise ValueError(f"columns {sorted(set(columns) - set(known))} are not in the schema")

@@ -135,6 +135,8 @@ class QueryCache:
                 # checking and reading a segment touches a fraction of the bytes.
                 getattr(part, table).write_ipc(path, compression="lz4")
                 sums[table] = _digest(path)
+            # Value columns no record fills (ints, text, ranks of one-process runs) are not read back.
+            sums["null_records"] = [c for c in _SPARSE if c in part.records.columns and part.records.get_column(c).null_count() == part.records.height]
             with open(os.path.join(tmp, "sums"), "w") as f:
                 json.dump(sums, f)
             final = os.path.join(self.dir, f"seg-{secrets.token_hex(8)}")
@@ -221,13 +223,19 @@ def _load_segment(segment: str, wanted: list[int], names: list[str] | None, list
     runs, lasts = _read(segment, "runs"), _read(segment, "lasts")
     if listing:
         return reorder(Part(runs, EMPTY, EMPTY, EMPTY, lasts), wanted)
-    records = pl.scan_ipc(os.path.join(segment, "records.arrow"))
+    path = os.path.join(segment, "records.arrow")
+    records = pl.scan_ipc(path)
     if names is not None:
         records = records.filter(pl.col("name").is_in(names))  # only the asked-for names are read into memory
+    empty = [c for c in sums.get("null_records", []) if c in _SPARSE]
+    if empty:
+        schema = pl.read_ipc_schema(path)
+        records = records.select(pl.exclude(empty)).with_columns(pl.lit(None, dtype=schema[c]).alias(c) for c in empty)
     part = Part(runs, records.collect(), _starts(segment), _read(segment, "loops"), lasts)
     return reorder(part, wanted)
 
 
+_SPARSE = ("i", "f", "s")  # record value columns often entirely null in a segment
 _START_KEYS = ["run", "ctx", "loop_id", "iteration"]
 _ITEM_VALUES = ["kind", "i", "f", "s"]
 
