@@ -71,7 +71,7 @@ def test_torchrun_ranks_record_one_run(repo):
     proc = _torchrun(repo, "--standalone")
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = flor.runs()
-    assert runs.height == 1 and runs["status"][0] == "ok"
+    assert runs.height == 1 and runs["status"][0] == "ok" and runs["world_size"][0] == 2
     run_id = runs["run_id"][0]
     assert runs["lr"][0] == 0.05
     files = _shadow_files(repo)
@@ -155,7 +155,7 @@ def test_ranks_started_by_any_launcher_join_rank_0s_runs(repo):
     procs = _ranks(repo, 3, "twice")
     assert all(p.returncode == 0 for p in procs)
     runs = flor.runs()
-    assert runs.height == 2  # two runs of the launch, each with its 3 ranks
+    assert runs.height == 2 and runs["world_size"].to_list() == [3, 3]  # two runs of the launch, each with its 3 ranks
     frame = flor.dataframe("loss", rank="all")
     first = frame.filter(pl.col("run_id") == runs["run_id"][0])
     assert first["rank"].to_list() == [0, 0, 1, 1, 2, 2] and first["loss"].to_list() == [0, 1, 10, 11, 20, 21]
@@ -173,8 +173,8 @@ def test_a_rank_without_rank_0_records_its_own_run(repo):
     repo.commit("solo")
     procs = _ranks(repo, 2, env={"FLORGIT_RANK_WAIT": "0.3"}, ranks=[1])
     assert procs[0].returncode == 0 and "found no run of rank 0" in procs[0].stderr
-    assert flor.runs().height == 1
-    assert flor.dataframe("loss")["loss"].to_list() == [10, 11]  # recorded as a run of its own
+    assert flor.runs()["world_size"].to_list() == [2]  # recorded as a run of its own, still saying its launch's size
+    assert flor.dataframe("loss")["loss"].to_list() == [10, 11]
 
 
 def test_other_ranks_stored_before_rank_0_are_not_shown_until_it_is(repo, tmp_path):

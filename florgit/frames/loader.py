@@ -382,6 +382,7 @@ def meta_frame(metas: list[RunMeta], trees: list[str]) -> pl.DataFrame:
             "dirty": pl.Series([m.dirty for m in metas], dtype=pl.Boolean),
             "records": pl.Series([m.records for m in metas], dtype=pl.Int64),
             "checkpoints": pl.Series([m.checkpoints for m in metas], dtype=pl.Int64),
+            "world_size": pl.Series([m.world_size for m in metas], dtype=pl.Int32),
             "args": pl.Series([list(m.args) for m in metas], dtype=pl.List(pl.String)),
             "tree": pl.Series(trees, dtype=pl.String),
         }
@@ -399,12 +400,14 @@ def _runs_frame_from(meta: pl.DataFrame, curated: dict[str, Curation]) -> pl.Dat
             "note": pl.Series([c.note for c in marked.values()], dtype=pl.String),
         }
     )
+    if "world_size" not in meta.columns:  # a cache segment written before the column existed
+        meta = meta.with_columns(pl.lit(1, dtype=pl.Int32).alias("world_size"))
     frame = meta.select(
         pl.col("run").cast(pl.UInt32),
         "run_id",
         pl.col("start").str.to_datetime(time_zone="UTC").alias("start_time"),
         pl.col("end").str.to_datetime(time_zone="UTC", strict=False).alias("end_time"),
-        "script", "status", "user_commit", "branch", "author", "dirty", "records", "checkpoints", "args",
+        "script", "status", "user_commit", "branch", "author", "dirty", "records", "checkpoints", "world_size", "args",
     ).join(marks, on="run_id", how="left", maintain_order="left").with_columns(
         pl.col("tags").fill_null(pl.lit([], dtype=pl.List(pl.String))),
     )  # fmt: skip

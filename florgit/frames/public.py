@@ -142,7 +142,8 @@ def _long(loaded) -> pl.DataFrame:
 
 def runs(repo: str | None = None) -> pl.DataFrame:
     """One row per recorded run, oldest first: id, times, script, status, user commit,
-    branch, dirty flag, author, tags, note, duration, then each arg's value and each
+    branch, dirty flag, author, records, checkpoints, ``world_size`` (processes of a
+    torchrun launch; 1 for one process), tags, note, duration, then each arg's value and each
     logged name's last value (a name equal to one of these columns shows as ``log:NAME``).
     Reads no tables: the last values come from each run's metadata."""
     from florgit.frames import columns
