@@ -209,13 +209,9 @@ def _with_ranks(repo, run, meta: RunMeta, budget, sizes, records, starts, loops)
     for rank, files in store_runs.rank_files(repo, run, meta, (layout.META_FILE, *_STORED_COLUMNS)):
         try:
             frames = _decode_tables(files, f"{layout.RANKS_DIR}/{rank}/", run.run_id, budget, sizes)
-            if consistency.inconsistent_runs(
-                frames[layout.RECORDS].with_columns(pl.lit(0, dtype=pl.UInt32).alias("run")),
-                frames[layout.STARTS].with_columns(pl.lit(0, dtype=pl.UInt32).alias("run")),
-                frames[layout.LOOPS].with_columns(pl.lit(0, dtype=pl.UInt32).alias("run")),
-                [frames[layout.STARTS].height], [frames[layout.LOOPS].height],
-            ):
-                raise InvalidDataError(f"rank {rank} of run {run.run_id}", "its records, iterations and loops do not fit together", run.run_id)
+            wrong = consistency.one_run(frames[layout.RECORDS], frames[layout.STARTS], frames[layout.LOOPS])
+            if wrong:
+                raise InvalidDataError(f"rank {rank} of run {run.run_id}", wrong[0], run.run_id)
         except StoreError as exc:
             warnings.warn(f"florgit: rank {rank} of run {run.run_id} is left out: {exc}", FlorgitWarning, stacklevel=4)
             continue

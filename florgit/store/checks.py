@@ -62,10 +62,8 @@ def _table_problems(repo: GitRepo, run: StoredRun, files: dict[str, bytes], repl
             frames[name] = ipc_bounds.read_checked(files[name], columns, budget, None, name, run.run_id)
     except StoreError as exc:
         return [f"run {run.run_id}: {exc}"]
-    problems: list[str] = []
-    records, starts, loops = (frames[n].with_columns(run=pl.lit(0)) for n in (layout.RECORDS, layout.STARTS, layout.LOOPS))
-    bad = consistency.inconsistent_runs(records, starts, loops, [starts.height], [loops.height])
-    problems += [f"run {run.run_id}: {why}" for why in bad.values()]
+    records, starts, loops = frames[layout.RECORDS], frames[layout.STARTS], frames[layout.LOOPS]
+    problems = [f"run {run.run_id}: {why}" for why in consistency.one_run(records, starts, loops)]
     recorded = set(records.get_column("name").unique().to_list())
     for part in read_replays(repo, run, problems) if replays else ():
         try:

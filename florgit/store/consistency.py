@@ -41,6 +41,16 @@ def inconsistent_runs(
     return bad
 
 
+def one_run(records: pl.DataFrame, starts: pl.DataFrame, loops: pl.DataFrame) -> list[str]:
+    """What :func:`inconsistent_runs` finds wrong with the tables of one run (no ``run``
+    column): ``git flor verify`` and each rank of a multi-process run are checked alone."""
+    run = pl.lit(0, dtype=pl.UInt32).alias("run")
+    bad = inconsistent_runs(
+        records.with_columns(run), starts.with_columns(run), loops.with_columns(run), [starts.height], [loops.height]
+    )
+    return list(bad.values())
+
+
 def per_run(values: list[int], run: pl.Expr) -> pl.Expr:
     """``values[run]`` for every row."""
     return pl.lit(pl.Series(values, dtype=pl.Int64)).gather(run)
