@@ -41,22 +41,19 @@ class Echo:
 
     def lines(self, rows: Tables[list], batches: Tables) -> list[str]:
         """Lines for one flush: its rows and the Arrow batches made of them."""
+        for loop_id, parent, depth, name in rows.loops:
+            self._loops[loop_id] = self._fresh[loop_id] = (parent, name, depth)
+        self._track_starts(rows.starts, batches.starts)
+        lines = self._lines(rows.records, batches)
+        self._forget_closed_loops()
+        return lines
+
+    def _lines(self, records: Sequence[tuple], batches: Tables) -> list[str]:
         import numpy as np  # here, not at import: `import florgit` stays light
 
         from florgit.codec.pyarrays import view
 
-        records = rows.records
-        for loop_id, parent, depth, name in rows.loops:
-            self._loops[loop_id] = self._fresh[loop_id] = (parent, name, depth)
-        self._track_starts(rows.starts, batches.starts)
         rec_ctx = view(batches.records.column("ctx"))
-        lines = self._lines(rows, batches, rec_ctx, records, np)
-        self._forget_closed_loops()
-        return lines
-
-    def _lines(self, rows: Tables[list], batches: Tables, rec_ctx, records, np) -> list[str]:
-        from florgit.codec.pyarrays import view
-
         keyed: list[tuple[int, str]] = []  # (record position, line): printed in log order
         for pos in np.flatnonzero(rec_ctx == 0)[:MAX_RUN_LEVEL]:
             _ctx, name, value = records[pos]
@@ -88,7 +85,7 @@ class Echo:
         if not len(starts):
             return
         loop_ids = view(batch.column("loop_id"))
-        depth_of = self._depths(np)
+        depth_of = self._depths()
         depths = depth_of[np.minimum(loop_ids, len(depth_of) - 1)]
         for pos in np.flatnonzero(depths == 1):
             ctx, loop_id, iteration, _v, _t = starts[pos]
@@ -98,8 +95,10 @@ class Echo:
                 ctx, loop_id, iteration, _v, _t = starts[int(np.flatnonzero(depths == depth)[-1])]
                 self._newest[int(depth)] = (ctx, loop_id, iteration)
 
-    def _depths(self, np):
+    def _depths(self):
         """loop_id -> depth for every loop seen, kept up to date from new loops only."""
+        import numpy as np
+
         top = max(self._loops, default=0) + 1
         if self._depth_of is None or len(self._depth_of) < top:
             grown = np.zeros(max(top, 2 * (0 if self._depth_of is None else len(self._depth_of)), 64), dtype=np.int16)

@@ -65,11 +65,11 @@ class Flusher:
         from florgit.store import layout
 
         b = self._buffers
-        self._kinds = [
-            (b.loops, arrow.loop_batch, arrow.LOOP_SCHEMA, layout.LOOPS),
-            (b.starts, arrow.start_batch, arrow.START_SCHEMA, layout.STARTS),
-            (b.ends, None, arrow.END_SCHEMA, layout.ENDS),
-            (b.records, arrow.record_batch, arrow.RECORD_SCHEMA, layout.RECORDS),
+        self._kinds = [  # in Tables order: each buffer, its schema and its spooled file
+            (b.loops, arrow.LOOP_SCHEMA, layout.LOOPS),
+            (b.starts, arrow.START_SCHEMA, layout.STARTS),
+            (b.ends, arrow.END_SCHEMA, layout.ENDS),
+            (b.records, arrow.RECORD_SCHEMA, layout.RECORDS),
         ]
         self._ends = IterationEnds(b.explicit_loops)
         self._arrow = arrow
@@ -87,7 +87,7 @@ class Flusher:
     def flush(self) -> None:
         with self._lock:
             self._load()
-            rows = Tables(*(_take(queue) for queue, *_ in self._kinds))
+            rows = Tables(*(_take(queue) for queue, _s, _f in self._kinds))
             if not any(rows):
                 return
             from florgit.codec.pyarrays import view
@@ -114,7 +114,7 @@ class Flusher:
         try:
             if self._streams is None:
                 self._streams = [
-                    self._arrow.StreamAppender(self._spool.path(fname), schema) for _q, _m, schema, fname in self._kinds
+                    self._arrow.StreamAppender(self._spool.path(fname), schema) for _q, schema, fname in self._kinds
                 ]
             for stream, batch in zip(self._streams, batches):
                 stream.append(batch)
@@ -145,7 +145,7 @@ class Flusher:
 
         self._load()
         out = {}
-        for kept, (_q, _m, schema, fname) in zip(self.batches, self._kinds):
+        for kept, (_q, schema, fname) in zip(self.batches, self._kinds):
             if self._spool_failed:
                 spooled = self._arrow.read_stream(self._spool.path(fname), schema).to_batches()
                 out[fname] = self._arrow.to_stream_bytes(pa.Table.from_batches([*spooled, *kept], schema=schema))

@@ -57,6 +57,19 @@ def current() -> Rank | None:
     return Rank(rank, world, _launch_key(world, _runs_started))
 
 
+def run_to_record(git_dir: str, rank: Rank | None, new_id: str) -> tuple[str, int]:
+    """The run this process records into, and its rank in it: ``new_id`` as rank 0 (a
+    single process, rank 0 of a launch, which publishes it, or a rank that found no run
+    of rank 0 to join), else rank 0's run."""
+    if rank is None:
+        return new_id, 0
+    if rank.rank == 0:
+        publish(git_dir, rank, new_id)
+        return new_id, 0
+    joined = await_run_id(git_dir, rank)
+    return (joined, rank.rank) if joined else (new_id, 0)
+
+
 def publish(git_dir: str, rank: Rank, run_id: str) -> None:
     """Rank 0: tell the other ranks of this launch which run they record into."""
     folder = os.path.join(git_dir, layout.LAUNCHES_DIR)

@@ -46,13 +46,7 @@ class Recorder(LoopBook):
         now = time.time()
         self.t0 = time.perf_counter()
         rank = launch.current()
-        self.rank = rank.rank if rank else 0
-        joined = launch.await_run_id(self.repo.git_dir, rank) if self.rank else None
-        self.run_id = joined or layout.new_run_id(now)
-        if rank and not joined:
-            self.rank = 0  # rank 0 itself, or a rank that found no run of rank 0 to join
-            if rank.rank == 0:
-                launch.publish(self.repo.git_dir, rank, self.run_id)
+        self.run_id, self.rank = launch.run_to_record(self.repo.git_dir, rank, layout.new_run_id(now))
         head = self.repo.head()
         self.meta = RunMeta(
             run_id=self.run_id,
@@ -135,7 +129,7 @@ class Recorder(LoopBook):
                 self.ctx = parent
                 if checkpointed and ckpt.due(idx + 1):
                     ckpt.capture(name, loop_id, idx + 1)  # the state at the start of iteration idx + 1
-            if ctx:
+            if ctx:  # the last iteration ends here, before the end-state checkpoint below
                 ends.append((ctx, clock()))
                 ctx = 0
             if checkpointed and ckpt.last_boundary != (loop_id, idx + 1):

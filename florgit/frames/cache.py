@@ -9,7 +9,8 @@ objects without changing ids. The cache is never pushed and may be deleted at an
 It lives in ``.git/flor/cache/v2/`` as segments: a folder of Arrow IPC files (``runs``:
 one row per run with its tree id and the columns ``flor.runs()`` shows; ``records``,
 ``starts``, ``loops``: the validated tables, rows of a run together, ``run`` numbering
-the segment's runs) and ``sums`` (each file's CRC-32 and size). A segment is written
+the segment's runs) and ``sums`` (each file's CRC-32 and size, and the record value
+columns no record fills, which queries do not read back). A segment is written
 under a temporary name and renamed into place, so two processes filling the cache at
 once each publish whole segments (a run in two segments is read from the first). A
 segment that fails its digest, or cannot be read, is deleted and its runs are read from
@@ -135,7 +136,7 @@ class QueryCache:
                 # checking and reading a segment touches a fraction of the bytes.
                 getattr(part, table).write_ipc(path, compression="lz4")
                 sums[table] = _digest(path)
-            # Value columns no record fills (ints, text, ranks of one-process runs) are not read back.
+            # Record value columns no record of the segment fills (ints or text) are not read back.
             sums["null_records"] = [c for c in _SPARSE if c in part.records.columns and part.records.get_column(c).null_count() == part.records.height]
             with open(os.path.join(tmp, "sums"), "w") as f:
                 json.dump(sums, f)
