@@ -105,6 +105,35 @@ def test_a_run_with_bad_tables_is_left_out(repo, case):
     assert verify.returncode == 1 and run_id in verify.stderr
 
 
+def test_files_bigger_than_allowed_are_refused_before_they_are_read(repo, monkeypatch):
+    """A pulled run's meta.json over 16 MiB, or a table bigger than the memory free, is
+    refused from its object header: the blob itself is never inflated into memory."""
+    from florgit import validation
+    from florgit.git.repository import GitRepo
+
+    _own_runs(repo)
+    before, _ = _query_all()
+    huge_meta = forge.forge_run(repo.path, b" " * (validation.MAX_JSON_BYTES + 1))
+    huge_table = forge.forge_run(repo.path, files={layout.RECORDS: b"\x07" * 3_000_000})
+    oversized = {forge.blob(repo.path, b" " * (validation.MAX_JSON_BYTES + 1)), forge.blob(repo.path, b"\x07" * 3_000_000)}
+    read: set[str] = set()
+    real_get = GitRepo._get
+
+    def spying_get(self, oid):
+        read.add(str(oid))
+        return real_get(self, oid)
+
+    monkeypatch.setattr(GitRepo, "_get", spying_get)
+    monkeypatch.setattr(validation, "memory_budget", lambda override_env=None: 2_000_000)
+    after, warned = _query_all()
+    assert after == before
+    for run_id in (huge_meta, huge_table):
+        assert any(run_id in w and "bytes, over the" in w for w in warned), warned
+    assert not read & oversized
+    with pytest.raises(StoreError, match="over the 2,000,000 allowed"):
+        open_repo(str(repo.path)).blobs_in_tree(forge.put_run(repo.path, "x/y", {"a": b"\x07" * 3_000_000}), ("a",), {"a": 2_000_000})
+
+
 def test_internal_and_metadata_names_in_stored_data_give_a_defined_frame(repo):
     # Written by another tool or an older florgit: names florgit now refuses to log.
     forge.forge_run(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -292,9 +292,10 @@ class GitRepo:
         """The id of the tree ``name`` directly inside ``tree``, or None."""
         return next((oid for entry, kind, oid in self.list_tree(tree) if entry == name and kind == "tree"), None)
 
-    def blobs_in_tree(self, tree: str, names: tuple[str, ...], max_bytes: int | None = None) -> dict[str, bytes]:
+    def blobs_in_tree(self, tree: str, names: tuple[str, ...], max_bytes: int | Mapping[str, int] | None = None) -> dict[str, bytes]:
         """``name -> content`` for the named top-level blobs of ``tree`` that exist; a blob
-        over ``max_bytes`` (checked from its header, before reading) is a StoreError."""
+        over ``max_bytes`` (one cap for all, or a cap by name; checked from the object's
+        header, before it is read) is a StoreError."""
         obj = self._get(tree)
         if not isinstance(obj, pygit2.Tree):
             raise StoreError(f"object {tree} is not a tree; run `git flor verify`")
@@ -303,8 +304,9 @@ class GitRepo:
             if name in obj:
                 entry = obj[name]
                 if entry.type_str == "blob":
-                    if max_bytes is not None and self.object_size(str(entry.id)) > max_bytes:
-                        raise StoreError(f"{name} is {self.object_size(str(entry.id)):,} bytes, over the {max_bytes:,} allowed")
+                    cap = max_bytes.get(name) if isinstance(max_bytes, Mapping) else max_bytes
+                    if cap is not None and (size := self.object_size(str(entry.id))) > cap:
+                        raise StoreError(f"{name} is {size:,} bytes, over the {cap:,} allowed")
                     out[name] = self._get(str(entry.id)).data
         return out
 

@@ -210,7 +210,7 @@ def meta_from(data: bytes, run_id: str) -> RunMeta:
 
 def read_files(repo: GitRepo, run: StoredRun, names: tuple[str, ...]) -> dict[str, bytes]:
     """Several files of one run, reading its tree once."""
-    found = repo.blobs_in_tree(run.tree, names)
+    found = _capped_blobs(repo, run.tree, names, f"run {run.run_id}", run.run_id)
     missing = [n for n in names if n not in found]
     if missing:
         if layout.META_FILE in missing and repo.subtree(run.tree, layout.RANKS_DIR) is not None:
@@ -237,9 +237,9 @@ def rank_files(
             continue
         found.append((rank, oid))
     for rank, oid in sorted(found):
-        files = repo.blobs_in_tree(oid, names)
-        missing = [n for n in names if n not in files]
         try:
+            files = _capped_blobs(repo, oid, names, f"rank {rank} of run {run.run_id}", run.run_id)
+            missing = [n for n in names if n not in files]
             if missing:
                 raise InvalidDataError(f"rank {rank} of run {run.run_id}", f"it has no {missing[0]}", run.run_id)
             own = RunMeta.parse(files[layout.META_FILE], run.run_id)
@@ -253,6 +253,18 @@ def rank_files(
             _rank_left_out(run.run_id, str(rank), str(exc), problems)
             continue
         yield rank, files
+
+
+def _capped_blobs(repo: GitRepo, tree: str, names: tuple[str, ...], what: str, run_id: str) -> dict[str, bytes]:
+    """The named files of a run's (or rank's) tree, each refused unread when its object
+    header says it is bigger than it may be: a meta.json over MAX_JSON_BYTES, a table
+    over the memory free now (its Arrow sizes are checked after, against what is left)."""
+    free = validation.memory_budget() if any(n != layout.META_FILE for n in names) else 0
+    caps = {n: validation.MAX_JSON_BYTES if n == layout.META_FILE else free for n in names}
+    try:
+        return repo.blobs_in_tree(tree, names, caps)
+    except StoreError as exc:
+        raise InvalidDataError(what, str(exc), run_id) from None
 
 
 _RANK_NAME = re.compile(r"\A[1-9][0-9]{0,4}\Z")
