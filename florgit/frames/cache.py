@@ -6,10 +6,11 @@ be stale: a run changed by a replay, a pull or a rewrite has a new tree id and i
 from git again; a run set aside (``rm``) is simply not asked for. ``git gc`` repacks
 objects without changing ids. The cache is never pushed and may be deleted at any time.
 
-It lives in ``.git/flor/cache/v2/`` as segments: a folder of Arrow IPC files (``runs``:
-one row per run with its tree id and the columns ``flor.runs()`` shows; ``records``,
-``starts``, ``loops``: the validated tables, rows of a run together, ``run`` numbering
-the segment's runs) and ``sums`` (each file's CRC-32 and size, and the record value
+It lives in ``.git/flor/cache/v3/`` as segments: a folder of Arrow IPC files (``runs``:
+one row per run with its tree id and the columns ``flor.runs()`` shows; ``records`` and
+``loops``: the validated tables, each row placed in its run's loops (frames.placing),
+rows of a run together, ``run`` numbering the segment's runs; ``lasts``: each run's last
+value of each name) and ``sums`` (each file's CRC-32 and size, and the record value
 columns no record fills, which queries do not read back). A segment is written
 under a temporary name and renamed into place, so two processes filling the cache at
 once each publish whole segments (a run in two segments is read from the first). A
@@ -29,11 +30,10 @@ from dataclasses import dataclass
 import polars as pl
 
 from florgit import envflags
-from florgit.codec.values import NULL
 from florgit.git import GitRepo
 
-CACHE_DIR = os.path.join("flor", "cache", "v2")  # v2: records carry rank
-TABLES = ("runs", "records", "starts", "loops", "lasts")
+CACHE_DIR = os.path.join("flor", "cache", "v3")  # v2: records carry rank; v3: records are placed, no iterations
+TABLES = ("runs", "records", "loops", "lasts")
 MAX_SEGMENTS = 16
 DISABLE_ENV = envflags.QUERY_CACHE
 
@@ -45,7 +45,6 @@ class Part:
 
     runs: pl.DataFrame  # run, tree, run_id, ... (loader.meta_frame's columns)
     records: pl.DataFrame
-    starts: pl.DataFrame
     loops: pl.DataFrame
     lasts: pl.DataFrame  # run, name, kind, i, f, s: each run's last value of each name (run listings)
 
@@ -77,7 +76,7 @@ class QueryCache:
 
     def load(self, trees: list[str], names: list[str] | None, listing: bool = False) -> Part | None:
         """The cached runs among ``trees``, in that order, as one part (records only of
-        ``names`` when given; with ``listing``, no records, starts or loops: what a run
+        ``names`` when given; with ``listing``, no records or loops: what a run
         listing needs); None when none is cached. A damaged segment is dropped and its
         runs reported missing: the caller reads them from git."""
         index = self.index()
@@ -194,7 +193,7 @@ def concat_parts(parts: list[Part]) -> Part:
 
     def stack(table: str) -> pl.DataFrame:
         frames = [getattr(p, table).with_columns(pl.col("run") + pl.lit(o, dtype=pl.UInt32)) for p, o in zip(parts, offsets)]
-        return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]  # starts may lack item values
+        return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]  # records may lack item values
 
     return Part(*(stack(t) for t in TABLES))
 
@@ -223,7 +222,7 @@ def _load_segment(segment: str, wanted: list[int], names: list[str] | None, list
             raise ValueError(f"{segment}: {table} does not match its digest")
     runs, lasts = _read(segment, "runs"), _read(segment, "lasts")
     if listing:
-        return reorder(Part(runs, EMPTY, EMPTY, EMPTY, lasts), wanted)
+        return reorder(Part(runs, EMPTY, EMPTY, lasts), wanted)
     path = os.path.join(segment, "records.arrow")
     records = pl.scan_ipc(path)
     if names is not None:
@@ -232,24 +231,11 @@ def _load_segment(segment: str, wanted: list[int], names: list[str] | None, list
     if empty:
         schema = pl.read_ipc_schema(path)
         records = records.select(pl.exclude(empty)).with_columns(pl.lit(None, dtype=schema[c]).alias(c) for c in empty)
-    part = Part(runs, records.collect(), _starts(segment), _read(segment, "loops"), lasts)
+    part = Part(runs, records.collect(), _read(segment, "loops"), lasts)
     return reorder(part, wanted)
 
 
 _SPARSE = ("i", "f", "s")  # record value columns often entirely null in a segment
-_START_KEYS = ["run", "ctx", "loop_id", "iteration"]
-_ITEM_VALUES = ["kind", "i", "f", "s"]
-
-
-def _starts(segment: str) -> pl.DataFrame:
-    """A segment's iterations; their item value columns only where some loop item has a
-    value (usually none has: items are indexes), which halves what 10M iterations take."""
-    kind = _read(segment, "starts", ["kind"]).get_column("kind")
-    if len(kind) and (kind.max() or NULL) != NULL:  # NULL: the item was not a scalar, or was the index
-        return _read(segment, "starts", [*_START_KEYS, *_ITEM_VALUES])
-    return _read(segment, "starts", _START_KEYS)
-
-
 def _read(segment: str, table: str, columns: list[str] | None = None) -> pl.DataFrame:
     return pl.read_ipc(os.path.join(segment, f"{table}.arrow"), columns=columns)
 

@@ -1,9 +1,9 @@
 """Loading every run's tables from the shadow branch into polars frames.
 
 Runs are numbered (``run`` column, UInt32) so joins never compare run-id strings; the
-run id itself lives in the ``runs`` frame. Every record also gets ``sidx``, the row of
-its loop iteration in the concatenated ``starts`` frame: context ids are handed out in
-order from 1 in each run, so the row is ``offset + ctx - 1`` and no join is needed.
+run id itself lives in the ``runs`` frame. Where each record sits in its run's loops
+(its iteration, item value and loop instance) is worked out once, as runs are read from
+git (frames.placing), and cached with the records: queries never read iterations.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import polars as pl
 
 from florgit.codec import ipc_bounds, schemas
 from florgit.errors import FlorgitWarning, InvalidDataError, RunInProgressError, StoreError
+from florgit.frames import placing
 from florgit.frames.cache import Part, QueryCache, in_order
 from florgit.git import GitRepo, open_repo
 from florgit.store import consistency, curation, layout
@@ -26,22 +27,21 @@ from florgit.store.meta import RunMeta
 from florgit.store.replays import read_replays
 from florgit.validation import memory_budget
 
-_RECORD_COLUMNS = ["run", "rank", "seq", "ctx", "name", "kind", "i", "f", "s", "sidx", "replayed"]
-_CACHED_RECORD_COLUMNS = ["run", "rank", "seq", "ctx", "name", "kind", "i", "f", "s", "replayed"]
-# Iteration times (``t``) are not cached: no query reads them (replay planning reads ends/starts from git).
-_CACHED_START_COLUMNS = ["run", "ctx", "loop_id", "iteration", "kind", "i", "f", "s"]
-_CACHED_LOOP_COLUMNS = ["run", "loop_id", "parent", "depth", "loop"]
+# Cached with each record: where it sits (placing.RECORD_PLACE, and placing.OWN_ITEM
+# where some loop item has a value). Iterations themselves are not cached: no query reads
+# them once records are placed (replay planning reads iterations from git).
+_CACHED_RECORD_COLUMNS = ["run", "rank", "seq", "ctx", "name", "kind", "i", "f", "s", "replayed", *placing.RECORD_PLACE]
+_CACHED_LOOP_COLUMNS = ["run", "loop_id", "parent", "depth", "loop", *placing.LOOP_PLACE]
 LAST_COLUMNS = ["run", "name", "kind", "i", "f", "s"]
-_START_COLUMNS = ["run", "ctx", "loop_id", "loop_row", "iteration", "kind", "i", "f", "s"]  # kind..s: only where loop items have values
-_LOOP_COLUMNS = ["run", "loop_id", "parent", "depth", "loop", "parent_sidx"]
 
 
 @dataclass
 class Loaded:
     runs: pl.DataFrame  # run, run_id, start_time, end_time, script, status, ... one row per run
-    records: pl.DataFrame  # run, rank, seq, ctx, name, kind, i, f, s, sidx, replayed
-    starts: pl.DataFrame  # run, ctx, loop_id, loop_row, iteration[, kind, i, f, s]: one per iteration
-    loops: pl.DataFrame  # run, loop_id, parent, depth, loop, parent_sidx: one row per loop instance
+    # run, rank, seq, ctx, name, kind, i, f, s, replayed, lrow, own_iteration[, own_kind..own_s], loop_row
+    records: pl.DataFrame
+    # run, loop_id, parent, depth, loop, parent_lrow, parent_iteration, p_kind..p_s, parent_loop_row
+    loops: pl.DataFrame  # one row per loop instance
     absent: dict[str, str] = field(default_factory=dict)  # asked-for name no run logged -> a hint
 
 
@@ -126,10 +126,11 @@ def load(repo_path: str | None = None, names: list[str] | None = None) -> Loaded
     return _assemble(whole, curation.state(repo), absent)
 
 
-def _fresh_part(read: list[_RunTables], trees: list[str], records, starts, loops, rec_offsets, _so, _lo) -> Part:
-    """Runs just read from git as one part: each record numbered within its run (``seq``)
-    and marked when a replay added it."""
+def _fresh_part(read: list[_RunTables], trees: list[str], records, starts, loops, rec_offsets, start_offsets, loop_offsets) -> Part:
+    """Runs just read from git as one part: each record numbered within its run (``seq``),
+    marked when a replay added it, and placed in its run's loops (frames.placing)."""
     run = pl.col("run")
+    records, loops = placing.place(records, starts, loops, start_offsets, loop_offsets)
     records = records.with_columns(
         (pl.int_range(pl.len(), dtype=pl.Int64) - per_run(rec_offsets, run)).alias("seq"),
     )
@@ -137,10 +138,8 @@ def _fresh_part(read: list[_RunTables], trees: list[str], records, starts, loops
     meta = meta_frame([r.meta for r in read], trees)
     # A run's last values are rank 0's, as its meta.json's are (run listings show either).
     lasts = records.filter(pl.col("rank") == 0).group_by("run", "name", maintain_order=True).last().select(LAST_COLUMNS)
-    return Part(
-        meta, records.select(_CACHED_RECORD_COLUMNS), starts.select(_CACHED_START_COLUMNS),
-        loops.select(_CACHED_LOOP_COLUMNS), lasts,
-    )  # fmt: skip
+    own_items = [c for c in placing.OWN_ITEM if c in records.columns]
+    return Part(meta, records.select(*_CACHED_RECORD_COLUMNS, *own_items), loops.select(_CACHED_LOOP_COLUMNS), lasts)
 
 
 def _absent(whole: Part, names: list[str] | None, cache: QueryCache | None, read: list[_RunTables]) -> dict[str, str]:
@@ -270,35 +269,10 @@ def _heights(offsets: list[int], total: int) -> list[int]:
 
 
 def _assemble(whole: Part, curated, absent: dict[str, str]) -> Loaded:
-    """Row arithmetic over the stacked runs: every record's iteration row (``sidx``), every
-    iteration's loop row, every loop's parent iteration row."""
-    run, n = pl.col("run"), whole.runs.height
-    start_offsets = _offsets(whole.starts, n)
-    loop_offsets = _offsets(whole.loops, n)
-    records = whole.records.with_columns(
-        pl.when(pl.col("ctx") > 0).then(pl.col("ctx") - 1 + per_run(start_offsets, run)).alias("sidx"),
-    )
-    # Loop ids, like context ids, count from 1 in each run: the loop's row is arithmetic.
-    starts = whole.starts.with_columns((pl.col("loop_id") - 1 + per_run(loop_offsets, run)).alias("loop_row"))
-    starts = _checked_rows(starts, "loop_row", ["run", "loop_id"], whole.loops)
-    loops = whole.loops.with_columns(
-        pl.when(pl.col("parent") > 0).then(pl.col("parent") - 1 + per_run(start_offsets, run)).alias("parent_sidx")
-    )
-    loops = _checked_rows(loops, "parent_sidx", ["run", "parent"], starts.rename({"ctx": "parent"}))
-    return Loaded(
-        runs=_runs_frame_from(whole.runs, curated),
-        records=records.select(_RECORD_COLUMNS),
-        starts=starts.select(c for c in _START_COLUMNS if c in starts.columns),
-        loops=loops.select(_LOOP_COLUMNS),
-        absent=absent,
-    )
-
-
-def _offsets(frame: pl.DataFrame, runs: int) -> list[int]:
-    """Each run's first row in ``frame`` (its rows are together, in run order): a binary
-    search per run, not a group-by over every row."""
-    firsts = pl.Series(range(runs), dtype=pl.UInt32)
-    return frame.get_column("run").search_sorted(firsts, side="left").to_list()
+    """The loaded runs: the runs frame, and records and loops with their loop rows in
+    the stacked loops frame (frames.placing)."""
+    records, loops = placing.globalize(whole.records, whole.loops, whole.runs.height)
+    return Loaded(runs=_runs_frame_from(whole.runs, curated), records=records, loops=loops, absent=absent)
 
 
 def _hints(missing: set[str], logged: list[str], loops: list[str]) -> dict[str, str]:
@@ -330,18 +304,6 @@ def _concat_with_run(frames: list[pl.DataFrame], columns: list[str]) -> tuple[pl
     stacked = pl.concat(frames, rechunk=False)
     run = pl.Series("run", range(len(frames)), dtype=pl.UInt32).repeat_by(pl.Series(heights, dtype=pl.UInt32)).explode()
     return stacked.with_columns(run.alias("run")), offsets
-
-
-def _checked_rows(frame: pl.DataFrame, column: str, keys: list[str], target: pl.DataFrame) -> pl.DataFrame:
-    """Check arithmetic row numbers against ``target``'s keys; where ids came out of order
-    (loops started by several threads), find the rows with a join instead."""
-    rows = frame.get_column(column)
-    found = target.select(pl.col(k).gather(rows) for k in keys)
-    expected = frame.select(pl.when(rows.is_not_null()).then(pl.col(k)) for k in keys)
-    if found.equals(expected):
-        return frame
-    numbered = target.select(keys).with_row_index(column).with_columns(pl.col(column).cast(pl.Int64))
-    return frame.drop(column).join(numbered, on=keys, how="left", maintain_order="left")
 
 
 def _read(data: bytes, name: str, run_id: str, budget: list[int]) -> pl.DataFrame:

@@ -27,13 +27,12 @@ class Group:
 
 
 def pivot(res: Resolved, names: list[str]) -> pl.DataFrame:
-    """Rows for ``names`` keyed by ``run`` and loop columns (no run metadata yet)."""
+    """Rows for ``names`` keyed by ``run`` and loop columns (no run metadata yet); the
+    records hold no other names."""
     recs = res.records
-    kinds = recs.group_by("name").agg(pl.col("kind").unique())
-    kinds_by_name = {n: set(k) for n, k in kinds.iter_rows()}
-    dtypes = {n: dtype_for(kinds_by_name.get(n, set())) for n in names}
+    dtypes = {n: dtype_for(k) for n, k in _kinds(recs, names).items()}
     all_dims = recs.get_column("dims").unique().to_list()
-    groups = [_group(recs if len(all_dims) == 1 else recs.filter(pl.col("dims") == d), res, d, names, dtypes) for d in all_dims]
+    groups = [_group(recs if len(all_dims) == 1 else recs.filter(pl.col("dims") == d), res, res.dims[d], names, dtypes) for d in all_dims]
     groups = [g for g in groups if g.names]
     if not groups:
         return pl.DataFrame(schema={"run": pl.UInt32, "seq": pl.Int64, **{columns.logged(n): dtypes[n] for n in names}})
@@ -61,13 +60,25 @@ def pivot(res: Resolved, names: list[str]) -> pl.DataFrame:
     return pl.concat(out, how="diagonal_relaxed").sort("run", "seq", maintain_order=True)
 
 
+def _kinds(recs: pl.DataFrame, names: list[str]) -> dict[str, set[int]]:
+    """The value kinds each name has: a scan per name for a few names (comparing strings
+    is cheaper than hashing 10M of them), a group-by for many."""
+    if len(names) == 1:
+        return {names[0]: set(recs.get_column("kind").unique().to_list())}
+    if len(names) <= 8:
+        found = recs.select(pl.col("kind").filter(pl.col("name") == n).unique().implode().alias(str(k)) for k, n in enumerate(names))
+        return {n: set(found.get_column(str(k))[0].to_list()) for k, n in enumerate(names)}
+    kinds = dict(recs.group_by("name").agg(pl.col("kind").unique()).iter_rows())
+    return {n: set(kinds.get(n, [])) for n in names}
+
+
 def _group(sub: pl.DataFrame, res: Resolved, dims: str, names: list[str], dtypes: dict) -> Group:
     chain = chain_of(dims)
     loops = [columns.loop(name) for name in chain]
     loop_cols = res.loop_columns(chain)
     parts, present = [], []
     for name in names:
-        part = sub.filter(pl.col("name") == name)
+        part = sub if len(names) == 1 else sub.filter(pl.col("name") == name)
         if part.is_empty():
             continue
         present.append(name)

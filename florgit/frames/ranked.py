@@ -19,8 +19,8 @@ def select_ranks(records: pl.DataFrame, ranks: list[int] | None) -> pl.DataFrame
     pivot; each shown rank gets rank 0's run-level values (a launch's args are rank 0's)
     for the names it did not log at run level itself."""
     rank, ctx = pl.col(RANK), pl.col("ctx")
-    if ranks is None:
-        return records.filter(rank == 0)
+    if ranks is None:  # no copy when every record is rank 0's (single-process runs)
+        return records if (records.get_column(RANK).max() or 0) == 0 else records.filter(rank == 0)
     kept = records.filter(rank.is_in(ranks)) if ranks else records
     others = kept.filter(rank != 0).select("run", RANK).unique()
     if others.height:
