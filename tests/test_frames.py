@@ -93,3 +93,28 @@ def test_loops_in_threads_resolve(repo):
     for k in range(2):
         df = flor.dataframe(f"v{k}")
         assert df.height == 50  # each value lands in some iteration of a loop; none is lost
+
+
+def test_a_loop_entered_twice_keeps_each_instance_apart(repo):
+    # Two phases, each with a loop named "epoch": their epoch 0s are different iterations.
+    for phase_loss in (1.0, 2.0):
+        for epoch in flor.loop("epoch", range(1)):
+            flor.log("loss", phase_loss)
+            for step in flor.loop("step", range(2)):
+                flor.log("acc", phase_loss + step / 10)
+    flor.commit()
+    rows = flor.dataframe("loss", "acc").select("epoch", "step", "loss", "acc").rows()
+    assert rows == [(0, 0, 1.0, 1.0), (0, 1, 1.0, 1.1), (0, 0, 2.0, 2.0), (0, 1, 2.0, 2.1)]
+
+
+def test_values_spread_through_a_level_that_keeps_its_own_row(repo):
+    # acc at run level spreads onto the epoch row; the step rows log acc themselves, so the
+    # epoch row (which carries the run-level acc) keeps its own row: no value is lost.
+    flor.log("acc", 0.5)
+    for epoch in flor.loop("epoch", range(1)):
+        flor.log("loss", 2.0)
+        for step in flor.loop("step", range(1)):
+            flor.log("acc", 0.9)
+    flor.commit()
+    rows = flor.dataframe("acc", "loss").select("epoch", "step", "acc", "loss").rows()
+    assert rows == [(0, None, 0.5, 2.0), (0, 0, 0.9, 2.0)]

@@ -17,7 +17,7 @@ from florgit.validation import name_problem
 from tests.conftest import make_repo
 
 INTERNAL = ["i", "f", "s", "name", "kind", "ctx", "seq", "run", "sidx", "dims", "own_loop", "own_iteration",
-            "loop_row", "replayed", "value_int", "value_str", "parent", "t", "epoch_value", "log:x", "loop:x", "a/b"]  # fmt: skip
+            "loop_row", "lrow", "parent_lrow", "own_kind", "p_kind", "replayed", "value_int", "value_str", "parent", "t", "epoch_value", "log:x", "loop:x", "a/b"]  # fmt: skip
 SCAN_COLUMNS = {"run_id", "start_time", "script", "seq", "name", "replayed", "kind", "value_bool", "value_int",
                 "value_float", "value_str"}  # fmt: skip
 LISTING = set(LISTING_COLUMNS)

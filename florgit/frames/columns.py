@@ -38,6 +38,12 @@ def ancestor(name: str, part: str) -> str:
     return f"\x00anc\x00{part}\x00{name}"
 
 
+def loop_ctx(name: str) -> str:
+    """The context id of the iteration of outer loop ``name`` a record is inside: which
+    instance of the loop, when a run enters a loop of that name more than once."""
+    return f"\x00ctx\x00{name}"
+
+
 def display(metadata: Iterable[str], loops: Iterable[tuple[str, str]], names: Iterable[tuple[str, str]]) -> dict[str, str]:
     """``{internal column: shown name}`` for loop and logged columns, given
     ``(internal, user name)`` pairs, by the rule in this module's docstring."""

@@ -29,6 +29,7 @@ class Resolved:
     loops: list[str]  # loop names, outermost first
     value_columns: dict[str, str]  # loop -> its columns.loop_value column, when it has values
     dims: list[str]  # the ``dims`` column holds indexes into this: "" (run level) is 0
+    outer: list[str]  # loops some record is nested inside: records have their columns.loop_ctx
 
     def loop_columns(self, loops: list[str] | None = None) -> list[str]:
         """Internal iteration and item-value columns of ``loops`` (default: all)."""
@@ -74,8 +75,12 @@ def resolve(records: pl.DataFrame, loops: pl.DataFrame) -> Resolved:
             own_value = value_expr(dtype_for(kinds), "own_")
             anc_value = value_expr(dtype_for(kinds), lambda part, name=name: columns.ancestor(name, part))
             out_cols.append(pl.when(is_own[name]).then(own_value).otherwise(anc_value).alias(value_columns[name]))
-    out = recs.select("run", "rank", "seq", "ctx", "name", "replayed", *_VALUE, pl.col("dims").fill_null(0), *out_cols)
-    return Resolved(out, loop_names, value_columns, dims)
+    outer = [name for name in loop_names if columns.loop_ctx(name) in recs.columns]
+    out = recs.select(
+        "run", "rank", "seq", "ctx", "name", "replayed", *_VALUE, pl.col("dims").fill_null(0), *out_cols,
+        *(columns.loop_ctx(name) for name in outer),
+    )  # fmt: skip
+    return Resolved(out, loop_names, value_columns, dims, outer)
 
 
 def _has_items(frame: pl.DataFrame, item_columns: tuple[str, ...]) -> bool:
@@ -86,7 +91,7 @@ def _has_items(frame: pl.DataFrame, item_columns: tuple[str, ...]) -> bool:
 def _chains(loops: pl.DataFrame, with_values: bool) -> tuple[pl.DataFrame, list[str], list[str]]:
     """Per loop instance, in the rows of ``loops``: its loop (``own_loop``, an index into
     the loop names), its chain of loops (``dims``, an index into the chains), and the
-    iteration (and item value) of each loop that is an ancestor of some instance. Also
+    context id, iteration (and item value) of each loop that is an ancestor of some instance. Also
     the loop names, outermost first, and the chains ("" first)."""
     if loops.is_empty():
         return pl.DataFrame(schema={"own_loop": pl.Int32, "dims": pl.UInt32}), [], [""]
@@ -101,7 +106,7 @@ def _chains(loops: pl.DataFrame, with_values: bool) -> tuple[pl.DataFrame, list[
         if row["parent"] and parent_row is not None and chains[parent_row] is not None:
             p_names, p_anc = chains[parent_row]
             value = tuple(row[f"p_{c}"] for c in value_cols)
-            names, anc = p_names, {**p_anc, p_names[-1]: (row["parent_iteration"], *value)}
+            names, anc = p_names, {**p_anc, p_names[-1]: (row["parent"], row["parent_iteration"], *value)}
         chains[idx] = ([*names, row["loop"]], anc)
         for name in chains[idx][0]:
             if name not in order:
@@ -112,17 +117,20 @@ def _chains(loops: pl.DataFrame, with_values: bool) -> tuple[pl.DataFrame, list[
     data: dict[str, list] = {"own_loop": [], "dims": []}
     schema = {"own_loop": pl.Int32, "dims": pl.UInt32}
     for name in outer:
+        data[columns.loop_ctx(name)] = []
+        schema[columns.loop_ctx(name)] = pl.Int64
         data[columns.loop(name)] = []
         schema[columns.loop(name)] = pl.Int64
         for c, t in zip(value_cols, _ITEM_TYPES):
             data[columns.ancestor(name, c)] = []
             schema[columns.ancestor(name, c)] = t
-    empty = (None,) * (1 + len(value_cols))
+    empty = (None,) * (2 + len(value_cols))
     for names, anc in chains:
         data["own_loop"].append(code[names[-1]])
         data["dims"].append(dims.setdefault(columns.DIMS_SEP.join(names), len(dims)))
         for name in outer:
-            it, *value = anc.get(name, empty)
+            ctx, it, *value = anc.get(name, empty)
+            data[columns.loop_ctx(name)].append(ctx)
             data[columns.loop(name)].append(it)
             for c, v in zip(value_cols, value):
                 data[columns.ancestor(name, c)].append(v)

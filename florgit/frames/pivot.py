@@ -2,11 +2,13 @@
 
 Records are grouped by their loop chain (``dims``: "", "epoch", "epoch" NUL "step", ...).
 Within a group, names are joined on the context. A value from a coarser group whose
-chain is a prefix (run level, then outer loops) is broadcast onto the finer group's rows;
-coarse rows that were broadcast are not repeated on their own, and coarse rows with no
-finer rows (an epoch with no steps logged) stay as rows of their own. Rows come in the
-order they were logged.
-"""
+chain is a prefix (run level, then outer loops) is spread onto the finer group's rows,
+matched on the iteration *instance* (its context id), so a run that enters a loop of one
+name twice keeps the two apart. A name logged at several levels takes, on a finer row,
+the value of its nearest coarser level. Coarse rows all of whose values were spread are
+not repeated on their own; coarse rows with values that were not (or with no finer rows:
+an epoch with no steps logged) keep rows of their own, so no value is lost. Rows come in
+the order they were logged."""
 
 from __future__ import annotations
 
@@ -21,9 +23,14 @@ from florgit.frames.typing import dtype_for, value_expr
 
 @dataclass
 class Group:
-    loops: list[str]  # internal iteration columns of the group's loop chain
+    chain: list[str]  # the group's loops, outermost first
     names: list[str]  # logged names present in the group (user spelling)
-    frame: pl.DataFrame  # run, ctx, seq, loop columns, one columns.logged column per name
+    frame: pl.DataFrame  # run, ctx, seq, loop columns, outer loops' columns.loop_ctx, one columns.logged column per name
+
+    def instance_keys(self, loops: int) -> list[str]:
+        """Columns of this group's rows naming the iteration of each of its first
+        ``loops`` loops: iteration instances, so two runs of a loop of one name stay apart."""
+        return ["run", *("ctx" if k == len(self.chain) - 1 else columns.loop_ctx(name) for k, name in enumerate(self.chain[:loops]))]
 
 
 def pivot(res: Resolved, names: list[str]) -> pl.DataFrame:
@@ -36,25 +43,32 @@ def pivot(res: Resolved, names: list[str]) -> pl.DataFrame:
     groups = [g for g in groups if g.names]
     if not groups:
         return pl.DataFrame(schema={"run": pl.UInt32, "seq": pl.Int64, **{columns.logged(n): dtypes[n] for n in names}})
-    groups.sort(key=lambda g: -len(g.loops))
-    covering: dict[int, list[pl.DataFrame]] = {id(g): [] for g in groups}
+    # Coarsest first: a group spreads onto finer rows what it received from coarser ones too.
+    groups.sort(key=lambda g: len(g.chain))
+    frames: dict[int, pl.DataFrame] = {}
+    carried: dict[int, list[str]] = {}  # names on a group's rows: its own, then those spread onto them
+    covering: dict[int, list[tuple[list[str], pl.DataFrame]]] = {id(g): [] for g in groups}
+    for g in groups:
+        frame, have = g.frame, list(g.names)
+        for p in sorted((p for p in groups if _is_strict_prefix(p.chain, g.chain)), key=lambda p: -len(p.chain)):
+            # Matched on the iteration instances of p's loops (context ids), not iteration numbers.
+            p_keys, g_keys = p.instance_keys(len(p.chain)), g.instance_keys(len(p.chain))
+            # The nearest coarser group's value wins: a name already on g's rows is not spread again.
+            spread = [n for n in carried[id(p)] if n not in have]
+            if spread:
+                coarse = frames[id(p)].select(*(pl.col(a).alias(b) for a, b in zip(p_keys, g_keys)), *map(columns.logged, spread))
+                frame = frame.join(coarse, on=g_keys, how="left", maintain_order="left")
+                have += spread
+            if len(spread) == len(carried[id(p)]):  # every value of p's rows is on g's rows: they need no rows of their own
+                cover = g.frame.select(pl.col(b).alias(a) for a, b in zip(p_keys, g_keys)).unique()
+                covering[id(p)].append((p_keys, cover))
+        frames[id(g)], carried[id(g)] = frame, have
     out = []
     for g in groups:
-        frame = g.frame
-        for p in groups:
-            if not _is_strict_prefix(p.loops, g.loops):
-                continue
-            shared = set(p.names) & set(g.names)
-            spread = [n for n in p.names if n not in shared]
-            keys = ["run", *p.loops]
-            if spread:
-                coarse = p.frame.select(*keys, *map(columns.logged, spread)).unique(keys, keep="last", maintain_order=True)
-                frame = frame.join(coarse, on=keys, how="left", maintain_order="left")
-            if not shared:
-                covering[id(p)].append(g.frame.select(keys).unique())
-        for cover in covering[id(g)]:
-            frame = frame.join(cover, on=["run", *g.loops], how="anti", maintain_order="left")
-        out.append(frame.drop("ctx"))
+        frame = frames[id(g)]
+        for keys, cover in covering[id(g)]:
+            frame = frame.join(cover, on=keys, how="anti", maintain_order="left")
+        out.append(frame.drop("ctx", *(c for c in frame.columns if c.startswith(_CTX_PREFIX))))
     if len(out) == 1:
         return out[0]
     return pl.concat(out, how="diagonal_relaxed").sort("run", "seq", maintain_order=True)
@@ -72,10 +86,12 @@ def _kinds(recs: pl.DataFrame, names: list[str]) -> dict[str, set[int]]:
     return {n: set(kinds.get(n, [])) for n in names}
 
 
+_CTX_PREFIX = columns.loop_ctx("")
+
+
 def _group(sub: pl.DataFrame, res: Resolved, dims: str, names: list[str], dtypes: dict) -> Group:
     chain = chain_of(dims)
-    loops = [columns.loop(name) for name in chain]
-    loop_cols = res.loop_columns(chain)
+    loop_cols = [*res.loop_columns(chain), *(columns.loop_ctx(name) for name in chain[:-1])]
     parts, present = [], []
     for name in names:
         part = sub if len(names) == 1 else sub.filter(pl.col("name") == name)
@@ -85,12 +101,12 @@ def _group(sub: pl.DataFrame, res: Resolved, dims: str, names: list[str], dtypes
         part = _last_per_context(part)
         parts.append(part.select("run", "ctx", "seq", *loop_cols, value_expr(dtypes[name]).alias(columns.logged(name))))
     if len(parts) <= 1:
-        return Group(loops, present, parts[0] if parts else pl.DataFrame())
+        return Group(chain, present, parts[0] if parts else pl.DataFrame())
     both = pl.concat(parts, how="diagonal")
     merged = both.group_by("run", "ctx", maintain_order=True).agg(
         pl.col("seq").max(), *(pl.col(c).first() for c in loop_cols), *(pl.col(columns.logged(n)).drop_nulls().last() for n in present)
     )
-    return Group(loops, present, merged.sort("run", "seq", maintain_order=True))
+    return Group(chain, present, merged.sort("run", "seq", maintain_order=True))
 
 
 def _last_per_context(part: pl.DataFrame) -> pl.DataFrame:
