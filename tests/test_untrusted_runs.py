@@ -124,7 +124,10 @@ def test_files_bigger_than_allowed_are_refused_before_they_are_read(repo, monkey
         return real_get(self, oid)
 
     monkeypatch.setattr(GitRepo, "_get", spying_get)
-    monkeypatch.setattr(validation, "memory_budget", lambda override_env=None: 2_000_000)
+    from florgit.frames import loader, runlist
+
+    for module in (validation, loader, runlist):  # the memory free, as each reader sees it
+        monkeypatch.setattr(module, "memory_budget", lambda override_env=None: 2_000_000)
     after, warned = _query_all()
     assert after == before
     for run_id in (huge_meta, huge_table):

@@ -162,7 +162,7 @@ def read_run(repo, run: store_runs.StoredRun, budget: list[int]) -> _RunTables:
     charged to ``budget`` before anything is decoded. The tables of a multi-process run's
     other ranks follow rank 0's, their context and loop ids shifted past the ranks before,
     so context ids stay 1..n in the run; ``rank`` tells whose each record is."""
-    files = store_runs.read_files(repo, run, (layout.META_FILE, *_STORED_COLUMNS))
+    files = store_runs.read_files(repo, run, (layout.META_FILE, *_STORED_COLUMNS), budget[0])
     checked = _CHECKED.get(run.tree)
     # Checked by an earlier query of this process: the tree id fixes every byte; only sizes are charged.
     meta, sizes = checked if checked is not None else (store_runs.meta_from(files[layout.META_FILE], run.run_id), {})
@@ -205,7 +205,7 @@ def _with_ranks(repo, run, meta: RunMeta, budget, sizes, records, starts, loops)
     out, warned; the run keeps the others)."""
     all_records, all_starts, all_loops = [records], [starts], [loops]
     n_starts, n_loops = starts.height, loops.height
-    for rank, files in store_runs.rank_files(repo, run, meta, (layout.META_FILE, *_STORED_COLUMNS)):
+    for rank, files in store_runs.rank_files(repo, run, meta, (layout.META_FILE, *_STORED_COLUMNS), None, budget[0]):
         try:
             frames = _decode_tables(files, f"{layout.RANKS_DIR}/{rank}/", run.run_id, budget, sizes)
             wrong = consistency.one_run(frames[layout.RECORDS], frames[layout.STARTS], frames[layout.LOOPS])

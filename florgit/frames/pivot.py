@@ -98,8 +98,8 @@ def _group(sub: pl.DataFrame, res: Resolved, dims: str, names: list[str], dtypes
         if part.is_empty():
             continue
         present.append(name)
-        part = _last_per_context(part)
-        parts.append(part.select("run", "ctx", "seq", *loop_cols, value_expr(dtypes[name]).alias(columns.logged(name))))
+        part = part.select("run", "ctx", "seq", *loop_cols, value_expr(dtypes[name]).alias(columns.logged(name)))
+        parts.append(_last_per_context(part))  # after the select: a filter copies only these columns
     if len(parts) <= 1:
         return Group(chain, present, parts[0] if parts else pl.DataFrame())
     both = pl.concat(parts, how="diagonal")
@@ -115,7 +115,7 @@ def _last_per_context(part: pl.DataFrame) -> pl.DataFrame:
     in_order = ((run.diff() > 0) | ((run.diff() == 0) & (ctx.diff() >= 0))).fill_null(True).all()
     if part.select(in_order).item():
         repeated = ((run == run.shift(-1)) & (ctx == ctx.shift(-1))).fill_null(False)
-        return part.filter(~repeated)
+        return part.filter(~repeated) if part.select(repeated.any()).item() else part
     return part.unique(["run", "ctx"], keep="last", maintain_order=True)
 
 

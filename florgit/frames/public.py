@@ -83,8 +83,10 @@ def _dataframe(names: tuple[str, ...], repo: str | None, ranks: list[int] | None
     for hint in loaded.absent.values():
         warnings.warn(f"florgit: {hint}", FlorgitWarning, stacklevel=2)
     res = resolve(records, loaded.loops)
+    del loaded, records  # the long frames go before the result's run columns are made (peak memory)
     body = ranked.split_key(pivot(res, list(names)), ranks)
     loop_pairs = [(c, shown) for c, shown in res.display_pairs() if c in body.columns]
+    del res
     return _finish(_with_run_columns(body, run_meta), loop_pairs, list(names), meta_columns)
 
 

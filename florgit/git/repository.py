@@ -199,8 +199,11 @@ class GitRepo:
 
     def object_size(self, oid: str) -> int:
         """Size of an object's content, read from its header only."""
+        return self._size(pygit2.Oid(hex=oid))
+
+    def _size(self, oid: pygit2.Oid) -> int:
         try:
-            return self._repo.odb.read_header(pygit2.Oid(hex=oid))[1]
+            return self._repo.odb.read_header(oid)[1]
         except (KeyError, ValueError, pygit2.GitError) as exc:
             raise StoreError(f"object {oid} is missing; run `git flor verify` or fetch it again") from exc
 
@@ -305,7 +308,7 @@ class GitRepo:
                 entry = obj[name]
                 if entry.type_str == "blob":
                     cap = max_bytes.get(name) if isinstance(max_bytes, Mapping) else max_bytes
-                    if cap is not None and (size := self.object_size(str(entry.id))) > cap:
+                    if cap is not None and (size := self._size(entry.id)) > cap:
                         raise StoreError(f"{name} is {size:,} bytes, over the {cap:,} allowed")
                     out[name] = self._get(str(entry.id)).data
         return out

@@ -208,9 +208,10 @@ def meta_from(data: bytes, run_id: str) -> RunMeta:
     return meta
 
 
-def read_files(repo: GitRepo, run: StoredRun, names: tuple[str, ...]) -> dict[str, bytes]:
-    """Several files of one run, reading its tree once."""
-    found = _capped_blobs(repo, run.tree, names, f"run {run.run_id}", run.run_id)
+def read_files(repo: GitRepo, run: StoredRun, names: tuple[str, ...], max_table_bytes: int | None = None) -> dict[str, bytes]:
+    """Several files of one run, reading its tree once; a table over ``max_table_bytes``
+    (default: the memory free now) is refused unread."""
+    found = _capped_blobs(repo, run.tree, names, f"run {run.run_id}", run.run_id, max_table_bytes)
     missing = [n for n in names if n not in found]
     if missing:
         if layout.META_FILE in missing and repo.subtree(run.tree, layout.RANKS_DIR) is not None:
@@ -220,7 +221,8 @@ def read_files(repo: GitRepo, run: StoredRun, names: tuple[str, ...]) -> dict[st
 
 
 def rank_files(
-    repo: GitRepo, run: StoredRun, meta: RunMeta, names: tuple[str, ...], problems: list[str] | None = None
+    repo: GitRepo, run: StoredRun, meta: RunMeta, names: tuple[str, ...], problems: list[str] | None = None,
+    max_table_bytes: int | None = None,
 ) -> Iterator[tuple[int, dict[str, bytes]]]:
     """``(rank, files)`` of each other rank of a multi-process run that stored its part, by
     rank; the rank's meta.json is checked to be of this run and rank. A folder that is
@@ -238,7 +240,7 @@ def rank_files(
         found.append((rank, oid))
     for rank, oid in sorted(found):
         try:
-            files = _capped_blobs(repo, oid, names, f"rank {rank} of run {run.run_id}", run.run_id)
+            files = _capped_blobs(repo, oid, names, f"rank {rank} of run {run.run_id}", run.run_id, max_table_bytes)
             missing = [n for n in names if n not in files]
             if missing:
                 raise InvalidDataError(f"rank {rank} of run {run.run_id}", f"it has no {missing[0]}", run.run_id)
@@ -255,11 +257,14 @@ def rank_files(
         yield rank, files
 
 
-def _capped_blobs(repo: GitRepo, tree: str, names: tuple[str, ...], what: str, run_id: str) -> dict[str, bytes]:
+def _capped_blobs(
+    repo: GitRepo, tree: str, names: tuple[str, ...], what: str, run_id: str, max_table_bytes: int | None
+) -> dict[str, bytes]:
     """The named files of a run's (or rank's) tree, each refused unread when its object
     header says it is bigger than it may be: a meta.json over MAX_JSON_BYTES, a table
-    over the memory free now (its Arrow sizes are checked after, against what is left)."""
-    free = validation.memory_budget() if any(n != layout.META_FILE for n in names) else 0
+    over ``max_table_bytes`` or the memory free now (its Arrow sizes are checked after)."""
+    free = 0 if all(n == layout.META_FILE for n in names) else max_table_bytes
+    free = validation.memory_budget() if free is None else free
     caps = {n: validation.MAX_JSON_BYTES if n == layout.META_FILE else free for n in names}
     try:
         return repo.blobs_in_tree(tree, names, caps)
