@@ -174,3 +174,48 @@ def test_loop_item_values_mix_with_cached_runs_that_have_none(swept, monkeypatch
     # the first segment holds no int values (its int column is not read back), the second does
     both = flor.dataframe("acc", "n", "note")
     assert both.equals(_uncached(monkeypatch, "acc", "n", "note")) and both["n"].drop_nulls().to_list() == [3, 3]
+
+
+def _listing_segments(repo: Repo) -> list[str]:
+    d = _cache_dir(repo)
+    return sorted(n for n in os.listdir(d) if n.startswith(cache_mod.LISTING)) if os.path.isdir(d) else []
+
+
+def test_listings_keep_what_they_read_for_the_next_listing_only(swept, monkeypatch):
+    from florgit.store import runs as store_runs
+
+    def listing() -> pl.DataFrame:
+        return flor.runs().drop("start_time", "end_time", "duration_s")
+
+    with monkeypatch.context() as m:
+        m.setenv(DISABLE_ENV, "0")
+        expected = listing()
+    first = listing()  # reads the metas, keeps them as a listing segment
+    assert first.equals(expected) and len(_listing_segments(swept)) == 1 and not _segments(swept)
+    read: list[str] = []
+    real = store_runs.read_meta
+    monkeypatch.setattr(store_runs, "read_meta", lambda repo, run: read.append(run.run_id) or real(repo, run))
+    assert listing().equals(expected) and read == []  # no meta read again
+    out = subprocess.run([sys.executable, "-m", "florgit.cli.main", "log"], cwd=swept.path, capture_output=True, text=True)
+    assert out.returncode == 0 and all(r in out.stdout for r in expected["run_id"].to_list())
+    # A records query never takes runs from a listing segment: it reads their tables from git.
+    assert flor.dataframe("lr", "acc").equals(_uncached(monkeypatch, "lr", "acc"))
+    assert len(_segments(swept)) == 1
+    swept.run("sweep.py", "1")
+    assert listing().height == 4 and read == [flor.runs()["run_id"][-1]]  # only the new run's meta
+
+
+def test_listing_segments_are_compacted_without_runs_full_segments_hold(swept, monkeypatch):
+    monkeypatch.setattr(cache_mod, "MAX_SEGMENTS", 2)
+    flor.runs()  # a listing segment of the 3 swept runs
+    flor.dataframe("acc")  # a full segment of the same runs
+    for _ in range(2):
+        swept.run("sweep.py", "1")
+        flor.runs()
+    [segment] = _listing_segments(swept)  # three listing segments merged into one
+    cached = pl.read_ipc(os.path.join(_cache_dir(swept), segment, "runs.arrow"))
+    assert cached.height == 2  # the two newer runs; the swept ones are in the full segment
+    with monkeypatch.context() as m:
+        m.setenv(DISABLE_ENV, "0")
+        expected = flor.runs().drop("start_time", "end_time", "duration_s")
+    assert flor.runs().drop("start_time", "end_time", "duration_s").equals(expected)

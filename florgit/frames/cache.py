@@ -16,6 +16,9 @@ under a temporary name and renamed into place, so two processes filling the cach
 once each publish whole segments (a run in two segments is read from the first). A
 segment that fails its digest, or cannot be read, is deleted and its runs are read from
 git again. When there are more than ``MAX_SEGMENTS``, the live rows are merged into one.
+Run listings (``flor.runs()``, ``git flor log``) read runs' metas, not their tables; what
+they read is kept in listing segments (``lst-``: runs and last values only), which
+queries for records never use.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from florgit.git import GitRepo
 
 CACHE_DIR = os.path.join("flor", "cache", "v3")  # v2: records carry rank; v3: records are placed, no iterations
 TABLES = ("runs", "records", "loops", "lasts")
-MAX_SEGMENTS = 16
+MAX_SEGMENTS = 16  # of each kind
+FULL, LISTING = "seg-", "lst-"  # segment folder prefixes: every table, or what run listings show
 DISABLE_ENV = envflags.QUERY_CACHE
 
 
@@ -52,7 +56,7 @@ class Part:
 class QueryCache:
     def __init__(self, repo: GitRepo) -> None:
         self.dir = os.path.join(repo.common_dir, CACHE_DIR)
-        self._index: dict[str, tuple[str, int]] | None = None  # tree -> (segment, run in it)
+        self._index: dict[bool, dict[str, tuple[str, int]]] = {}  # listing? -> tree -> (segment, run in it)
 
     @classmethod
     def open(cls, repo: GitRepo) -> QueryCache | None:
@@ -61,25 +65,27 @@ class QueryCache:
         return cls(repo)
 
     # -- reading -----------------------------------------------------------------------------
-    def index(self) -> dict[str, tuple[str, int]]:
-        if self._index is None:
-            self._index = {}
-            for segment in self._segments():
+    def index(self, listing: bool = False) -> dict[str, tuple[str, int]]:
+        """Where each cached run is: in full segments, or (``listing``) in any."""
+        if listing not in self._index:
+            index: dict[str, tuple[str, int]] = {}
+            for segment in self._segments(FULL) + (self._segments(LISTING) if listing else []):
                 try:
                     trees = _read(segment, "runs", columns=["tree"]).get_column("tree").to_list()
                 except (OSError, pl.exceptions.PolarsError, ValueError):
                     _drop(segment)
                     continue
                 for i, tree in enumerate(trees):
-                    self._index.setdefault(tree, (segment, i))
-        return self._index
+                    index.setdefault(tree, (segment, i))
+            self._index[listing] = index
+        return self._index[listing]
 
     def load(self, trees: list[str], names: list[str] | None, listing: bool = False) -> Part | None:
         """The cached runs among ``trees``, in that order, as one part (records only of
         ``names`` when given; with ``listing``, no records or loops: what a run
         listing needs); None when none is cached. A damaged segment is dropped and its
         runs reported missing: the caller reads them from git."""
-        index = self.index()
+        index = self.index(listing)
         by_segment: dict[str, list[int]] = {}
         for tree in trees:
             if tree in index:
@@ -91,14 +97,14 @@ class QueryCache:
                 parts.append(_load_segment(segment, wanted, names, listing))
             except (OSError, pl.exceptions.PolarsError, ValueError, KeyError):
                 _drop(segment)
-                self._index = None
+                self._index = {}
                 return self.load(trees, names, listing)
         return in_order(parts, trees)
 
     def names(self) -> list[str]:
         """Every name any cached record has (for hints when a query asks for an unknown one)."""
         found: set[str] = set()
-        for segment in self._segments():
+        for segment in self._segments(FULL):
             try:
                 listed = _listed_names(json.loads(_read_bytes(os.path.join(segment, "sums"))))
                 found.update(listed if listed is not None else pl.scan_ipc(os.path.join(segment, "records.arrow"))
@@ -108,23 +114,26 @@ class QueryCache:
         return sorted(found)
 
     # -- writing -----------------------------------------------------------------------------
-    def add(self, part: Part, live: set[str]) -> None:
-        """Publish ``part`` (runs read from git and checked) as a new segment; past
-        ``MAX_SEGMENTS``, merge the segments, keeping only runs of ``live`` trees (what
-        replays, pulls and removals left behind goes). Failing to write (a read-only
-        .git) only costs speed."""
+    def add(self, part: Part, live: set[str], listing_only: bool = False) -> None:
+        """Publish ``part`` (runs read from git and checked) as a new segment: a full one,
+        or with ``listing_only`` one of just what run listings show (runs and last values:
+        a listing reads metas, not tables). Past ``MAX_SEGMENTS`` of a kind, merge them,
+        keeping only runs of ``live`` trees (what replays, pulls and removals left behind
+        goes) and, in listing segments, only runs no full segment has. Failing to write
+        (a read-only .git) only costs speed."""
         if part.runs.height == 0:
             return
+        kind = LISTING if listing_only else FULL
         try:
-            self._publish(part)
-            segments = self._segments()
+            self._publish(part, kind)
+            segments = self._segments(kind)
             if len(segments) > MAX_SEGMENTS:
-                self._compact(segments, live)
+                self._compact(segments, live if kind == FULL else live - set(self.index()), kind)
         except OSError:
             pass
-        self._index = None
+        self._index = {}
 
-    def _publish(self, part: Part) -> str:
+    def _publish(self, part: Part, kind: str = FULL) -> str:
         os.makedirs(self.dir, exist_ok=True)
         tmp = os.path.join(self.dir, f"tmp-{secrets.token_hex(8)}")
         os.mkdir(tmp)
@@ -142,20 +151,20 @@ class QueryCache:
                 frame.write_ipc(path, compression="lz4")
                 sums[table] = _digest(path)
             # The names records hold, when few: a query for all of them filters no record.
-            names = part.records.get_column("name").unique().to_list()
+            names = part.records.get_column("name").unique().to_list() if "name" in part.records.columns else []
             sums["names"] = sorted(names) if len(names) <= _MAX_LISTED_NAMES and sum(map(len, names)) <= _MAX_LISTED_CHARS else None
             # Record value columns no record of the segment fills (ints or text) are not read back.
             sums["null_records"] = [c for c in _SPARSE if c in part.records.columns and part.records.get_column(c).null_count() == part.records.height]
             with open(os.path.join(tmp, "sums"), "w") as f:
                 json.dump(sums, f)
-            final = os.path.join(self.dir, f"seg-{secrets.token_hex(8)}")
+            final = os.path.join(self.dir, f"{kind}{secrets.token_hex(8)}")
             os.rename(tmp, final)  # a segment appears whole or not at all
             return final
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
-    def _compact(self, segments: list[str], live: set[str]) -> None:
+    def _compact(self, segments: list[str], live: set[str], kind: str) -> None:
         """Merge the segments' live runs into one (first copy of each tree), then drop them."""
         seen: set[str] = set()
         parts = []
@@ -164,17 +173,17 @@ class QueryCache:
                 trees = _read(segment, "runs", columns=["tree"]).get_column("tree").to_list()
                 keep = [i for i, t in enumerate(trees) if t in live and t not in seen]
                 seen.update(trees)
-                parts.append(_load_segment(segment, keep, None))  # every table, for the merged segment
+                parts.append(_load_segment(segment, keep, None, kind == LISTING))  # every table it has
             except (OSError, pl.exceptions.PolarsError, ValueError, KeyError):
                 continue
         if parts:
-            self._publish(concat_parts(parts))
+            self._publish(concat_parts(parts), kind)
         for segment in segments:
             _drop(segment)
 
-    def _segments(self) -> list[str]:
+    def _segments(self, kind: str) -> list[str]:
         try:
-            names = sorted(n for n in os.listdir(self.dir) if n.startswith("seg-"))
+            names = sorted(n for n in os.listdir(self.dir) if n.startswith(kind))
         except OSError:
             return []
         return [os.path.join(self.dir, n) for n in names]

@@ -2,7 +2,8 @@
 ``git flor log``.
 
 Runs the query cache holds (frames.cache) come from it, last values included. The others'
-last values come from their ``meta.json`` (written when the run ends), so a listing reads
+last values come from their ``meta.json`` (written when the run ends), and are added to
+the cache as a listing segment for the next listing; so a listing reads
 no tables; a run's tables are read only where its meta has no summary (runs recorded
 before florgit kept one, runs recovered after a kill) or where replays added names to it.
 """
@@ -38,6 +39,8 @@ def run_list(repo_path: str | None = None) -> RunList:
     trees = [run.tree for run, _meta in listed]
     meta = loader.meta_frame([meta for _run, meta in listed], trees)
     fresh = Part(meta, EMPTY, EMPTY, _last_values(repo, listed))
+    if cache is not None:  # the next listing reads these runs' metas from the cache
+        cache.add(fresh, {r.tree for r in stored}, listing_only=True)
     whole = in_order([cached, fresh], [r.tree for r in stored]) or fresh  # the listing's order
     last = whole.lasts
     frame = loader.runs_frame_from(repo, whole.runs)
