@@ -246,7 +246,7 @@ def _load_segment(segment: str, wanted: list[int], names: list[str] | None, list
     listed = _listed_names(sums)
     if names is not None and not (listed is not None and set(listed) <= set(names)):
         records = records.filter(pl.col("name").is_in(names))  # only the asked-for names are read into memory
-    narrow = [c for c in sums.get("narrow", []) if c in _NARROW]
+    narrow = [c for c in sums.get("narrow", []) if c in _NARROW and c != "lrow"]  # lrow: only summed into loop_row
     if narrow:
         records = records.with_columns(pl.col(narrow).cast(pl.Int64))
     empty = [c for c in sums.get("null_records", []) if c in _SPARSE]

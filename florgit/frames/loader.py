@@ -38,7 +38,7 @@ LAST_COLUMNS = ["run", "name", "kind", "i", "f", "s"]
 @dataclass
 class Loaded:
     runs: pl.DataFrame  # run, run_id, start_time, end_time, script, status, ... one row per run
-    # run, rank, seq, ctx, name, kind, i, f, s, replayed, lrow, own_iteration[, own_kind..own_s], loop_row
+    # run, rank, seq, ctx, name, kind, i, f, s, replayed, own_iteration[, own_kind..own_s], loop_row
     records: pl.DataFrame
     # run, loop_id, parent, depth, loop, parent_lrow, parent_iteration, p_kind..p_s, parent_loop_row
     loops: pl.DataFrame  # one row per loop instance

@@ -52,7 +52,7 @@ def globalize(records: pl.DataFrame, loops: pl.DataFrame, runs: int) -> tuple[pl
     the stacked ``loops`` frame of ``runs`` runs (null at run level)."""
     run = pl.col("run")
     first = per_run(_offsets(loops, runs), run)
-    records = records.with_columns((pl.col("lrow") + first).alias("loop_row"))
+    records = records.with_columns((pl.col("lrow") + first).alias("loop_row")).drop("lrow")  # 10M rows: one copy, not two
     loops = loops.with_columns((pl.col("parent_lrow") + first).alias("parent_loop_row"))
     return records, loops
 
