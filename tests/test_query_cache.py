@@ -219,3 +219,12 @@ def test_listing_segments_are_compacted_without_runs_full_segments_hold(swept, m
         m.setenv(DISABLE_ENV, "0")
         expected = flor.runs().drop("start_time", "end_time", "duration_s")
     assert flor.runs().drop("start_time", "end_time", "duration_s").equals(expected)
+
+
+def test_caches_of_earlier_formats_are_deleted_when_this_one_starts(swept):
+    cache_root = os.path.dirname(_cache_dir(swept))
+    for old in ("v1", "v2"):
+        os.makedirs(os.path.join(cache_root, old, "seg-0123"))
+    keep = os.path.join(cache_root, "listing")  # the run listing memo is not a cache format
+    flor.dataframe("acc")
+    assert sorted(os.listdir(cache_root)) == sorted(["listing", os.path.basename(CACHE_DIR)]) and os.path.exists(keep)

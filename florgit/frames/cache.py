@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import zlib
@@ -125,6 +126,8 @@ class QueryCache:
             return
         kind = LISTING if listing_only else FULL
         try:
+            if not os.path.isdir(self.dir):  # the first segment of this format: earlier formats' go
+                _drop_old_formats(os.path.dirname(self.dir))
             self._publish(part, kind)
             segments = self._segments(kind)
             if len(segments) > MAX_SEGMENTS:
@@ -289,6 +292,18 @@ def _digest(path: str) -> str:
             crc = zlib.crc32(chunk, crc)
             size += len(chunk)
     return f"crc32:{crc:08x}:{size}"
+
+
+def _drop_old_formats(parent: str) -> None:
+    """Delete caches an earlier florgit wrote (``v1``, ``v2``): nothing reads them now."""
+    current = os.path.basename(CACHE_DIR)
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        if re.fullmatch(r"v[0-9]{1,4}", name) and name != current:
+            _drop(os.path.join(parent, name))
 
 
 def _drop(segment: str) -> None:
