@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 
 import florgit as flor
+from florgit.errors import FlorgitWarning
 from florgit.frames import cache as cache_mod
 from florgit.frames.cache import CACHE_DIR, DISABLE_ENV
 from tests.conftest import Repo, clone_of, git, make_repo, seeded_remote
@@ -228,3 +229,20 @@ def test_caches_of_earlier_formats_are_deleted_when_this_one_starts(swept):
     keep = os.path.join(cache_root, "listing")  # the run listing memo is not a cache format
     flor.dataframe("acc")
     assert sorted(os.listdir(cache_root)) == sorted(["listing", os.path.basename(CACHE_DIR)]) and os.path.exists(keep)
+
+
+def test_a_first_query_over_many_runs_fills_the_cache_in_batches(swept, monkeypatch):
+    from florgit.frames import loader
+    from tests import forge
+
+    swept.run("sweep.py", "2")
+    bad = forge.forge_run(swept.path, records=[(7, "acc", 1.0)])  # refers to an iteration it does not have
+    expected = _uncached(monkeypatch, "lr", "acc")
+    monkeypatch.setattr(loader, "FILL_BATCH_RECORDS", 9)  # a run has 9 records: one run per batch
+    with pytest.warns(FlorgitWarning, match=bad):
+        got = flor.dataframe("lr", "acc")
+    assert got.equals(expected) and got["run_id"].n_unique() == 5
+    assert len(_segments(swept)) == 5  # each batch published as it was checked
+    assert flor.dataframe("lr", "acc").equals(expected)
+    with pytest.warns(FlorgitWarning, match="no run logged 'acc2'; did you mean 'acc'"):
+        flor.dataframe("acc2")

@@ -96,34 +96,63 @@ def load(repo_path: str | None = None, names: list[str] | None = None) -> Loaded
     cached = cache.load([r.tree for r in listed], names) if cache is not None else None
     have = set(cached.runs.get_column("tree").to_list()) if cached is not None else set()
     budget = [memory_budget()]
-    read: list[_RunTables] = []
+    live, order = {r.tree for r in listed}, [r.tree for r in listed]
+    parts: list[Part] = []
+    seen: set[str] = set()  # names the runs read from git logged (for hints, when there is no cache)
+    batch: list[_RunTables] = []
     trees: list[str] = []
+
+    def settle() -> None:
+        """Check, place and cache the runs read so far, keeping only what the query asks for:
+        a sweep's first query holds one batch of raw tables at a time, not all of them."""
+        part = _checked_part(batch, trees)
+        if cache is not None and part.runs.height:
+            cache.add(part, live)
+        elif part.records.height:
+            seen.update(part.records.get_column("name").unique().to_list())
+        if names is not None:
+            part.records = part.records.filter(pl.col("name").is_in(names))
+        parts.append(part)
+        batch.clear()
+        trees.clear()
+
+    pending = 0  # records in ``batch``
     with repo.unverified_reads():  # Arrow decoding checks structure; `git flor verify` checks hashes
         for run in listed:
             if run.tree in have:
                 continue
             try:
-                read.append(read_run(repo, run, budget))
+                batch.append(read_run(repo, run, budget))
                 trees.append(run.tree)
             except StoreError as exc:  # one bad run never breaks the others
                 left_out(run.run_id, exc)
+                continue
+            pending += batch[-1].records.height
+            if pending >= FILL_BATCH_RECORDS:
+                settle()
+                pending = 0
+    settle()  # the last batch, or an empty part with every column when nothing was read
+    whole = in_order([cached, *parts], order) or parts[-1]  # the listing's order
+    absent = _absent(whole, names, cache, seen)
+    return _assemble(whole, curation.state(repo), absent)
+
+
+FILL_BATCH_RECORDS = 4_000_000  # runs read from git are checked, placed and cached in batches of about this many records
+
+
+def _checked_part(read: list[_RunTables], trees: list[str]) -> Part:
+    """``read`` (runs of ``trees``) stacked and checked together, as one part; a run that
+    fails a check is left out, warned."""
+    read, trees = list(read), list(trees)
     while True:
         tables = _stack(read)
         bad = _inconsistent_runs(*tables)
         if not bad:
-            break
+            return _fresh_part(read, trees, *tables)
         for idx, why in bad.items():
             left_out(read[idx].meta.run_id, InvalidDataError(f"run {read[idx].meta.run_id}", why, read[idx].meta.run_id))
         read = [r for i, r in enumerate(read) if i not in bad]
         trees = [t for i, t in enumerate(trees) if i not in bad]
-    fresh = _fresh_part(read, trees, *tables)
-    if cache is not None and read:
-        cache.add(fresh, {r.tree for r in listed})
-    if names is not None:
-        fresh.records = fresh.records.filter(pl.col("name").is_in(names))
-    whole = in_order([cached, fresh], [r.tree for r in listed]) or fresh  # the listing's order
-    absent = _absent(whole, names, cache, read)
-    return _assemble(whole, curation.state(repo), absent)
 
 
 def _fresh_part(read: list[_RunTables], trees: list[str], records, starts, loops, rec_offsets, start_offsets, loop_offsets) -> Part:
@@ -142,7 +171,7 @@ def _fresh_part(read: list[_RunTables], trees: list[str], records, starts, loops
     return Part(meta, records.select(*_CACHED_RECORD_COLUMNS, *own_items), loops.select(_CACHED_LOOP_COLUMNS), lasts)
 
 
-def _absent(whole: Part, names: list[str] | None, cache: QueryCache | None, read: list[_RunTables]) -> dict[str, str]:
+def _absent(whole: Part, names: list[str] | None, cache: QueryCache | None, seen: set[str]) -> dict[str, str]:
     """For asked-for names no run logged: a hint from every name there is (the rare path)."""
     if names is None:
         return {}
@@ -152,8 +181,7 @@ def _absent(whole: Part, names: list[str] | None, cache: QueryCache | None, read
     if not missing:
         return {}
     logged = set(cache.names()) if cache is not None else set()
-    for r in read:
-        logged.update(r.records.get_column("name").unique().to_list())
+    logged |= seen
     return _hints(missing, sorted(logged), whole.loops.get_column("loop").unique().to_list())
 
 
