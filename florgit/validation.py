@@ -79,14 +79,18 @@ def _need(ok: bool, why: str) -> None:
 
 
 def text(value: Any, max_len: int = MAX_TEXT) -> str:
-    _need(type(value) is str, f"must be a string, not {type(value).__name__}")
-    _need(len(value) <= max_len, f"is longer than {max_len} characters")
+    if type(value) is not str:  # checks build their message only when they fail: listings run 300k of them
+        raise BadField(f"must be a string, not {type(value).__name__}")
+    if len(value) > max_len:
+        raise BadField(f"is longer than {max_len} characters")
     return value
 
 
 def integer(value: Any, lo: int = 0, hi: int = 2**63 - 1) -> int:
-    _need(type(value) is int, f"must be an integer, not {type(value).__name__}")
-    _need(lo <= value <= hi, f"must be between {lo} and {hi}")
+    if type(value) is not int:
+        raise BadField(f"must be an integer, not {type(value).__name__}")
+    if not lo <= value <= hi:
+        raise BadField(f"must be between {lo} and {hi}")
     return value
 
 
@@ -96,13 +100,15 @@ def number(value: Any) -> float:
 
 
 def boolean(value: Any) -> bool:
-    _need(type(value) is bool, f"must be true or false, not {type(value).__name__}")
+    if type(value) is not bool:
+        raise BadField(f"must be true or false, not {type(value).__name__}")
     return value
 
 
 def one_of(*allowed: str) -> Callable[[Any], str]:
     def check(value: Any) -> str:
-        _need(value in allowed, f"must be one of {', '.join(allowed)}")
+        if value not in allowed:
+            raise BadField(f"must be one of {', '.join(allowed)}")
         return value
 
     return check
