@@ -142,6 +142,14 @@ def _chain_columns(records: pl.DataFrame, chains: pl.DataFrame) -> pl.DataFrame:
     is copied per record)."""
     if chains.is_empty():
         return pl.DataFrame({"own_loop": pl.Series([None] * records.height, dtype=pl.Int32), "dims": pl.Series([0] * records.height, dtype=pl.UInt32)})
+    if chains.width == 2 and chains.select(pl.all().n_unique() == 1).row(0) == (True, True):
+        # Every loop instance is of one loop with no outer loop (the common case): nothing to gather.
+        own_loop, dims = chains.row(0)
+        inside = pl.col("loop_row").is_not_null()
+        return records.select(
+            pl.when(inside).then(pl.lit(own_loop, dtype=pl.Int32)).alias("own_loop"),
+            pl.when(inside).then(pl.lit(dims, dtype=pl.UInt32)).otherwise(pl.lit(0, dtype=pl.UInt32)).alias("dims"),
+        )
     return chains.select(pl.all().gather(records.get_column("loop_row")))
 
 
