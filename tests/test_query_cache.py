@@ -126,17 +126,35 @@ def test_two_processes_fill_the_cache_at_once(swept):
     assert flor.dataframe("lr", "acc").write_json() == outs[0].strip()
 
 
+def _cached_run_ids(repo: Repo, segment: str) -> list[str]:
+    return pl.read_ipc(os.path.join(_cache_dir(repo), segment, "runs.arrow"))["run_id"].to_list()
+
+
 def test_many_segments_are_compacted_to_the_live_runs(swept, monkeypatch):
     monkeypatch.setattr(cache_mod, "MAX_SEGMENTS", 3)
     flor.dataframe("acc")
-    victim = flor.runs()["run_id"][0]
-    assert subprocess.run([sys.executable, "-m", "florgit.cli.main", "rm", victim], cwd=swept.path).returncode == 0
+    victims = flor.runs()["run_id"].to_list()[:2]  # most of the first segment
+    for victim in victims:
+        assert subprocess.run([sys.executable, "-m", "florgit.cli.main", "rm", victim], cwd=swept.path).returncode == 0
     for _ in range(3):
         swept.run("sweep.py", "1")
         flor.dataframe("acc")
-    [segment] = _segments(swept)  # merged into one
-    cached = pl.read_ipc(os.path.join(_cache_dir(swept), segment, "runs.arrow"))
-    assert victim not in cached["run_id"].to_list() and cached.height == 2 + 3
+    [segment] = _segments(swept)  # the small ones and the mostly removed one, merged into one
+    cached = _cached_run_ids(swept, segment)
+    assert not set(victims) & set(cached) and len(cached) == 1 + 3
+    assert flor.dataframe("acc").equals(_uncached(monkeypatch, "acc"))
+
+
+def test_compaction_leaves_a_big_live_segment_alone(swept, monkeypatch):
+    monkeypatch.setattr(cache_mod, "MAX_SEGMENTS", 3)
+    flor.dataframe("acc")
+    [big] = _segments(swept)  # three runs, all live
+    for _ in range(3):
+        swept.run("sweep.py", "1")
+        flor.dataframe("acc")
+    assert big in _segments(swept) and len(_segments(swept)) == 2  # the three one-run segments merged
+    merged = [s for s in _segments(swept) if s != big]
+    assert len(_cached_run_ids(swept, merged[0])) == 3 and not set(_cached_run_ids(swept, merged[0])) & set(_cached_run_ids(swept, big))
     assert flor.dataframe("acc").equals(_uncached(monkeypatch, "acc"))
 
 
@@ -246,3 +264,13 @@ def test_a_first_query_over_many_runs_fills_the_cache_in_batches(swept, monkeypa
     assert flor.dataframe("lr", "acc").equals(expected)
     with pytest.warns(FlorgitWarning, match="no run logged 'acc2'; did you mean 'acc'"):
         flor.dataframe("acc2")
+
+
+def test_big_segments_are_not_rewritten_to_keep_their_number_down(swept, monkeypatch):
+    monkeypatch.setattr(cache_mod, "MAX_SEGMENTS", 2)
+    monkeypatch.setattr(cache_mod, "BIG_SEGMENT_RECORDS", 9)  # a swept run has 9 records: every segment is big
+    for _ in range(3):
+        swept.run("sweep.py", "1")
+        flor.dataframe("acc")
+    assert len(_segments(swept)) == 3  # over MAX_SEGMENTS, none rewritten
+    assert flor.dataframe("acc").equals(_uncached(monkeypatch, "acc"))

@@ -15,7 +15,8 @@ columns no record fills, which queries do not read back). A segment is written
 under a temporary name and renamed into place, so two processes filling the cache at
 once each publish whole segments (a run in two segments is read from the first). A
 segment that fails its digest, or cannot be read, is deleted and its runs are read from
-git again. When there are more than ``MAX_SEGMENTS``, the live rows are merged into one.
+git again. When there are more than ``MAX_SEGMENTS``, the smaller half of them, and any
+whose runs are mostly gone (replaced, removed), are merged into one, keeping live runs only.
 Run listings (``flor.runs()``, ``git flor log``) read runs' metas, not their tables; what
 they read is kept in listing segments (``lst-``: runs and last values only), which
 queries for records never use.
@@ -39,6 +40,7 @@ from florgit.git import GitRepo
 CACHE_DIR = os.path.join("flor", "cache", "v3")  # v2: records carry rank; v3: records are placed, no iterations
 TABLES = ("runs", "records", "loops", "lasts")
 MAX_SEGMENTS = 16  # of each kind
+BIG_SEGMENT_RECORDS = 1_000_000  # segments this big are merged only once most of their runs are gone
 FULL, LISTING = "seg-", "lst-"  # segment folder prefixes: every table, or what run listings show
 DISABLE_ENV = envflags.QUERY_CACHE
 
@@ -131,7 +133,10 @@ class QueryCache:
             self._publish(part, kind)
             segments = self._segments(kind)
             if len(segments) > MAX_SEGMENTS:
-                self._compact(segments, live if kind == FULL else live - set(self.index()), kind)
+                live = live if kind == FULL else live - set(self.index())
+                merging = _to_merge(segments, live)
+                if merging:
+                    self._compact(merging, live, kind)
         except OSError:
             pass
         self._index = {}
@@ -168,8 +173,9 @@ class QueryCache:
             raise
 
     def _compact(self, segments: list[str], live: set[str], kind: str) -> None:
-        """Merge the segments' live runs into one (first copy of each tree), then drop them."""
-        seen: set[str] = set()
+        """Merge the segments' live runs into one (first copy of each tree, and none another
+        segment of the kind keeps), then drop them."""
+        seen = {t for other in self._segments(kind) if other not in segments for t in _trees(other)}
         parts = []
         for segment in segments:
             try:
@@ -179,8 +185,9 @@ class QueryCache:
                 parts.append(_load_segment(segment, keep, None, kind == LISTING))  # every table it has
             except (OSError, pl.exceptions.PolarsError, ValueError, KeyError):
                 continue
-        if parts:
-            self._publish(concat_parts(parts), kind)
+        merged = concat_parts(parts) if parts else None
+        if merged is not None and merged.runs.height:
+            self._publish(merged, kind)
         for segment in segments:
             _drop(segment)
 
@@ -292,6 +299,34 @@ def _digest(path: str) -> str:
             crc = zlib.crc32(chunk, crc)
             size += len(chunk)
     return f"crc32:{crc:08x}:{size}"
+
+
+def _to_merge(segments: list[str], live: set[str]) -> list[str]:
+    """Which segments to merge: the smaller half and one more of those under
+    BIG_SEGMENT_RECORDS (so their number halves), and any whose runs are mostly no
+    longer live. A big segment (a long run's first query writes ~4M-record ones) is
+    rewritten only once most of it is dead; there may then be more than MAX_SEGMENTS."""
+    size = {s: _records(s) for s in segments}
+    small = sorted((s for s in segments if size[s] < BIG_SEGMENT_RECORDS), key=size.__getitem__)
+    chosen = set(small[: len(small) // 2 + 1]) if len(small) > 1 else set()
+    chosen |= {s for s in segments if sum(t in live for t in _trees(s)) * 2 < len(_trees(s))}
+    return [s for s in segments if s in chosen]
+
+
+def _records(segment: str) -> int:
+    """How many records the segment's runs hold, by their metas (a file size would rank
+    segments by how well they compress)."""
+    try:
+        return int(_read(segment, "runs", columns=["records"]).get_column("records").sum() or 0)
+    except (OSError, pl.exceptions.PolarsError, ValueError):
+        return 0
+
+
+def _trees(segment: str) -> list[str]:
+    try:
+        return _read(segment, "runs", columns=["tree"]).get_column("tree").to_list()
+    except (OSError, pl.exceptions.PolarsError, ValueError):
+        return []
 
 
 def _drop_old_formats(parent: str) -> None:
