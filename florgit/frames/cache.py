@@ -263,7 +263,9 @@ def _load_segment(segment: str, wanted: list[int], names: list[str] | None, list
     if empty:
         schema = pl.read_ipc_schema(path)
         records = records.select(pl.exclude(empty)).with_columns(pl.lit(None, dtype=schema[c]).alias(c) for c in empty)
-    part = Part(runs, records.collect(), _read(segment, "loops"), lasts)
+    # One chunk per column: the file's batches come back as many chunks, and polars would
+    # otherwise align them, copying, at each column a query combines.
+    part = Part(runs, records.collect().rechunk(), _read(segment, "loops"), lasts)
     return reorder(part, wanted)
 
 
