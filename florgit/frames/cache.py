@@ -141,7 +141,7 @@ class QueryCache:
             pass
         self._index = {}
 
-    def _publish(self, part: Part, kind: str = FULL) -> str:
+    def _publish(self, part: Part, kind: str) -> str:
         os.makedirs(self.dir, exist_ok=True)
         tmp = os.path.join(self.dir, f"tmp-{secrets.token_hex(8)}")
         os.mkdir(tmp)
@@ -179,7 +179,7 @@ class QueryCache:
         parts = []
         for segment in segments:
             try:
-                trees = _read(segment, "runs", columns=["tree"]).get_column("tree").to_list()
+                trees = _trees(segment)
                 keep = [i for i, t in enumerate(trees) if t in live and t not in seen]
                 seen.update(trees)
                 parts.append(_load_segment(segment, keep, None, kind == LISTING))  # every table it has
@@ -283,6 +283,8 @@ def _fits_int32(column: pl.Series) -> bool:
 def _listed_names(sums: dict) -> list[str] | None:
     names = sums.get("names")
     return names if isinstance(names, list) and all(isinstance(n, str) for n in names) else None
+
+
 def _read(segment: str, table: str, columns: list[str] | None = None) -> pl.DataFrame:
     return pl.read_ipc(os.path.join(segment, f"{table}.arrow"), columns=columns)
 
@@ -308,27 +310,28 @@ def _to_merge(segments: list[str], live: set[str]) -> list[str]:
     BIG_SEGMENT_RECORDS (so their number halves), and any whose runs are mostly no
     longer live. A big segment (a long run's first query writes ~4M-record ones) is
     rewritten only once most of it is dead; there may then be more than MAX_SEGMENTS."""
-    size = {s: _records(s) for s in segments}
+    # Records by the runs' metas (a file size would rank segments by how well they compress).
+    runs = {s: _runs_columns(s, ["tree", "records"]) for s in segments}
+    size = {s: int(r.get_column("records").sum() or 0) if r is not None else 0 for s, r in runs.items()}
     small = sorted((s for s in segments if size[s] < BIG_SEGMENT_RECORDS), key=size.__getitem__)
     chosen = set(small[: len(small) // 2 + 1]) if len(small) > 1 else set()
-    chosen |= {s for s in segments if sum(t in live for t in _trees(s)) * 2 < len(_trees(s))}
+    for s, r in runs.items():
+        if r is not None and r.get_column("tree").is_in(list(live)).sum() * 2 < r.height:
+            chosen.add(s)
     return [s for s in segments if s in chosen]
 
 
-def _records(segment: str) -> int:
-    """How many records the segment's runs hold, by their metas (a file size would rank
-    segments by how well they compress)."""
-    try:
-        return int(_read(segment, "runs", columns=["records"]).get_column("records").sum() or 0)
-    except (OSError, pl.exceptions.PolarsError, ValueError):
-        return 0
-
-
 def _trees(segment: str) -> list[str]:
+    runs = _runs_columns(segment, ["tree"])
+    return runs.get_column("tree").to_list() if runs is not None else []
+
+
+def _runs_columns(segment: str, columns: list[str]) -> pl.DataFrame | None:
+    """Columns of a segment's runs table; None when it cannot be read (compaction skips it)."""
     try:
-        return _read(segment, "runs", columns=["tree"]).get_column("tree").to_list()
+        return _read(segment, "runs", columns=columns)
     except (OSError, pl.exceptions.PolarsError, ValueError):
-        return []
+        return None
 
 
 def _drop_old_formats(parent: str) -> None:

@@ -29,7 +29,6 @@ class Resolved:
     loops: list[str]  # loop names, outermost first
     value_columns: dict[str, str]  # loop -> its columns.loop_value column, when it has values
     dims: list[str]  # the ``dims`` column holds indexes into this: "" (run level) is 0
-    outer: list[str]  # loops some record is nested inside: records have their columns.loop_ctx
 
     def loop_columns(self, loops: list[str] | None = None) -> list[str]:
         """Internal iteration and item-value columns of ``loops`` (default: all)."""
@@ -58,29 +57,26 @@ def resolve(records: pl.DataFrame, loops: pl.DataFrame) -> Resolved:
     own_kinds = _own_kinds(recs, loop_names) if with_values else {}
     for name in loop_names:
         col = columns.loop(name)
-        if col not in recs.columns:  # never an outer loop: only its own records have its iteration
-            out_cols.append(pl.when(is_own[name]).then(pl.col("own_iteration")).alias(col))
-            if with_values and own_kinds.get(name, set()) - {None, NULL}:
-                value_columns[name] = columns.loop_value(name)
-                own_value = value_expr(dtype_for(own_kinds[name] - {None, NULL}), "own_")
-                out_cols.append(pl.when(is_own[name]).then(own_value).alias(value_columns[name]))
-            continue
-        out_cols.append(pl.when(is_own[name]).then(pl.col("own_iteration")).otherwise(pl.col(col)).alias(col))
+        outer = col in recs.columns  # an outer loop somewhere: records inside it have its columns
+        iteration = pl.when(is_own[name]).then(pl.col("own_iteration"))
+        out_cols.append((iteration.otherwise(pl.col(col)) if outer else iteration).alias(col))
         if not with_values:
             continue
-        kinds = own_kinds.get(name, set()) | set(recs.get_column(columns.ancestor(name, "kind")).unique().to_list())
+        kinds = set(own_kinds.get(name, set()))
+        if outer:
+            kinds |= set(recs.get_column(columns.ancestor(name, "kind")).unique().to_list())
         kinds = {k for k in kinds if k is not None and k != NULL}
         if kinds:
             value_columns[name] = columns.loop_value(name)
-            own_value = value_expr(dtype_for(kinds), "own_")
-            anc_value = value_expr(dtype_for(kinds), lambda part, name=name: columns.ancestor(name, part))
-            out_cols.append(pl.when(is_own[name]).then(own_value).otherwise(anc_value).alias(value_columns[name]))
-    outer = [name for name in loop_names if columns.loop_ctx(name) in recs.columns]
+            value = pl.when(is_own[name]).then(value_expr(dtype_for(kinds), "own_"))
+            if outer:
+                value = value.otherwise(value_expr(dtype_for(kinds), lambda part, name=name: columns.ancestor(name, part)))
+            out_cols.append(value.alias(value_columns[name]))
     out = recs.select(
         "run", "rank", "seq", "ctx", "name", "replayed", *_VALUE, pl.col("dims").fill_null(0), *out_cols,
-        *(columns.loop_ctx(name) for name in outer),
+        *(c for c in (columns.loop_ctx(name) for name in loop_names) if c in recs.columns),
     )  # fmt: skip
-    return Resolved(out, loop_names, value_columns, dims, outer)
+    return Resolved(out, loop_names, value_columns, dims)
 
 
 def _has_items(frame: pl.DataFrame, item_columns: tuple[str, ...]) -> bool:

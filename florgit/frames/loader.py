@@ -143,7 +143,6 @@ FILL_BATCH_RECORDS = 4_000_000  # runs read from git are checked, placed and cac
 def _checked_part(read: list[_RunTables], trees: list[str]) -> Part:
     """``read`` (runs of ``trees``) stacked and checked together, as one part; a run that
     fails a check is left out, warned."""
-    read, trees = list(read), list(trees)
     while True:
         tables = _stack(read)
         bad = _inconsistent_runs(*tables)
@@ -346,8 +345,8 @@ def _read(data: bytes, name: str, run_id: str, budget: list[int]) -> pl.DataFram
 
 _EMPTY_TYPES = {
     "run": pl.UInt32, "seq": pl.Int64, "ctx": pl.Int64, "name": pl.String, "kind": pl.Int8, "i": pl.Int64,
-    "f": pl.Float64, "s": pl.String, "rank": pl.UInt16, "sidx": pl.Int64, "loop_id": pl.Int64, "iteration": pl.Int64,
-    "t": pl.Float64, "parent": pl.Int64, "loop_row": pl.Int64, "replayed": pl.Boolean, "depth": pl.Int16, "loop": pl.String, "parent_sidx": pl.Int64,
+    "f": pl.Float64, "s": pl.String, "rank": pl.UInt16, "loop_id": pl.Int64, "iteration": pl.Int64,
+    "t": pl.Float64, "parent": pl.Int64, "depth": pl.Int16, "loop": pl.String,
 }  # fmt: skip
 
 

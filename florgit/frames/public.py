@@ -135,7 +135,7 @@ def _long(loaded) -> pl.DataFrame:
     res = resolve(loaded.records, loaded.loops)
     loop_pairs = res.display_pairs()
     kind = pl.col("kind")
-    recs = res.records.join(loaded.runs.select("run", *RUN_COLUMNS), on="run", how="left", maintain_order="left")
+    recs = _with_run_columns(res.records, loaded.runs.select("run", *RUN_COLUMNS))
     frame = recs.select(
         *RUN_COLUMNS,
         "rank",
