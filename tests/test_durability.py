@@ -190,3 +190,27 @@ def test_records_spooled_before_the_disk_failed_and_kept_after_are_all_stored(re
     assert frame["name"].to_list() == ["x"] * 5 + ["y"] * 3 + ["z"] * 2
     assert flor.dataframe("y")["more"].to_list() == [0, 1, 2]  # their iterations stored once
     assert flor.dataframe("z")["last"].to_list() == [0, 1]
+
+
+def test_a_flusher_that_falls_behind_leaves_the_run_end_a_bounded_backlog(repo, monkeypatch):
+    """With the flusher thread stalled (a tight loop can starve it of the GIL), log()
+    converts inline once the bound is reached: the buffer never holds more, and every
+    record is stored once, in order."""
+    from florgit.api import functions
+
+    monkeypatch.setattr(functions, "BUFFER_LIMIT", 100 * 3)  # 100 records, flat
+    flor.log("first", 0)
+    rec = functions._rec
+    rec.flusher._stop.set()
+    rec.flusher._thread.join()  # stalled: only log() itself flushes from here on
+    most = 0
+    for epoch in flor.loop("epoch", range(7)):
+        for step in flor.loop("step", range(50)):
+            flor.log("loss", epoch * 100 + step)
+            most = max(most, len(rec.records))
+    assert most <= functions.BUFFER_LIMIT
+    assert rec.flusher.count >= 300  # converted and spooled by log() itself
+    flor.commit()
+    frame = flor.dataframe("loss")
+    assert frame["loss"].to_list() == [e * 100 + s for e in range(7) for s in range(50)]
+    assert frame["step"].to_list() == list(range(50)) * 7

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from florgit import envflags
-from florgit.codec.schemas import StartRow, Tables
+from florgit.codec.schemas import RECORD_WIDTH, START_WIDTH, Tables
 
 MAX_OUTER_LINES = 20
 MAX_RUN_LEVEL = 50
@@ -40,7 +40,8 @@ class Echo:
         self._depth_of = None  # numpy: loop_id -> depth, grown as loops appear (a loop per step adds up)
 
     def lines(self, rows: Tables[list], batches: Tables) -> list[str]:
-        """Lines for one flush: its rows and the Arrow batches made of them."""
+        """Lines for one flush: its rows (starts and records flat) and the Arrow batches
+        made of them."""
         for loop_id, parent, depth, name in rows.loops:
             self._loops[loop_id] = self._fresh[loop_id] = (parent, name, depth)
         self._track_starts(rows.starts, batches.starts)
@@ -48,15 +49,21 @@ class Echo:
         self._forget_closed_loops()
         return lines
 
-    def _lines(self, records: Sequence[tuple], batches: Tables) -> list[str]:
+    def _lines(self, flat: Sequence, batches: Tables) -> list[str]:
         import numpy as np  # here, not at import: `import florgit` stays light
 
         from florgit.codec.pyarrays import view
 
+        w = RECORD_WIDTH
+
+        def record(pos: int) -> tuple:
+            return tuple(flat[w * pos : w * pos + w])
+
         rec_ctx = view(batches.records.column("ctx"))
+        n = len(rec_ctx)
         keyed: list[tuple[int, str]] = []  # (record position, line): printed in log order
         for pos in np.flatnonzero(rec_ctx == 0)[:MAX_RUN_LEVEL]:
-            _ctx, name, value = records[pos]
+            _ctx, name, value = record(int(pos))
             if name not in self._quiet:
                 keyed.append((int(pos), f"{name}: {fmt(value)}"))
         ended = view(batches.ends.column("ctx"))
@@ -67,17 +74,18 @@ class Echo:
         for ctx in outer_done:
             where = np.flatnonzero(rec_ctx == ctx)
             if len(where):
-                keyed.append((int(where[-1]), self._line(ctx, [records[p] for p in where])))
+                keyed.append((int(where[-1]), self._line(ctx, [record(p) for p in where.tolist()])))
                 printed.add(ctx)
-        if len(records) and rec_ctx[-1] != 0 and int(rec_ctx[-1]) not in printed:
+        if n and rec_ctx[-1] != 0 and int(rec_ctx[-1]) not in printed:
             newest = int(rec_ctx[-1])
-            tail = [r for r in records[-_SCAN_BACK:] if r[0] == newest]
-            keyed.append((len(records) - 1, self._line(newest, tail)))
+            back = max(n - _SCAN_BACK, 0)
+            tail = [record(back + p) for p in np.flatnonzero(rec_ctx[back:] == newest).tolist()]
+            keyed.append((n - 1, self._line(newest, tail)))
         for ctx in outer_ended:
             self._outer.pop(ctx, None)
         return [line for _pos, line in sorted(keyed)]
 
-    def _track_starts(self, starts: Sequence[StartRow], batch) -> None:
+    def _track_starts(self, starts: Sequence, batch) -> None:
         import numpy as np
 
         from florgit.codec.pyarrays import view
@@ -87,12 +95,14 @@ class Echo:
         loop_ids = view(batch.column("loop_id"))
         depth_of = self._depths()
         depths = depth_of[np.minimum(loop_ids, len(depth_of) - 1)]
-        for pos in np.flatnonzero(depths == 1):
-            ctx, loop_id, iteration, _v, _t = starts[pos]
+        w = START_WIDTH
+        for pos in np.flatnonzero(depths == 1).tolist():
+            ctx, loop_id, iteration = starts[w * pos : w * pos + 3]
             self._outer[ctx] = (loop_id, iteration)
         for depth in np.unique(depths):
             if depth > 1:
-                ctx, loop_id, iteration, _v, _t = starts[int(np.flatnonzero(depths == depth)[-1])]
+                pos = int(np.flatnonzero(depths == depth)[-1])
+                ctx, loop_id, iteration = starts[w * pos : w * pos + 3]
                 self._newest[int(depth)] = (ctx, loop_id, iteration)
 
     def _depths(self):

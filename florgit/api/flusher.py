@@ -16,10 +16,9 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field
-from operator import itemgetter
 
 from florgit.api import echo
-from florgit.codec.schemas import EndRow, LoopRow, RecordRow, StartRow, Tables
+from florgit.codec.schemas import RECORD_WIDTH, START_WIDTH, EndRow, LoopRow, Tables
 
 INTERVAL = 0.5
 EAGER_ROWS = 25_000  # records + iteration starts waiting that make the thread flush early
@@ -31,9 +30,9 @@ class Buffers:
     """What the training thread appends to; the flusher drains it."""
 
     loops: list[LoopRow] = field(default_factory=list)
-    starts: list[StartRow] = field(default_factory=list)  # t: raw time.perf_counter()
+    starts: list = field(default_factory=list)  # flat StartRows; t: raw time.perf_counter()
     ends: list[EndRow] = field(default_factory=list)  # only the ends iteration_ends cannot infer
-    records: list[RecordRow] = field(default_factory=list)
+    records: list = field(default_factory=list)  # flat RecordRows
     t0: float = 0.0  # the clock at the run's start: stored times are seconds since then
     explicit_loops: set[int] = field(default_factory=set)  # flor.iteration loops: each end recorded
 
@@ -80,7 +79,7 @@ class Flusher:
         b, clock = self._buffers, time.monotonic
         last = clock()
         while not self._stop.wait(_POLL):
-            if clock() - last >= INTERVAL or len(b.records) + len(b.starts) >= EAGER_ROWS:
+            if clock() - last >= INTERVAL or len(b.records) // RECORD_WIDTH + len(b.starts) // START_WIDTH >= EAGER_ROWS:
                 self.flush()
                 last = clock()
 
@@ -93,16 +92,16 @@ class Flusher:
             from florgit.codec.pyarrays import view
 
             arrow, t0 = self._arrow, self._buffers.t0
-            starts = arrow.start_batch(rows.starts, t0)
+            starts = arrow.start_batch_flat(rows.starts, t0)
             ctx, loop_id = view(starts.column("ctx")), view(starts.column("loop_id"))
             t = view(starts.column("t"))
             ended = self._ends.ends(ctx, loop_id, t, [(c, e - t0) for c, e in rows.ends])
-            batches = Tables(arrow.loop_batch(rows.loops), starts, arrow.end_batch_of(*ended), arrow.record_batch(rows.records))
+            batches = Tables(arrow.loop_batch(rows.loops), starts, arrow.end_batch_of(*ended), arrow.record_batch_flat(rows.records))
             if self._spool_failed:
                 for kept, batch in zip(self.batches, batches):
                     kept.append(batch)
-            self.count += len(rows.records)
-            self.last.update(zip(map(_NAME, rows.records), map(_VALUE, rows.records)))  # in C: ~30 ns a record
+            self.count += len(rows.records) // RECORD_WIDTH
+            self.last.update(zip(rows.records[1::RECORD_WIDTH], rows.records[2::RECORD_WIDTH]))  # in C: ~30 ns a record
             self._spool_batches(batches)
             if self.echo_on:
                 echo.write(self._echo.lines(rows, batches))
@@ -158,11 +157,8 @@ class Flusher:
         return out
 
 
-_NAME, _VALUE = itemgetter(1), itemgetter(2)  # of a RecordRow (ctx, name, value)
-
-
 def _take(buf: list) -> list:
-    n = len(buf)
+    n = len(buf)  # whole rows: a flat row is appended by one `+=`, one step under the GIL
     rows = buf[:n]
     del buf[:n]  # appends made since the copy stay
     return rows

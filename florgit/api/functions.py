@@ -21,11 +21,15 @@ from typing import Any, TypeVar, overload
 from florgit.api import echo
 from florgit.api import kwargs as kwargs_mod
 from florgit.api import notebook
+from florgit.codec.schemas import RECORD_WIDTH
 from florgit.codec.values import SCALAR_TYPES, check_name, to_scalar
 from florgit.errors import KwargsError, UsageError
 
 MODE_ENV = "FLORGIT_MODE"  # =disabled: record nothing (values are returned, loops iterate)
-BUFFER_LIMIT = 500_000  # records held in memory before log() flushes inline
+# Records waiting (flat) before log() flushes inline: when the flusher thread falls behind
+# (it shares the GIL with a tight training loop), this bounds the backlog the run end must
+# convert, so a run of any length ends in ~0.1 s.
+BUFFER_LIMIT = 100_000 * RECORD_WIDTH
 
 class _Required:
     """The default of ``arg``'s ``default``: the value must come from ``--kwargs``."""
@@ -88,7 +92,7 @@ def log(name: str, value: T) -> T:
     if name not in rec.names:
         rec.add_name(name)
     buf = rec.records
-    buf.append((rec.ctx, name, stored))
+    buf += (rec.ctx, name, stored)  # flat: see codec.schemas
     if len(buf) > BUFFER_LIMIT:
         rec.drain()
     return value

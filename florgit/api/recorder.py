@@ -116,19 +116,27 @@ class Recorder(LoopBook):
         try:
             # One clock reading per iteration, at its start (raw: the flusher subtracts t0).
             # An iteration ends where the next one starts (iteration_ends); only the last
-            # one's end is appended here.
-            for idx, item in enumerate(iterable):
-                ctx = next_ctx()
-                kind = type(item)
-                value = item if kind in scalar and not (kind is int and item == idx) else None
-                starts.append((ctx, loop_id, idx, value, clock()))
-                self.ctx = ctx
-                if checkpointed:
+            # one's end is appended here. An item is kept when it is a scalar other than
+            # its own index. An unchecked loop is the hot path: no checkpoint tests.
+            if not checkpointed:
+                for idx, item in enumerate(iterable):
+                    ctx = next_ctx()
+                    kind = type(item)
+                    starts += (ctx, loop_id, idx, item if kind in scalar and (kind is not int or item != idx) else None, clock())
+                    self.ctx = ctx
+                    yield item
+                    self.ctx = parent
+            else:
+                for idx, item in enumerate(iterable):
+                    ctx = next_ctx()
+                    kind = type(item)
+                    starts += (ctx, loop_id, idx, item if kind in scalar and (kind is not int or item != idx) else None, clock())
+                    self.ctx = ctx
                     ckpt.iteration = idx
-                yield item
-                self.ctx = parent
-                if checkpointed and ckpt.due(idx + 1):
-                    ckpt.capture(name, loop_id, idx + 1)  # the state at the start of iteration idx + 1
+                    yield item
+                    self.ctx = parent
+                    if ckpt.due(idx + 1):
+                        ckpt.capture(name, loop_id, idx + 1)  # the state at the start of iteration idx + 1
             if ctx:  # the last iteration ends here, before the end-state checkpoint below
                 ends.append((ctx, clock()))
                 ctx = 0
@@ -174,7 +182,7 @@ class Recorder(LoopBook):
                 value = to_scalar(value, name)
             except FlorgitError:
                 value = None  # like loop items: only scalars are kept
-        self.buffers.starts.append((ctx, loop_id, idx, value, clock()))
+        self.buffers.starts.extend((ctx, loop_id, idx, value, clock()))
         self.ctx, self.depth = ctx, depth
         try:
             yield idx
@@ -200,7 +208,7 @@ class Recorder(LoopBook):
         self.args[name] = value
         if self.rank == 0:  # a launch's args are rank 0's (every rank got the same command line)
             self.meta.args[name] = stored
-            self.records.append((0, name, stored))
+            self.records.extend((0, name, stored))
         return value
 
     def _check_kwargs(self) -> None:

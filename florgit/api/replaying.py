@@ -153,7 +153,7 @@ class ReplayRecorder(LoopBook):
         ctx = self._next_ctx()
         kind = type(item)
         value = item if kind in SCALAR_TYPES and not (kind is int and item == idx) else None
-        self.buffers.starts.append((ctx, loop_id, idx, value, 0.0))
+        self.buffers.starts.extend((ctx, loop_id, idx, value, 0.0))
         self.ctx = ctx
 
     @contextmanager
