@@ -10,6 +10,8 @@ What it measures (each figure in a fresh subprocess, cwd = a throw-away git repo
      one loop step with one log end to end while the run goes (background spooling and
      echo included, as the training thread sees it).
      FlorDB: 100,000 records, as 1M takes it far too long; the ratio is per record.
+     Peak memory (RSS) at the end of logging, and again for 10M records (florgit only):
+     records are spooled as they go, so ten times the records should not take more.
   3. ``import florgit`` time (median of 5 processes), and which heavy modules it loaded.
   4. ``flor.dataframe("loss")`` over 1M records in 100 runs (10 epochs x 1000 steps each,
      written by one process that calls ``flor.commit()`` between runs); median of 3 fresh
@@ -46,7 +48,7 @@ HEAVY = ("torch", "polars", "pandas", "pyarrow", "numpy")
 # from the BENCH_SPEC environment variable, not argv: FlorDB parses argv when imported.
 WORKER = textwrap.dedent(
     """
-    import json, os, statistics, sys, time
+    import json, os, resource, statistics, sys, time
     spec = json.loads(os.environ["BENCH_SPEC"])
     mode, p, res = spec["mode"], spec["params"], {}
 
@@ -97,8 +99,9 @@ WORKER = textwrap.dedent(
         t0 = time.perf_counter()
         log_runs(1, p["epochs"], p["steps"])
         t1 = time.perf_counter()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
         flor.commit()
-        res.update(log_s=t1 - t0, commit_s=time.perf_counter() - t1)
+        res.update(log_s=t1 - t0, commit_s=time.perf_counter() - t1, peak_bytes=peak)
         done(False)
     if mode == "build":
         t0 = time.perf_counter()
@@ -193,7 +196,15 @@ def measure(bench: Bench, python: str, module: str, sizes: dict, notes: list[str
         r = bench.worker(python, module, "commit", dict(epochs=n // 1000, steps=1000, echo=True))
         fig["commit"], fig["commit_n"] = r["commit_s"], n
         fig["step"], fig["step_n"] = r["log_s"] / n, n
+        fig["peak"], fig["peak_n"] = r["peak_bytes"], n
         notes.append(f"{tag}: logging the {n:,} records took {r['log_s']:.2f} s before commit()")
+
+    def memory():
+        """Recording spools as it goes: ten times the records should not take more memory."""
+        n = sizes["memory_florgit"]
+        r = bench.worker(python, module, "commit", dict(epochs=n // 1000, steps=1000, echo=True))
+        fig["peak_big"], fig["peak_big_n"] = r["peak_bytes"], n
+        notes.append(f"{tag}: logging {n:,} records took {r['log_s']:.2f} s; commit() then took {r['commit_s']:.2f} s")
 
     def imports():
         runs = [bench.worker(python, module, "import", {}) for _ in range(5)]
@@ -222,6 +233,8 @@ def measure(bench: Bench, python: str, module: str, sizes: dict, notes: list[str
 
     attempt("log", log)
     attempt("commit", commit)
+    if module == "florgit":  # FlorDB would take ~20 min for 10M records
+        attempt("memory", memory)
     attempt("import", imports)
     attempt("dataframe", frame)
     return fig
@@ -233,6 +246,10 @@ def fmt_time(seconds: float | None) -> str:
     if seconds < 1e-3:
         return f"{seconds * 1e9:,.0f} ns"
     return f"{seconds * 1e3:,.0f} ms" if seconds < 1 else f"{seconds:,.2f} s"
+
+
+def fmt_bytes(n: float | None) -> str:
+    return "n/a" if n is None else f"{n / 1e6:,.0f} MB"
 
 
 def short(n: int) -> str:
@@ -249,12 +266,16 @@ def table(ours: dict, theirs: dict, sizes: dict) -> str:
         ("import (median of 5)", "import", 1, 0.3, None),
         ('flor.dataframe("loss"), fresh process', "df", 1, None, "df_n"),
         ('flor.dataframe("loss"), second call', "df_warm", 1, 0.5, "df_warm_n"),
+        ("peak memory while recording N records", "peak", None, None, "peak_n"),
+        ("the same, 10x the records", "peak_big", None, None, "peak_big_n"),
     ]
     out = [("metric", "florgit", f"FlorDB {FLORDB_VERSION}", "target", "FlorDB/florgit")]
     for label, key, scale, target, n_key in rows:
         a, b = ours.get(key), theirs.get(key)
+        fmt = fmt_bytes if scale is None else fmt_time
+        scale = scale or 1
         a_s, b_s = (a * scale if a is not None else None), (b * scale if b is not None else None)
-        a_txt, b_txt = fmt_time(a_s), fmt_time(b_s)
+        a_txt, b_txt = fmt(a_s), fmt(b_s)
         ratio = "n/a"
         if a_s and b_s:
             if n_key and ours[n_key] != theirs[n_key]:  # different sizes: compare per record
@@ -286,6 +307,7 @@ def main() -> None:
         log_calls=100_000 // k,
         commit_florgit=1_000_000 // k,
         commit_flordb=100_000 // k,
+        memory_florgit=10_000_000 // k,
         df_runs_florgit=100,
         df_runs_flordb=10,
         df_steps=1000 // k,
