@@ -76,6 +76,13 @@ def bomb(stream: bytes, claim: int = 2**40) -> bytes:
     return stream[:at] + claim.to_bytes(8, "little", signed=True) + stream[at + 8 :]
 
 
+def garble(stream: bytes) -> bytes:
+    """``stream`` with its first zstd frame's header overwritten: every structure and size
+    a check can read stays valid; only decompressing it fails."""
+    at = stream.index(b"\x28\xb5\x2f\xfd") + 4
+    return stream[:at] + b"\xff" * 6 + stream[at + 6 :]
+
+
 TREE_MODE = "40000"
 
 

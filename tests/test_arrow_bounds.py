@@ -287,3 +287,22 @@ def test_a_reader_panic_becomes_invalid_data(monkeypatch):
 def test_unknown_columns_are_a_caller_error():
     with pytest.raises(ValueError, match="not in the schema"):
         read_checked(arrow.to_stream_bytes(_tables()["ends"]), END_SCHEMA, BUDGET, columns=["nope"])
+
+
+def test_checked_streams_joined_decode_as_their_concatenation(tmp_path):
+    """Queries decode many runs' tables as one stream: the record batches of each checked
+    stream, behind one schema message. Rows and where the batches lie come from the check."""
+    from florgit.codec import ipc_bounds
+
+    streams = [arrow.to_stream_bytes(pa.Table.from_batches([arrow.record_batch(_records(n))])) for n in (0, 5, 1, 103)]
+    path = tmp_path / "spooled.arrows"  # a spooled stream: a batch per flush and no end marker
+    appender = arrow.StreamAppender(str(path), RECORD_SCHEMA)
+    for n in (2, 7):
+        appender.append(arrow.record_batch(_records(n)))
+    streams.append(path.read_bytes())
+    checked = [(data, ipc_bounds.check_stream_parts(data, RECORD_SCHEMA, 1 << 30)) for data in streams]
+    assert [parts.rows for _d, parts in checked] == [0, 5, 1, 103, 9]
+    joined = ipc_bounds.joined_stream(checked)
+    assert check_stream(joined, RECORD_SCHEMA, 1 << 30) == sum(parts.declared for _d, parts in checked)
+    expected = pl.concat([pl.read_ipc_stream(io.BytesIO(data)) for data in streams])
+    assert pl.read_ipc_stream(io.BytesIO(joined)).equals(expected)

@@ -90,6 +90,12 @@ TABLE_CASES = {
     "records table is garbage": {"files": {layout.RECORDS: b"\xff\xff\xff\xff garbage"}},
     "records table is a loops table": {"files": {layout.RECORDS: forge.tables()[layout.LOOPS]}},
     "records table claims a terabyte": {"files": {layout.RECORDS: forge.bomb(forge.tables()[layout.RECORDS])}},
+    # Passes every check and fails only once decoded, where runs are decoded together.
+    "records table has a corrupt compressed buffer": {"files": {layout.RECORDS: forge.garble(forge.tables()[layout.RECORDS])}},
+    "starts table has a corrupt compressed buffer": {
+        "files": {layout.STARTS: forge.garble(forge.tables(starts=[(1, 1, 0, None, 0.5)])[layout.STARTS])},
+        "loops": [(1, 0, 1, "epoch")], "records": [(1, "loss", 1.0)],
+    },
 }
 
 

@@ -26,7 +26,7 @@ import functools
 import io
 from collections.abc import Iterator
 from struct import Struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from florgit.codec import schemas
 from florgit.errors import InvalidDataError
@@ -340,10 +340,21 @@ def _buffer_bytes(
     return declared
 
 
-def _walk(data: memoryview, columns: schemas.Columns, max_bytes: int) -> int:
+class StreamParts(NamedTuple):
+    """Where a checked stream's parts lie: its schema message ends at ``batches``, its
+    record batches end at ``end`` (an end marker or nothing follows); ``rows`` in all."""
+
+    declared: int  # bytes decoding allocates (see check_stream)
+    rows: int
+    batches: int
+    end: int
+
+
+def _walk(data: memoryview, columns: schemas.Columns, max_bytes: int) -> StreamParts:
     layouts = _column_layouts(columns)
-    total = 0
+    total = rows = 0
     seen_schema = False
+    batches = end = len(data)
     for start, meta, message, body_start, body_length in _messages(data):
         version = _scalar(meta, message, 0, _I16, 0)
         kind = _scalar(meta, message, 1, _U8, 0)
@@ -357,15 +368,18 @@ def _walk(data: memoryview, columns: schemas.Columns, max_bytes: int) -> int:
                 raise _Malformed("it does not start with a schema message")
             _check_schema(meta, header, columns)
             seen_schema = True
+            batches = body_start + body_length
         elif kind == _RECORD_BATCH:
             total += _batch_bytes(data, meta, header, body_start, body_length, layouts)
+            rows += _scalar(meta, _table(meta, header), 0, _I64, 0)
             if total > max_bytes:
                 raise _Malformed(f"it declares more than {max_bytes} bytes of data once decoded (at byte {start})")
         else:
             raise _Malformed(f"the message at byte {start} is {_HEADER_NAMES.get(kind, f'of type {kind}')}")
+        end = body_start + body_length
     if not seen_schema:
         raise _Malformed("it is empty")
-    return total
+    return StreamParts(total, rows, batches, max(end, batches))
 
 
 def check_stream(
@@ -378,10 +392,31 @@ def check_stream(
     the stream is truncated or malformed, is not exactly ``schema``, holds dictionary (or
     any non record batch) messages, or would take more than ``max_bytes``.
     """
+    return check_stream_parts(data, schema, max_bytes, what, run_id).declared
+
+
+def check_stream_parts(
+    data: bytes, schema: Schema, max_bytes: int, what: str = "arrow stream", run_id: str | None = None
+) -> StreamParts:
+    """``check_stream``, telling also how many rows the stream holds and where its
+    record batches lie (for :func:`joined_stream`)."""
     try:
         return _walk(memoryview(data).cast("B"), _columns(schema), max_bytes)
     except _Malformed as exc:
         raise InvalidDataError(what, str(exc), run_id) from None
+
+
+_END_MARKER = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+
+
+def joined_stream(streams: list[tuple[bytes, StreamParts]]) -> bytes:
+    """One stream of the record batches of several checked streams whose schema
+    messages are the same bytes: decoding it once costs what decoding one of them did
+    (a 10,000-run sweep's first query decoded 30,000 small streams, ~90 us each).
+    Messages are 8-byte aligned and self-contained (no dictionaries), so they move as
+    they are."""
+    first, parts = streams[0]
+    return b"".join([first[: parts.batches], *(data[p.batches : p.end] for data, p in streams), _END_MARKER])
 
 
 def read_checked(

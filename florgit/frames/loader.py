@@ -83,6 +83,8 @@ class _RunTables:
     starts: pl.DataFrame
     loops: pl.DataFrame
     own: int  # how many of ``records`` the run logged itself
+    # Tables checked but not decoded yet: decoded with the rest of the batch's (_decode_pending).
+    pending: dict[str, tuple[bytes, ipc_bounds.StreamParts]] | None = None
 
 
 def load(repo_path: str | None = None, names: list[str] | None = None) -> Loaded:
@@ -105,6 +107,9 @@ def load(repo_path: str | None = None, names: list[str] | None = None) -> Loaded
     def settle() -> None:
         """Check, place and cache the runs read so far, keeping only what the query asks for:
         a sweep's first query holds one batch of raw tables at a time, not all of them."""
+        for k, exc in sorted(_decode_pending(batch).items(), reverse=True):
+            left_out(batch[k].meta.run_id, exc)
+            del batch[k], trees[k]
         part = _checked_part(batch, trees)
         if cache is not None and part.runs.height:
             cache.add(part, live)
@@ -122,12 +127,12 @@ def load(repo_path: str | None = None, names: list[str] | None = None) -> Loaded
             if run.tree in have:
                 continue
             try:
-                batch.append(read_run(repo, run, budget))
+                batch.append(read_run(repo, run, budget, batched=True))
                 trees.append(run.tree)
             except StoreError as exc:  # one bad run never breaks the others
                 left_out(run.run_id, exc)
                 continue
-            pending += batch[-1].records.height
+            pending += batch[-1].own if batch[-1].pending else batch[-1].records.height
             if pending >= FILL_BATCH_RECORDS:
                 settle()
                 pending = 0
@@ -184,15 +189,26 @@ def _absent(whole: Part, names: list[str] | None, cache: QueryCache | None, seen
     return _hints(missing, sorted(logged), whole.loops.get_column("loop").unique().to_list())
 
 
-def read_run(repo, run: store_runs.StoredRun, budget: list[int]) -> _RunTables:
+def read_run(repo, run: store_runs.StoredRun, budget: list[int], batched: bool = False) -> _RunTables:
     """One run's meta and tables, each validated; the declared size of every table is
     charged to ``budget`` before anything is decoded. The tables of a multi-process run's
     other ranks follow rank 0's, their context and loop ids shifted past the ranks before,
-    so context ids stay 1..n in the run; ``rank`` tells whose each record is."""
+    so context ids stay 1..n in the run; ``rank`` tells whose each record is. With
+    ``batched``, a plain run's tables are checked but left for ``_decode_pending``."""
     files = store_runs.read_files(repo, run, (layout.META_FILE, *_STORED_COLUMNS), budget[0])
     checked = _CHECKED.get(run.tree)
     # Checked by an earlier query of this process: the tree id fixes every byte; only sizes are charged.
     meta, sizes = checked if checked is not None else (store_runs.meta_from(files[layout.META_FILE], run.run_id), {})
+    parts = read_replays(repo, run)
+    if meta.world_size == 1 and not parts:  # the common run: decoded later, with its batch's
+        pending = {name: _checked_stream(files[name], name, run.run_id, budget) for name in _STORED_COLUMNS}
+        if checked is None and len(_CHECKED) < _CHECKED_MAX:
+            _CHECKED[run.tree] = (meta, {name: p.declared for name, (_d, p) in pending.items()})
+        tables = _RunTables(meta, _UNREAD, _UNREAD, _UNREAD, pending[layout.RECORDS][1].rows, pending)
+        bad = {} if batched else _decode_pending([tables])
+        if bad:
+            raise bad[0]
+        return tables
     frames = _decode_tables(files, "", run.run_id, budget, sizes)
     records, starts, loops = frames[layout.RECORDS].with_columns(_RANK0), frames[layout.STARTS], frames[layout.LOOPS]
     if meta.world_size > 1:
@@ -200,7 +216,6 @@ def read_run(repo, run: store_runs.StoredRun, budget: list[int]) -> _RunTables:
     if checked is None and len(_CHECKED) < _CHECKED_MAX:
         _CHECKED[run.tree] = (meta, sizes)
     own = records.height
-    parts = read_replays(repo, run)
     if parts:
         added = _additions(records, frames[layout.STARTS].height, parts, run.run_id, budget)
         records = pl.concat([records, *(a.with_columns(_RANK0) for a in added)])
@@ -208,6 +223,62 @@ def read_run(repo, run: store_runs.StoredRun, budget: list[int]) -> _RunTables:
 
 
 _RANK0 = pl.lit(0, dtype=pl.UInt16).alias("rank")
+_UNREAD = pl.DataFrame()  # a table of a _RunTables still pending
+_TABLE_OF = {layout.RECORDS: "records", layout.STARTS: "starts", layout.LOOPS: "loops"}  # _RunTables field of each
+
+
+def _checked_stream(data: bytes, name: str, run_id: str, budget: list[int]) -> tuple[bytes, ipc_bounds.StreamParts]:
+    """A stored table checked (its declared size charged to ``budget``), not decoded."""
+    parts = ipc_bounds.check_stream_parts(data, _SCHEMAS[name], budget[0], f"{name} of run {run_id}", run_id)
+    budget[0] -= parts.declared
+    return data, parts
+
+
+def _decode_pending(batch: list[_RunTables]) -> dict[int, StoreError]:
+    """Decode the pending tables of ``batch``: each table of all its runs as one stream
+    (those whose schema messages are the same bytes, as florgit writes them), split into
+    runs by the row counts the checks found. Where a joined stream fails to decode (a
+    corrupt compressed buffer passes the checks), its runs are decoded one by one: those
+    that fail are returned (by position), the others are decoded."""
+    waiting = [k for k, r in enumerate(batch) if r.pending is not None]
+    bad: dict[int, StoreError] = {}
+    for name, field_name in _TABLE_OF.items():
+        groups: dict[bytes, list[int]] = {}
+        for k in waiting:
+            data, parts = batch[k].pending[name]
+            groups.setdefault(data[: parts.batches], []).append(k)
+        for members in groups.values():
+            for k, frame in zip(members, _decoded_runs(name, [batch[k] for k in members], bad, members)):
+                if frame is not None:
+                    setattr(batch[k], field_name, frame.with_columns(_RANK0) if name == layout.RECORDS else frame)
+    for k in waiting:
+        batch[k].pending = None
+    return bad
+
+
+def _decoded_runs(name: str, runs: list[_RunTables], bad: dict[int, StoreError], positions: list[int]) -> list[pl.DataFrame | None]:
+    columns = _STORED_COLUMNS[name]
+    streams = [r.pending[name] for r in runs]
+    try:
+        whole = ipc_bounds.decode_checked(ipc_bounds.joined_stream(streams), columns, name)
+        rows = [parts.rows for _d, parts in streams]
+        if whole.height == sum(rows):
+            whole = whole.rechunk()  # a chunk per batch made each slice search them all: ~165 us
+            out, at = [], 0
+            for n in rows:
+                out.append(whole.slice(at, n))
+                at += n
+            return out
+    except InvalidDataError:
+        pass  # one of them is bad: find which
+    out = []
+    for r, k, (data, _parts) in zip(runs, positions, streams):
+        try:
+            out.append(ipc_bounds.decode_checked(data, columns, f"{name} of run {r.meta.run_id}", r.meta.run_id))
+        except InvalidDataError as exc:
+            bad.setdefault(k, exc)
+            out.append(None)
+    return out
 
 
 def _decode_tables(files: dict[str, bytes], prefix: str, run_id: str, budget: list[int], sizes: dict[str, int]) -> dict[str, pl.DataFrame]:
