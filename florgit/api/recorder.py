@@ -117,26 +117,18 @@ class Recorder(LoopBook):
             # One clock reading per iteration, at its start (raw: the flusher subtracts t0).
             # An iteration ends where the next one starts (iteration_ends); only the last
             # one's end is appended here. An item is kept when it is a scalar other than
-            # its own index. An unchecked loop is the hot path: no checkpoint tests.
-            if not checkpointed:
-                for idx, item in enumerate(iterable):
-                    ctx = next_ctx()
-                    kind = type(item)
-                    starts += (ctx, loop_id, idx, item if kind in scalar and (kind is not int or item != idx) else None, clock())
-                    self.ctx = ctx
-                    yield item
-                    self.ctx = parent
-            else:
-                for idx, item in enumerate(iterable):
-                    ctx = next_ctx()
-                    kind = type(item)
-                    starts += (ctx, loop_id, idx, item if kind in scalar and (kind is not int or item != idx) else None, clock())
-                    self.ctx = ctx
+            # its own index.
+            for idx, item in enumerate(iterable):
+                ctx = next_ctx()
+                kind = type(item)
+                starts += (ctx, loop_id, idx, item if kind in scalar and (kind is not int or item != idx) else None, clock())
+                self.ctx = ctx
+                if checkpointed:
                     ckpt.iteration = idx
-                    yield item
-                    self.ctx = parent
-                    if ckpt.due(idx + 1):
-                        ckpt.capture(name, loop_id, idx + 1)  # the state at the start of iteration idx + 1
+                yield item
+                self.ctx = parent
+                if checkpointed and ckpt.due(idx + 1):
+                    ckpt.capture(name, loop_id, idx + 1)  # the state at the start of iteration idx + 1
             if ctx:  # the last iteration ends here, before the end-state checkpoint below
                 ends.append((ctx, clock()))
                 ctx = 0
