@@ -26,6 +26,7 @@ import functools
 import io
 from collections.abc import Iterator
 from struct import Struct
+from struct import error as struct_error
 from typing import TYPE_CHECKING, NamedTuple
 
 from florgit.codec import schemas
@@ -60,9 +61,13 @@ class _Malformed(Exception):
 
 
 def _read(fmt: Struct, buf: memoryview, pos: int) -> int:
-    if pos < 0 or pos + fmt.size > len(buf):
+    # unpack_from refuses reads past the end itself; a negative position would count from it.
+    if pos < 0:
         raise _Malformed(f"a flatbuffer read at {pos} falls outside its {len(buf)} bytes")
-    return fmt.unpack_from(buf, pos)[0]
+    try:
+        return fmt.unpack_from(buf, pos)[0]
+    except struct_error:
+        raise _Malformed(f"a flatbuffer read at {pos} falls outside its {len(buf)} bytes") from None
 
 
 def _table(buf: memoryview, pos: int) -> tuple[int, int, int, int]:
@@ -280,8 +285,9 @@ def _batch_bytes(
     body_start: int,
     body_length: int,
     layouts: list[tuple[tuple[int, int], ...]],
-) -> int:
-    """Bytes that decoding one record batch allocates, from its metadata and prefixes."""
+) -> tuple[int, int]:
+    """Bytes that decoding one record batch allocates, from its metadata and prefixes,
+    and its rows."""
     batch = _table(meta, header)
     rows = _scalar(meta, batch, 0, _I64, 0)
     nodes = _pairs(meta, batch, 1)
@@ -307,7 +313,7 @@ def _batch_bytes(
             if declared < _minimum(kind, width, rows, null_count):
                 raise _Malformed(f"a {declared}-byte buffer is too small for {rows} rows")
             total += declared + (rows * _VIEW_BYTES if kind == _OFFSETS else 0)
-    return total
+    return total, rows
 
 
 def _compression(meta: memoryview, batch: tuple[int, int, int, int]) -> bool:
@@ -370,8 +376,9 @@ def _walk(data: memoryview, columns: schemas.Columns, max_bytes: int) -> StreamP
             seen_schema = True
             batches = body_start + body_length
         elif kind == _RECORD_BATCH:
-            total += _batch_bytes(data, meta, header, body_start, body_length, layouts)
-            rows += _scalar(meta, _table(meta, header), 0, _I64, 0)
+            size, batch_rows = _batch_bytes(data, meta, header, body_start, body_length, layouts)
+            total += size
+            rows += batch_rows
             if total > max_bytes:
                 raise _Malformed(f"it declares more than {max_bytes} bytes of data once decoded (at byte {start})")
         else:

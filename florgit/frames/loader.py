@@ -227,6 +227,11 @@ _UNREAD = pl.DataFrame()  # a table of a _RunTables still pending
 _TABLE_OF = {layout.RECORDS: "records", layout.STARTS: "starts", layout.LOOPS: "loops"}  # _RunTables field of each
 
 
+def _ranked(frame: pl.DataFrame, name: str) -> pl.DataFrame:
+    """Records of a run's own process carry rank 0 (other ranks' are read apart)."""
+    return frame.with_columns(_RANK0) if name == layout.RECORDS else frame
+
+
 def _checked_stream(data: bytes, name: str, run_id: str, budget: list[int]) -> tuple[bytes, ipc_bounds.StreamParts]:
     """A stored table checked (its declared size charged to ``budget``), not decoded."""
     parts = ipc_bounds.check_stream_parts(data, _SCHEMAS[name], budget[0], f"{name} of run {run_id}", run_id)
@@ -250,7 +255,7 @@ def _decode_pending(batch: list[_RunTables]) -> dict[int, StoreError]:
         for members in groups.values():
             for k, frame in zip(members, _decoded_runs(name, [batch[k] for k in members], bad, members)):
                 if frame is not None:
-                    setattr(batch[k], field_name, frame.with_columns(_RANK0) if name == layout.RECORDS else frame)
+                    setattr(batch[k], field_name, frame)
     for k in waiting:
         batch[k].pending = None
     return bad
@@ -263,7 +268,7 @@ def _decoded_runs(name: str, runs: list[_RunTables], bad: dict[int, StoreError],
         whole = ipc_bounds.decode_checked(ipc_bounds.joined_stream(streams), columns, name)
         rows = [parts.rows for _d, parts in streams]
         if whole.height == sum(rows):
-            whole = whole.rechunk()  # a chunk per batch made each slice search them all: ~165 us
+            whole = _ranked(whole.rechunk(), name)  # a chunk per batch made each slice search them all: ~165 us
             out, at = [], 0
             for n in rows:
                 out.append(whole.slice(at, n))
@@ -274,7 +279,7 @@ def _decoded_runs(name: str, runs: list[_RunTables], bad: dict[int, StoreError],
     out = []
     for r, k, (data, _parts) in zip(runs, positions, streams):
         try:
-            out.append(ipc_bounds.decode_checked(data, columns, f"{name} of run {r.meta.run_id}", r.meta.run_id))
+            out.append(_ranked(ipc_bounds.decode_checked(data, columns, f"{name} of run {r.meta.run_id}", r.meta.run_id), name))
         except InvalidDataError as exc:
             bad.setdefault(k, exc)
             out.append(None)
