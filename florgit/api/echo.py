@@ -99,11 +99,12 @@ class Echo:
         for pos in np.flatnonzero(depths == 1).tolist():
             ctx, loop_id, iteration = starts[w * pos : w * pos + 3]
             self._outer[ctx] = (loop_id, iteration)
-        for depth in np.unique(depths):
-            if depth > 1:
-                pos = int(np.flatnonzero(depths == depth)[-1])
+        for depth in range(2, int(depths.max()) + 1):  # np.unique would import numpy.ma: 50 ms
+            found = np.flatnonzero(depths == depth)
+            if len(found):
+                pos = int(found[-1])
                 ctx, loop_id, iteration = starts[w * pos : w * pos + 3]
-                self._newest[int(depth)] = (ctx, loop_id, iteration)
+                self._newest[depth] = (ctx, loop_id, iteration)
 
     def _depths(self):
         """loop_id -> depth for every loop seen, kept up to date from new loops only."""

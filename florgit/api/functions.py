@@ -28,8 +28,8 @@ from florgit.errors import KwargsError, UsageError
 MODE_ENV = "FLORGIT_MODE"  # =disabled: record nothing (values are returned, loops iterate)
 # Records waiting (flat) before log() flushes inline: when the flusher thread falls behind
 # (it shares the GIL with a tight training loop), this bounds the backlog the run end must
-# convert, so a run of any length ends in ~0.1 s.
-BUFFER_LIMIT = 100_000 * RECORD_WIDTH
+# convert (~1 us a record with its iteration), so a run of any length ends in ~0.1 s.
+BUFFER_LIMIT = 40_000 * RECORD_WIDTH
 
 class _Required:
     """The default of ``arg``'s ``default``: the value must come from ``--kwargs``."""
