@@ -422,8 +422,11 @@ def joined_stream(streams: list[tuple[bytes, StreamParts]]) -> bytes:
     (a 10,000-run sweep's first query decoded 30,000 small streams, ~90 us each).
     Messages are 8-byte aligned and self-contained (no dictionaries), so they move as
     they are."""
+    if len(streams) == 1:
+        return streams[0][0]
     first, parts = streams[0]
-    return b"".join([first[: parts.batches], *(data[p.batches : p.end] for data, p in streams), _END_MARKER])
+    views = [memoryview(data) for data, _p in streams]  # slices of views copy nothing until the join
+    return b"".join([views[0][: parts.batches], *(v[p.batches : p.end] for v, (_d, p) in zip(views, streams)), _END_MARKER])
 
 
 def read_checked(
