@@ -121,7 +121,7 @@ def load(repo_path: str | None = None, names: list[str] | None = None) -> Loaded
         batch.clear()
         trees.clear()
 
-    pending = 0  # records in ``batch``
+    in_batch = 0  # records in ``batch``
     with repo.unverified_reads():  # Arrow decoding checks structure; `git flor verify` checks hashes
         for run in listed:
             if run.tree in have:
@@ -132,10 +132,10 @@ def load(repo_path: str | None = None, names: list[str] | None = None) -> Loaded
             except StoreError as exc:  # one bad run never breaks the others
                 left_out(run.run_id, exc)
                 continue
-            pending += batch[-1].own if batch[-1].pending else batch[-1].records.height
-            if pending >= FILL_BATCH_RECORDS:
+            in_batch += batch[-1].own if batch[-1].pending else batch[-1].records.height
+            if in_batch >= FILL_BATCH_RECORDS:
                 settle()
-                pending = 0
+                in_batch = 0
     settle()  # the last batch, or an empty part with every column when nothing was read
     whole = in_order([cached, *parts], order) or parts[-1]  # the listing's order
     absent = _absent(whole, names, cache, seen)
