@@ -62,12 +62,12 @@ class _Malformed(Exception):
 
 def _read(fmt: Struct, buf: memoryview, pos: int) -> int:
     # unpack_from refuses reads past the end itself; a negative position would count from it.
-    if pos < 0:
-        raise _Malformed(f"a flatbuffer read at {pos} falls outside its {len(buf)} bytes")
-    try:
-        return fmt.unpack_from(buf, pos)[0]
-    except struct_error:
-        raise _Malformed(f"a flatbuffer read at {pos} falls outside its {len(buf)} bytes") from None
+    if pos >= 0:
+        try:
+            return fmt.unpack_from(buf, pos)[0]
+        except struct_error:
+            pass
+    raise _Malformed(f"a flatbuffer read at {pos} falls outside its {len(buf)} bytes")
 
 
 def _table(buf: memoryview, pos: int) -> tuple[int, int, int, int]:
@@ -424,9 +424,9 @@ def joined_stream(streams: list[tuple[bytes, StreamParts]]) -> bytes:
     they are."""
     if len(streams) == 1:
         return streams[0][0]
-    first, parts = streams[0]
     views = [memoryview(data) for data, _p in streams]  # slices of views copy nothing until the join
-    return b"".join([views[0][: parts.batches], *(v[p.batches : p.end] for v, (_d, p) in zip(views, streams)), _END_MARKER])
+    schema = views[0][: streams[0][1].batches]
+    return b"".join([schema, *(v[p.batches : p.end] for v, (_d, p) in zip(views, streams)), _END_MARKER])
 
 
 def read_checked(

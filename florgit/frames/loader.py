@@ -254,7 +254,7 @@ def _decode_pending(batch: list[_RunTables]) -> dict[int, StoreError]:
     bad: dict[int, StoreError] = {}
     for name, field_name in _TABLE_OF.items():
         groups: dict[bytes | int, list[int]] = {}
-        for k in waiting:
+        for k in (k for k in waiting if k not in bad):  # a run already refused is not decoded further
             data, parts = batch[k].pending[name]
             # A long table decodes alone: joining would only copy its bytes once more.
             groups.setdefault(data[: parts.batches] if len(data) <= _JOIN_MAX_BYTES else k, []).append(k)
@@ -421,10 +421,8 @@ def _read(data: bytes, name: str, run_id: str, budget: list[int]) -> pl.DataFram
     """A stored table, its declared size checked against what memory allows before it
     is decoded (without pyarrow: a query loads polars only). One decode per table: every
     extra eager polars call per run costs ~0.5 ms."""
-    what = f"{name} of run {run_id}"
-    declared = ipc_bounds.check_stream(data, _SCHEMAS[name], budget[0], what, run_id)
-    budget[0] -= declared
-    return ipc_bounds.decode_checked(data, _STORED_COLUMNS[name], what, run_id)
+    _checked_stream(data, name, run_id, budget)
+    return ipc_bounds.decode_checked(data, _STORED_COLUMNS[name], f"{name} of run {run_id}", run_id)
 
 
 _EMPTY_TYPES = {
