@@ -4,10 +4,12 @@ branch, after new runs, rm, and a damaged or stale file."""
 from __future__ import annotations
 
 import os
+import zlib
 
 import florgit as flor
 from florgit.git import open_repo
 from florgit.store import layout, listing, runs
+from florgit.store import memo as memo_file
 
 
 def _walk(repo) -> list[tuple[str, str, str]]:
@@ -25,7 +27,7 @@ def test_listing_memo_matches_the_walk_and_never_goes_stale(repo):
     _record(3)
     git = open_repo(str(repo.path))
     first = runs.list_runs(git)
-    memo = os.path.join(git.common_dir, listing.FILE)
+    memo = memo_file.path_of(git.common_dir, listing.NAME)
     assert os.path.exists(memo)
     assert [(r.path, r.run_id, r.tree) for r in first] == _walk(git)
     _record(2)  # a new runs/ tree: the memo of the old one is not used
@@ -39,7 +41,7 @@ def test_listing_memo_matches_the_walk_and_never_goes_stale(repo):
         good[:-5] + bytes([good[-5] ^ 1]) + good[-4:],
         good[: len(good) // 2],
         head.replace(head.split(b" ")[2], b"0" * 40) + b"\n" + body,
-        b"florgit-listing 1 " + head.split(b" ")[2] + b" 00000000\n../../etc x l\n",
+        b"florgit-memo 1 " + head.split(b" ")[2] + b" %08x 14\n../../etc x l\n" % zlib.crc32(b"../../etc x l\n"),  # right sum, bad body
     ]
     for bad in damaged:
         with open(memo, "wb") as f:
@@ -57,4 +59,4 @@ def test_listing_memo_off_with_the_query_cache(repo, monkeypatch):
     _record(1)
     git = open_repo(str(repo.path))
     assert len(runs.list_runs(git)) == 1
-    assert not os.path.exists(os.path.join(git.common_dir, listing.FILE))
+    assert not os.path.exists(memo_file.path_of(git.common_dir, listing.NAME))

@@ -37,7 +37,7 @@ def runs(repo):
 def _render(width: int) -> str:
     table = run_table()
     values = runtable.ordered_values(table.frame, table.args, table.metrics)
-    return runtable.render(runtable.terminal(table.frame, values, width))
+    return runtable.render(runtable.terminal(runtable.listing_of(table.frame, values), width))
 
 
 @pytest.mark.parametrize("width", [80, 120])

@@ -21,6 +21,7 @@ class RunTable:
     frame: pl.DataFrame  # LISTING_COLUMNS, then one column per arg, then per metric
     args: list[str]  # the arg columns, as named in frame
     metrics: list[str]  # the other logged names' columns (their last value)
+    complete: bool = True  # False when a run was left out (warned)
 
 
 def run_table(where: str | None = None) -> RunTable:
@@ -54,7 +55,7 @@ def run_table(where: str | None = None) -> RunTable:
         frame = apply_where(frame, where)
     as_shown = [shown[columns.logged(n)] for n in listed.names]
     n_args = len(listed.args)
-    return RunTable(frame, as_shown[:n_args], as_shown[n_args:])
+    return RunTable(frame, as_shown[:n_args], as_shown[n_args:], listed.complete)
 
 
 def show_run(prefix: str) -> str:

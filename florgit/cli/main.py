@@ -79,31 +79,58 @@ def log_cmd(
     metrics (last value), args, commit, branch and script that fit; the rest are named
     below the table."""
     from florgit.cli import runtable
-    from florgit.cli.listing import run_table
 
-    table = run_table(where)
-    if table.frame.is_empty() and not where:
-        _hint_remote_runs()
-    values = runtable.ordered_values(table.frame, table.args, table.metrics)
-    frame, values = runtable.select(
-        table.frame, values, columns=columns, sort=sort, reverse=reverse, only_changed=only_changed, tag=tag
-    )
-    if n:
-        frame = frame.head(n)
-    if as_json or as_csv:
-        frame = frame.select("run_id", "date", "status", *values) if (columns or only_changed) else frame
-        if as_json:
-            for row in frame.iter_rows(named=True):
-                print(json_line(row))
-        else:
-            _write_data(frame.write_csv())
-        return
+    if not (where or tag or columns or sort or only_changed or as_json or as_csv):
+        listing = _plain_listing(n, reverse)
+    else:
+        from florgit.cli.listing import run_table
+
+        table = run_table(where)
+        if table.frame.is_empty() and not where:
+            _hint_remote_runs()
+        values = runtable.ordered_values(table.frame, table.args, table.metrics)
+        frame, values = runtable.select(
+            table.frame, values, columns=columns, sort=sort, reverse=reverse, only_changed=only_changed, tag=tag
+        )
+        if n:
+            frame = frame.head(n)
+        if as_json or as_csv:
+            frame = frame.select("run_id", "date", "status", *values) if (columns or only_changed) else frame
+            if as_json:
+                for row in frame.iter_rows(named=True):
+                    print(json_line(row))
+            else:
+                _write_data(frame.write_csv())
+            return
+        listing = runtable.listing_of(frame, values)
     console = Console()
     if wide or not console.is_terminal:
-        layout = runtable.wide(frame, values)
+        layout = runtable.wide(listing)
     else:
-        layout = runtable.terminal(frame, values, console.width)
+        layout = runtable.terminal(listing, console.width)
     _write_data(runtable.render(layout))
+
+
+def _plain_listing(n: int, reverse: bool):
+    """Every run's row, newest first (or ``reverse``), at most ``n``: from the memo of the
+    same runs' table when there is one (no polars, no run read), else built and remembered."""
+    from florgit.cli import log_memo, runtable
+    from florgit.store.recovery import open_recovered
+
+    repo = open_recovered()
+    key = log_memo.key(repo)
+    listing = log_memo.load(repo, key)
+    if listing is None:
+        from florgit.cli.listing import run_table
+
+        table = run_table()
+        if table.frame.is_empty():
+            _hint_remote_runs()
+        listing = runtable.listing_of(table.frame, runtable.ordered_values(table.frame, table.args, table.metrics))
+        if table.complete and listing.run_ids and log_memo.key(repo) == key:  # no writer changed the runs meanwhile
+            log_memo.save(repo, key, listing)
+    listing = listing.reverse() if reverse else listing
+    return listing.head(n) if n else listing
 
 
 def _hint_remote_runs() -> None:

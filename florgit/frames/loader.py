@@ -17,12 +17,12 @@ from florgit.codec import ipc_bounds, schemas
 from florgit.errors import FlorgitWarning, InvalidDataError, RunInProgressError, StoreError
 from florgit.frames import placing
 from florgit.frames.cache import Part, QueryCache, in_order
-from florgit.git import GitRepo, open_repo
+from florgit.git import GitRepo
 from florgit.store import consistency, curation, layout
 from florgit.store.consistency import per_run
 from florgit.store import runs as store_runs
 from florgit.store.curation import Curation
-from florgit.store.recovery import recover_abandoned
+from florgit.store.recovery import open_recovered
 from florgit.store.meta import RunMeta
 from florgit.store.replays import read_replays
 from florgit.validation import memory_budget
@@ -43,13 +43,6 @@ class Loaded:
     # run, loop_id, parent, depth, loop, parent_lrow, parent_iteration, p_kind..p_s, parent_loop_row
     loops: pl.DataFrame  # one row per loop instance
     absent: dict[str, str] = field(default_factory=dict)  # asked-for name no run logged -> a hint
-
-
-def listed_runs(repo_path: str | None = None) -> tuple[GitRepo, list[store_runs.StoredRun]]:
-    """The repository (runs of killed processes recovered first) and its runs."""
-    repo = open_repo(repo_path, require_workdir=False)
-    recover_abandoned(repo)
-    return repo, store_runs.list_runs(repo)
 
 
 def metas_of(repo: GitRepo, stored: list[store_runs.StoredRun]) -> list[tuple[store_runs.StoredRun, RunMeta]]:
@@ -91,8 +84,7 @@ def load(repo_path: str | None = None, names: list[str] | None = None) -> Loaded
     """Every run's tables (records only of ``names`` when given): runs already in the
     query cache (frames.cache) come from there, the others are read from git, checked,
     and added to it."""
-    repo = open_repo(repo_path, require_workdir=False)
-    recover_abandoned(repo)  # runs of killed processes show up in the next query
+    repo = open_recovered(repo_path)
     listed = store_runs.list_runs(repo)
     cache = QueryCache.open(repo)
     cached = cache.load([r.tree for r in listed], names) if cache is not None else None
@@ -456,6 +448,12 @@ def meta_frame(metas: list[RunMeta], trees: list[str]) -> pl.DataFrame:
     )
 
 
+RUNS_FRAME_COLUMNS = [
+    "run", "run_id", "start_time", "end_time", "script", "status", "user_commit", "branch", "author", "dirty",
+    "records", "checkpoints", "world_size", "args", "tags", "note", "duration_s",
+]  # fmt: skip
+
+
 def _runs_frame_from(meta: pl.DataFrame, curated: dict[str, Curation]) -> pl.DataFrame:
     """The runs frame: meta columns, times parsed, tags and note (they change apart from
     the run, so they are never cached), duration."""
@@ -479,4 +477,6 @@ def _runs_frame_from(meta: pl.DataFrame, curated: dict[str, Curation]) -> pl.Dat
         pl.col("tags").fill_null(pl.lit([], dtype=pl.List(pl.String))),
     )  # fmt: skip
     seconds = (pl.col("end_time") - pl.col("start_time")).dt.total_milliseconds() / 1000
-    return frame.with_columns(seconds.alias("duration_s"))
+    frame = frame.with_columns(seconds.alias("duration_s"))
+    assert frame.columns == RUNS_FRAME_COLUMNS
+    return frame

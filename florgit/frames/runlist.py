@@ -6,19 +6,29 @@ last values come from their ``meta.json`` (written when the run ends), and are a
 the cache as a listing segment for the next listing; so a listing reads
 no tables; a run's tables are read only where its meta has no summary (runs recorded
 before florgit kept one, runs recovered after a kill) or where replays added names to it.
+
+The whole list is also kept as a memo (store.memo) keyed by the ids it derives from
+(store.runs.listing_key), so the next listing of the same runs reads one file. A listing
+that warned (a run left out) is not kept: the next one reads the runs and warns again.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import warnings
 from dataclasses import dataclass
 
 import polars as pl
 
 from florgit.codec.values import split
-from florgit.errors import StoreError
+from florgit.errors import FlorgitWarning, StoreError
 from florgit.frames import columns, loader
 from florgit.frames.cache import EMPTY, Part, QueryCache, in_order
 from florgit.frames.typing import dtype_for, value_expr
+from florgit.store import memo
+from florgit.store import runs as store_runs
+from florgit.store.recovery import open_recovered
 from florgit.store.replays import REPLAYS_DIR
 from florgit.validation import memory_budget
 
@@ -28,10 +38,60 @@ class RunList:
     frame: pl.DataFrame  # loader's runs frame, then one internal column (columns.logged) per name
     args: list[str]  # users' arg names, first among ``names``
     names: list[str]  # every logged name, args first, then the others sorted
+    complete: bool = True  # False when a run (or part of one) was left out, warned
+
+
+MEMO = "runlist"
+MEMO_VERSION = 1  # bump when the frame's columns or their meaning change
 
 
 def run_list(repo_path: str | None = None) -> RunList:
-    repo, stored = loader.listed_runs(repo_path)
+    from florgit import __version__
+
+    repo = open_recovered(repo_path)
+    key = store_runs.listing_key(repo, MEMO_VERSION, __version__)
+    remembered = _from_memo(memo.read(repo.common_dir, MEMO, key))
+    if remembered is not None:
+        return remembered
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always", FlorgitWarning)
+        listed = _run_list(repo)
+    for w in warned:  # shown as the caller's filters say, after the listing is done
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    listed.complete = not any(issubclass(w.category, FlorgitWarning) for w in warned)
+    # Kept only when whole, and when no writer changed the runs while they were read.
+    if listed.complete and store_runs.listing_key(repo, MEMO_VERSION, __version__) == key:
+        memo.write(repo.common_dir, MEMO, key, _to_memo(listed))
+    return listed
+
+
+def _to_memo(listed: RunList) -> bytes:
+    out = io.BytesIO()
+    out.write(json.dumps({"args": listed.args, "names": listed.names}).encode() + b"\n")
+    listed.frame.write_ipc(out, compression="uncompressed")
+    return out.getvalue()
+
+
+def _from_memo(payload: bytes | None) -> RunList | None:
+    """The memo's list, when it is whole and has the columns its names say (else None)."""
+    if payload is None:
+        return None
+    head, _, body = payload.partition(b"\n")
+    try:
+        names = json.loads(head)
+        args, all_names = names["args"], names["names"]
+        frame = pl.read_ipc(io.BytesIO(body))
+    except (ValueError, KeyError, TypeError, OSError, pl.exceptions.PolarsError):
+        return None
+    if not (isinstance(all_names, list) and all(isinstance(n, str) for n in all_names) and args == all_names[: len(args)]):
+        return None
+    if frame.columns[: len(loader.RUNS_FRAME_COLUMNS)] != loader.RUNS_FRAME_COLUMNS or frame.columns[len(loader.RUNS_FRAME_COLUMNS) :] != [columns.logged(n) for n in all_names]:
+        return None
+    return RunList(frame, args, all_names)
+
+
+def _run_list(repo) -> RunList:
+    stored = store_runs.list_runs(repo)
     cache = QueryCache.open(repo)
     cached = cache.load([r.tree for r in stored], None, listing=True) if cache is not None else None
     have = set(cached.runs.get_column("tree").to_list()) if cached is not None else set()

@@ -6,9 +6,16 @@ import time
 import warnings
 
 from florgit.errors import FlorgitWarning
-from florgit.git import GitRepo
+from florgit.git import GitRepo, open_repo
 from florgit.store import layout, spool
 from florgit.store.runs import persist_run
+
+
+def open_recovered(repo_path: str | None = None) -> GitRepo:
+    """The repository, runs of killed processes recovered first (they show up in the next query)."""
+    repo = open_repo(repo_path, require_workdir=False)
+    recover_abandoned(repo)
+    return repo
 
 
 def recover_abandoned(repo: GitRepo) -> list[str]:
