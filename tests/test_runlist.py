@@ -34,13 +34,12 @@ def _run_files(repo_path, run_id: str) -> dict[str, str]:
 def _rewrite_meta(repo_path, run_id: str, edit) -> None:
     """Replace the run's meta.json with ``edit(meta dict)``, keeping every other entry."""
     git_repo = open_repo(str(repo_path), require_workdir=False)
-    tree = git_repo.tree_at(layout.SHADOW_REF, layout.run_path(run_id))
-    entries = list(git_repo.list_tree(tree))
-    blobs = {n: o for n, k, o in entries if k == "blob"}
-    subtrees = {n: o for n, k, o in entries if k == "tree"}
-    meta = json.loads(git_repo.read_blob(blobs[layout.META_FILE]))
-    blobs[layout.META_FILE] = git_repo.write_blob(json.dumps(edit(meta)).encode())
-    git_repo.put_tree_in_ref(layout.SHADOW_REF, layout.run_path(run_id), git_repo.write_tree(blobs, subtrees), "edit meta")
+
+    def rewrite(_path: str, old: bytes | None) -> bytes:
+        return json.dumps(edit(json.loads(old or b"{}"))).encode()
+
+    path = f"{layout.run_path(run_id)}/{layout.META_FILE}"
+    assert git_repo.edit_blobs_in_ref(layout.SHADOW_REF, [path], rewrite, "edit meta", 1 << 20)
 
 
 def test_runs_has_arg_values_and_last_values_of_every_type(repo):
