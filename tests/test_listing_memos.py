@@ -97,6 +97,7 @@ def test_a_damaged_or_foreign_runs_memo_is_ignored(repo, monkeypatch):
         forged(b"not json\n" + frame),
         forged(_payload(frame, {"args": ["lr"], "names": ["lr", "acc[/b]", "extra"]})),  # names the frame lacks
         forged(_payload(frame, {"args": "lr", "names": 5})),
+        forged(_payload(frame, {"args": 5, "names": ["lr", "acc[/b]", "msg"]})),
         forged(_payload(other.getvalue(), {"args": [], "names": []})),  # another frame
         forged(head + b"\n" + frame[:-100]),  # a cut Arrow file
     ]

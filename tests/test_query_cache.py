@@ -4,6 +4,7 @@ fill it at once."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -274,3 +275,45 @@ def test_big_segments_are_not_rewritten_to_keep_their_number_down(swept, monkeyp
         flor.dataframe("acc")
     assert len(_segments(swept)) == 3  # over MAX_SEGMENTS, none rewritten
     assert flor.dataframe("acc").equals(_uncached(monkeypatch, "acc"))
+
+
+INTS = """\
+import florgit as flor
+
+for r in range(2):
+    for epoch in flor.loop("epoch", range(3)):
+        flor.log("acc", epoch)  # ints, where the sweep logged floats
+        flor.log("count", epoch * 10)
+    flor.commit()
+"""
+
+
+def test_runs_of_several_segments_are_read_together_and_equal_git(swept, monkeypatch):
+    from florgit.frames.loader import load
+
+    flor.dataframe("acc")  # the sweep's runs: one segment
+    swept.write("ints.py", INTS)
+    swept.commit("ints")
+    swept.run("ints.py")
+    flor.dataframe("acc")  # the new runs: a second segment, with other value columns filled
+    assert len(_segments(swept)) == 2
+
+    def check() -> None:
+        for names in (("acc",), ("count",), ("note",), ("acc", "note"), ("lr", "acc", "count"), ()):
+            assert flor.dataframe(*names).equals(_uncached(monkeypatch, *names)), names
+        for names in (["acc"], ["acc", "note"], None):  # stacked, and one chunk per column
+            assert set(load(None, names).records.n_chunks("all")) == {1}
+
+    check()
+    first = flor.runs()["run_id"].to_list()[0]
+    assert swept.flor("rm", first).returncode == 0  # only some of a segment's runs are wanted
+    check()
+    # A segment whose records file matches its digest but lacks a column: dropped, read from git.
+    segment = os.path.join(_cache_dir(swept), _segments(swept)[-1])
+    records = os.path.join(segment, "records.arrow")
+    pl.read_ipc(records).drop("seq").write_ipc(records, compression="lz4")
+    sums = json.loads(open(os.path.join(segment, "sums")).read())
+    sums["records"] = cache_mod._digest(records)
+    open(os.path.join(segment, "sums"), "w").write(json.dumps(sums))
+    assert flor.dataframe("acc", "count").equals(_uncached(monkeypatch, "acc", "count"))
+    assert os.path.basename(segment) not in _segments(swept)

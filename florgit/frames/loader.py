@@ -448,6 +448,7 @@ def meta_frame(metas: list[RunMeta], trees: list[str]) -> pl.DataFrame:
     )
 
 
+# _runs_frame_from's columns, in order (run listings check a memo's frame against them)
 RUNS_FRAME_COLUMNS = [
     "run", "run_id", "start_time", "end_time", "script", "status", "user_commit", "branch", "author", "dirty",
     "records", "checkpoints", "world_size", "args", "tags", "note", "duration_s",
@@ -477,6 +478,4 @@ def _runs_frame_from(meta: pl.DataFrame, curated: dict[str, Curation]) -> pl.Dat
         pl.col("tags").fill_null(pl.lit([], dtype=pl.List(pl.String))),
     )  # fmt: skip
     seconds = (pl.col("end_time") - pl.col("start_time")).dt.total_milliseconds() / 1000
-    frame = frame.with_columns(seconds.alias("duration_s"))
-    assert frame.columns == RUNS_FRAME_COLUMNS
-    return frame
+    return frame.with_columns(seconds.alias("duration_s"))

@@ -83,9 +83,11 @@ def _from_memo(payload: bytes | None) -> RunList | None:
         frame = pl.read_ipc(io.BytesIO(body))
     except (ValueError, KeyError, TypeError, OSError, pl.exceptions.PolarsError):
         return None
-    if not (isinstance(all_names, list) and all(isinstance(n, str) for n in all_names) and args == all_names[: len(args)]):
+    if not (isinstance(all_names, list) and all(isinstance(n, str) for n in all_names)):
         return None
-    if frame.columns[: len(loader.RUNS_FRAME_COLUMNS)] != loader.RUNS_FRAME_COLUMNS or frame.columns[len(loader.RUNS_FRAME_COLUMNS) :] != [columns.logged(n) for n in all_names]:
+    if not (isinstance(args, list) and args == all_names[: len(args)]):
+        return None
+    if frame.columns != [*loader.RUNS_FRAME_COLUMNS, *(columns.logged(n) for n in all_names)]:
         return None
     return RunList(frame, args, all_names)
 
