@@ -217,7 +217,8 @@ def in_order(parts: list[Part | None], trees: list[str]) -> Part | None:
 
 
 def concat_parts(parts: list[Part]) -> Part:
-    """Parts one after the other, ``run`` renumbered to follow."""
+    """Parts one after the other, ``run`` renumbered to follow. The parts are handed over:
+    their records are taken (stacking them must not hold the records twice)."""
     if len(parts) == 1:
         return parts[0]
     offsets, total = [], 0
