@@ -60,3 +60,58 @@ def test_listing_memo_off_with_the_query_cache(repo, monkeypatch):
     git = open_repo(str(repo.path))
     assert len(runs.list_runs(git)) == 1
     assert not os.path.exists(memo_file.path_of(git.common_dir, listing.NAME))
+
+
+def _listed(git) -> list[tuple[str, str, str]]:
+    return [(r.path, r.run_id, r.tree) for r in runs.list_runs(git)]
+
+
+def _walked(git) -> list[tuple[str, str, str]]:
+    """What list_runs gives from a full walk (the first copy of a run stored twice)."""
+    runs_tree = git.tree_at(layout.SHADOW_REF, layout.RUNS_DIR)
+    first: dict[str, tuple[str, str, str]] = {}
+    for path, run_id, tree in runs.walk_run_trees(git, runs_tree):
+        first.setdefault(run_id, (path, run_id, tree))
+    return [first[r] for r in sorted(first)]
+
+
+def test_a_new_run_walks_only_its_day_and_bucket_again(repo, monkeypatch):
+    _record(20)
+    git = open_repo(str(repo.path))
+    runs.list_runs(git)
+    buckets = {r.path.split("/")[2] for r in runs.list_runs(git)}
+    assert len(buckets) > 5
+    _record(1)
+    walked: list[str] = []
+    real = type(git).list_tree
+    monkeypatch.setattr(type(git), "list_tree", lambda self, tree: walked.append(tree) or real(self, tree))
+    listed = _listed(git)
+    assert len(walked) == 3  # runs/, the day and the new run's bucket; the other buckets are known
+    walked.clear()
+    assert _listed(git) == listed and walked == []  # the same runs/ tree: read back whole
+    assert listed == _walked(git) and len(listed) == 21
+
+
+def test_walking_again_from_a_memo_of_other_trees_equals_a_full_walk(repo):
+    from tests import forge
+
+    _record(6)
+    git = open_repo(str(repo.path))
+    first = _listed(git)
+    assert first == _walked(git)
+    legacy = forge.new_id("20240101")
+    forge.forge_run(repo.path, run_id=legacy)  # a day of its own
+    tree = git.tree_at(layout.SHADOW_REF, layout.run_path(legacy))
+    git.put_tree_in_ref(layout.SHADOW_REF, layout.legacy_run_path(legacy), tree, "the same run at the old path too")
+    other = forge.new_id("20240101")
+    git.put_tree_in_ref(layout.SHADOW_REF, layout.legacy_run_path(other), tree, "a run stored before the fan-out")
+    git.put_blobs_in_ref(layout.SHADOW_REF, {"runs/20240101/zz/junk": forge.blob(repo.path, "x")}, "junk")
+    assert _listed(git) == _walked(git)
+    gone = first[2]
+    git.put_blobs_in_ref(layout.SHADOW_REF, {f"{gone[0]}/{layout.META_FILE}": None, f"{gone[0]}/{layout.RECORDS}": None,
+                                              f"{gone[0]}/{layout.LOOPS}": None, f"{gone[0]}/{layout.STARTS}": None,
+                                              f"{gone[0]}/{layout.ENDS}": None}, "a run's files taken away")  # fmt: skip
+    _record(2)
+    listed = _listed(git)
+    assert listed == _walked(git)
+    assert legacy in {r for _p, r, _t in listed} and other in {r for _p, r, _t in listed}

@@ -35,7 +35,14 @@ def path_of(common_dir: str, name: str) -> str:
 def read(common_dir: str, name: str, key: str) -> bytes | None:
     """The payload memo ``name`` holds for ``key``; None when it holds another key, is
     damaged, or memos are off."""
-    if not envflags.enabled(envflags.QUERY_CACHE, True) or not _KEY.match(key):
+    found = read_any(common_dir, name)
+    return found[1] if found is not None and found[0] == key else None
+
+
+def read_any(common_dir: str, name: str) -> tuple[str, bytes] | None:
+    """The key and payload memo ``name`` holds, whatever its key (a starting point for
+    work keyed otherwise); None when it is damaged, or memos are off."""
+    if not envflags.enabled(envflags.QUERY_CACHE, True):
         return None
     try:
         with open(path_of(common_dir, name), "rb") as f:
@@ -44,11 +51,11 @@ def read(common_dir: str, name: str, key: str) -> bytes | None:
         return None
     head, _, payload = data.partition(b"\n")
     parts = head.split(b" ")
-    if len(parts) != 5 or b" ".join(parts[:2]) != _MAGIC or parts[2] != key.encode():
+    if len(parts) != 5 or b" ".join(parts[:2]) != _MAGIC or not _KEY.match(parts[2].decode("ascii", "replace")):
         return None
     if parts[3] != f"{zlib.crc32(payload):08x}".encode() or parts[4] != str(len(payload)).encode():
         return None
-    return payload
+    return parts[2].decode("ascii"), payload
 
 
 def write(common_dir: str, name: str, key: str, payload: bytes) -> None:

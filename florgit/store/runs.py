@@ -35,34 +35,75 @@ class StoredRun(NamedTuple):  # a tuple: listing 10,000 runs builds 10,000 of th
 _BUCKET = re.compile(r"\A[0-9a-f]{2}\Z")
 
 
+# A day's runs, as its tree lists them: its tree id, then each entry in tree order, either a
+# run stored before the fan-out ``(run id, tree)`` or a bucket ``(name, tree, [(run id, tree)])``.
+DayRuns = tuple[str, list]
+
+
 def walk_run_trees(
     repo: GitRepo, runs_tree: str, problems: dict[str, str] | None = None
 ) -> Iterator[tuple[str, str, str]]:
     """``(path, run id, tree)`` of every run under a ``runs/`` tree (the shadow branch's
     or the checkpoints ref's), in either layout; entries that are neither are skipped,
     and named in ``problems`` (path -> why) when given."""
+    yield from flatten_days(list_days(repo, runs_tree, problems=problems))
+
+
+def list_days(
+    repo: GitRepo, runs_tree: str, known: dict[str, DayRuns] | None = None, problems: dict[str, str] | None = None
+) -> dict[str, DayRuns]:
+    """The runs under a ``runs/`` tree, day by day (see DayRuns). A day or bucket whose
+    tree id is the one ``known`` has for it is taken from there, not listed again: an id
+    fixes everything below it, so after a new run only its day and bucket are listed."""
 
     def bad(path: str, why: str) -> None:
         if problems is not None:
             problems[path] = why
 
+    days: dict[str, DayRuns] = {}
     for day, kind, day_tree in repo.list_tree(runs_tree):
         base = f"{layout.RUNS_DIR}/{day}"
         if kind != "tree":
             bad(base, "not a folder of runs")
             continue
+        before = known.get(day) if known is not None else None
+        if before is not None and before[0] == day_tree:
+            days[day] = before
+            continue
+        buckets = {e[0]: e for e in before[1] if len(e) == 3} if before is not None else {}
+        entries: list = []
         for name, sub_kind, oid in repo.list_tree(day_tree):
-            path = f"{base}/{name}"
             if sub_kind == "tree" and _is_run_id(day, name):
-                yield path, name, oid  # stored before the fan-out
+                entries.append((name, oid))  # stored before the fan-out
             elif sub_kind == "tree" and _BUCKET.match(name):
+                if name in buckets and buckets[name][1] == oid:
+                    entries.append(buckets[name])
+                    continue
+                runs = []
                 for run_id, run_kind, tree in repo.list_tree(oid):
                     if run_kind == "tree" and _is_run_id(day, run_id) and run_id[-8:-6] == name:
-                        yield f"{path}/{run_id}", run_id, tree
+                        runs.append((run_id, tree))
                     else:
-                        bad(f"{path}/{run_id}", "not a florgit run path")
+                        bad(f"{base}/{name}/{run_id}", "not a florgit run path")
+                entries.append((name, oid, runs))
             else:
-                bad(path, "not a florgit run path")
+                bad(f"{base}/{name}", "not a florgit run path")
+        days[day] = (day_tree, entries)
+    return days
+
+
+def flatten_days(days: dict[str, DayRuns]) -> list[tuple[str, str, str]]:
+    """``(path, run id, tree)`` of each run of ``days``, in tree order."""
+    out = []
+    for day, (_tree, entries) in days.items():
+        base = f"{layout.RUNS_DIR}/{day}"
+        for entry in entries:
+            if len(entry) == 2:
+                out.append((f"{base}/{entry[0]}", entry[0], entry[1]))
+            else:
+                prefix = f"{base}/{entry[0]}/"
+                out += [(prefix + run_id, run_id, tree) for run_id, tree in entry[2]]
+    return out
 
 
 def persist_run(repo: GitRepo, meta: RunMeta, tables: dict[str, bytes]) -> None:
@@ -137,10 +178,13 @@ def list_runs(repo: GitRepo, *, removed: bool = False) -> list[StoredRun]:
     runs_tree = repo.tree_at(layout.SHADOW_REF, layout.RUNS_DIR)
     if runs_tree is None:
         return []
-    walked = listing.load(repo.common_dir, runs_tree)
-    if walked is None:
-        walked = list(walk_run_trees(repo, runs_tree))
-        listing.save(repo.common_dir, runs_tree, walked)
+    remembered = listing.load(repo.common_dir)  # the last listing, of this runs/ tree or an earlier one
+    if remembered is not None and remembered[0] == runs_tree:
+        days = remembered[1]
+    else:
+        days = list_days(repo, runs_tree, remembered[1] if remembered is not None else None)
+        listing.save(repo.common_dir, runs_tree, days)
+    walked = flatten_days(days)
     first: dict[str, tuple[str, str]] = {}
     for path, run_id, tree in walked:  # a run at both paths (forged): the first; the other is a layout problem
         first.setdefault(run_id, (tree, path))
