@@ -122,7 +122,7 @@ repo.put_blobs_in_ref("refs/flor/race", {f"w/{sys.argv[1]}": oid}, "race")
 def test_concurrent_first_commits_on_a_new_ref_are_all_kept(repo):
     # libgit2 writes a ref's first commit unconditionally; florgit must not lose either.
     repo.write("race.py", RACE)
-    for round_ in range(3):
+    for round_ in range(6):
         at = str(time.time() + 1.0)
         procs = [
             subprocess.Popen([sys.executable, "race.py", f"{round_}-{w}", at], cwd=repo.path)

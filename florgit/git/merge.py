@@ -62,17 +62,13 @@ def merge_into(
         if reference is None and exclude:
             tree = union_trees(repo, _empty(repo), repo[other_id].peel(pygit2.Commit).tree, resolve, exclude=exclude)
             commit = repo.create_commit(None, signature, signature, f"flor: take {other[:12]} into {ref}", tree, [other_id])
-            try:
-                repo.references.create(ref, commit, force=False)
+            if refs.create_new(repo, ref, str(commit), f"flor: take {other[:12]} into {ref}"):
                 return "created"
-            except (pygit2.GitError, ValueError):
-                continue
+            continue
         if reference is None:
-            try:
-                repo.references.create(ref, other_id)  # fails if someone created it meanwhile
+            if refs.create_new(repo, ref, other, f"flor: take {other[:12]} into {ref}"):  # not if someone created it meanwhile
                 return "created"
-            except (pygit2.GitError, ValueError):
-                continue
+            continue
         head = repo[reference.target].peel(pygit2.Commit)
         if head.id == other_id or repo.descendant_of(head.id, other_id):
             return "up to date"

@@ -2,8 +2,11 @@
 
 ``create_commit`` with a ref name checks that the ref's tip is still the commit's first
 parent while holding the ref lock, so a lost race is an error rather than a lost commit.
-A ref's first commit is the exception (libgit2 then writes the ref unconditionally): it
-is created with ``force=False`` instead.
+A ref's first commit is the exception: libgit2 writes it unconditionally, and even
+``references.create(force=False)`` checks that the ref is absent before taking its lock,
+so two processes creating it at once could both succeed, the second erasing the first's
+commit. It is created by ``git update-ref`` with an empty old value instead, which git
+checks under the lock (:func:`create_new`).
 """
 
 from __future__ import annotations
@@ -65,11 +68,21 @@ def commit_cas(
         try:
             if head is not None:
                 return str(repo.create_commit(ref, signature, signature, message, tree, [head.id]))
-            # The ref's first commit: libgit2 would overwrite a ref created meanwhile by
-            # another process, so create the ref without force, which fails if it exists.
+            # The ref's first commit: created only if no other process created the ref meanwhile.
             commit = repo.create_commit(None, signature, signature, message, tree, [])
-            repo.references.create(ref, commit, force=False)
-            return str(commit)
+            if create_new(repo, ref, str(commit), message):
+                return str(commit)
+            raise ValueError(f"{ref} was created meanwhile")
         except (pygit2.GitError, OSError, ValueError):
             time.sleep(random.uniform(0, min(_MAX_SLEEP, 0.002 * 2 ** min(attempt, 8))))
     raise RefUpdateConflict(ref, MAX_ATTEMPTS)
+
+
+def create_new(repo: pygit2.Repository, ref: str, target: str, message: str) -> bool:
+    """Create ``ref`` at commit ``target``; False when the ref exists already. ``git
+    update-ref`` with an empty old value checks that under the ref's lock, which libgit2
+    does not (see the module's note)."""
+    from florgit.git.command import run_git
+
+    args = ("update-ref", "-m", message, "--end-of-options", ref, target, "")
+    return run_git(repo.path, f"--git-dir={repo.path}", *args, check=False).returncode == 0
