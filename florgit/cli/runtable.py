@@ -45,10 +45,14 @@ class Listing:
     values: list[Column]
 
     def head(self, n: int) -> Listing:
-        return Listing(self.run_ids[:n], self.dates[:n], self.statuses[:n], [Column(c.header, c.cells[:n], c.numeric) for c in self.values])
+        return self._rows(slice(None, n))
 
     def reverse(self) -> Listing:
-        return Listing(self.run_ids[::-1], self.dates[::-1], self.statuses[::-1], [Column(c.header, c.cells[::-1], c.numeric) for c in self.values])
+        return self._rows(slice(None, None, -1))
+
+    def _rows(self, rows: slice) -> Listing:
+        values = [Column(c.header, c.cells[rows], c.numeric) for c in self.values]
+        return Listing(self.run_ids[rows], self.dates[rows], self.statuses[rows], values)
 
 
 def listing_of(frame: pl.DataFrame, value_columns: list[str]) -> Listing:
