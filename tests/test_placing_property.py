@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import secrets
 
+import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -131,3 +132,32 @@ def test_every_record_comes_back_in_its_own_context(tmp_path, monkeypatch, runs)
         logged = {v for run in expected for n, v, _ctx in run if n == name}
         shown = set(frame.get_column(name).drop_nulls().to_list()) if name in frame.columns else set()
         assert shown == logged, (name, shown, logged)
+
+
+@st.composite
+def flat_loops(draw):
+    """A loops frame (as frames.contexts reads it) in which no instance is inside another."""
+    n = draw(st.integers(1, 12))
+    names = draw(st.lists(st.sampled_from(LOOPS), min_size=n, max_size=n))
+    kind = draw(st.lists(st.sampled_from([None, 0, 2]), min_size=n, max_size=n))
+    return pl.DataFrame(
+        {
+            "parent": draw(st.lists(st.sampled_from([None, 0]), min_size=n, max_size=n)),
+            "depth": draw(st.lists(st.sampled_from([None, 0]), min_size=n, max_size=n)),
+            "loop": names,
+            "parent_loop_row": [None] * n,
+            "parent_iteration": [None] * n,
+            "p_kind": kind, "p_i": [None] * n, "p_f": [None] * n, "p_s": [None] * n,
+        },
+        schema_overrides={"parent": pl.Int64, "depth": pl.Int64, "parent_loop_row": pl.Int64, "parent_iteration": pl.Int64,
+                          "p_kind": pl.Int8, "p_i": pl.Int64, "p_f": pl.Float64, "p_s": pl.String},
+    )  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(flat_loops(), st.booleans())
+def test_loops_with_no_nesting_take_the_vectorized_path_to_the_same_chains(loops, with_values):
+    from florgit.frames import contexts
+
+    fast, walked = contexts._chains(loops, with_values), contexts._walked_chains(loops, with_values)
+    assert fast[0].equals(walked[0]) and fast[1:] == walked[1:]
