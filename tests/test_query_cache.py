@@ -308,12 +308,30 @@ def test_runs_of_several_segments_are_read_together_and_equal_git(swept, monkeyp
     first = flor.runs()["run_id"].to_list()[0]
     assert swept.flor("rm", first).returncode == 0  # only some of a segment's runs are wanted
     check()
+
+    def forge(which: int, edit) -> str:
+        """Rewrite a segment's records file with ``edit`` and fix up its digest to match."""
+        segment = os.path.join(_cache_dir(swept), _segments(swept)[which])
+        records = os.path.join(segment, "records.arrow")
+        edit(pl.read_ipc(records)).write_ipc(records, compression="lz4")
+        sums = json.loads(open(os.path.join(segment, "sums")).read())
+        sums["records"] = cache_mod._digest(records)
+        open(os.path.join(segment, "sums"), "w").write(json.dumps(sums))
+        return os.path.basename(segment)
+
     # A segment whose records file matches its digest but lacks a column: dropped, read from git.
-    segment = os.path.join(_cache_dir(swept), _segments(swept)[-1])
-    records = os.path.join(segment, "records.arrow")
-    pl.read_ipc(records).drop("seq").write_ipc(records, compression="lz4")
-    sums = json.loads(open(os.path.join(segment, "sums")).read())
-    sums["records"] = cache_mod._digest(records)
-    open(os.path.join(segment, "sums"), "w").write(json.dumps(sums))
+    segment = forge(-1, lambda records: records.drop("seq"))
     assert flor.dataframe("acc", "count").equals(_uncached(monkeypatch, "acc", "count"))
-    assert os.path.basename(segment) not in _segments(swept)
+    assert segment not in _segments(swept)
+    # A column of another type than florgit writes: that segment is dropped.
+    assert len(_segments(swept)) == 2
+    forge(0, lambda records: records.with_columns(pl.col("kind").cast(pl.String)))
+    assert flor.dataframe("acc", "count").equals(_uncached(monkeypatch, "acc", "count"))
+    assert len(_segments(swept)) == 2
+    # An extra column whose types in two segments cannot be stacked: no one segment is to
+    # blame, so every segment the query needed goes, and the runs come from git.
+    forge(0, lambda records: records.with_columns(pl.lit(1, dtype=pl.Int8).alias("extra")))
+    forge(1, lambda records: records.with_columns(pl.lit([1], dtype=pl.List(pl.Int8)).alias("extra")))
+    before = set(_segments(swept))
+    assert flor.dataframe("acc", "count").equals(_uncached(monkeypatch, "acc", "count"))
+    assert not before & set(_segments(swept))

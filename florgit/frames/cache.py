@@ -100,8 +100,11 @@ class QueryCache:
                 by_segment.setdefault(segment, []).append(local)
         try:  # segments in the order of their first run in ``trees``: stacked, usually in order already
             part = _load_segments(list(by_segment.items()), names, listing)
-        except BadSegment as bad:
-            _drop(bad.segment)
+        except (OSError, pl.exceptions.PolarsError, ValueError, KeyError) as exc:
+            # One bad segment goes; a failure no one segment is blamed for (stacking them)
+            # takes them all: the cache is derived, and their runs are read from git again.
+            for segment in [exc.segment] if isinstance(exc, BadSegment) else list(by_segment):
+                _drop(segment)
             self._index = {}
             return self.load(trees, names, listing)
         return in_order([part], trees) if part is not None else None
@@ -187,7 +190,7 @@ class QueryCache:
                 loaded = _load_segments([(segment, keep)], None, kind == LISTING)  # every table it has
                 if loaded is not None:
                     parts.append(loaded)
-            except BadSegment:
+            except (OSError, pl.exceptions.PolarsError, ValueError, KeyError):  # BadSegment included
                 continue
         merged = concat_parts(parts) if parts else None
         if merged is not None and merged.runs.height:
@@ -361,11 +364,15 @@ def _plan(segment: str, sums: dict, offset: int, names: list[str] | None) -> _Pl
     with _blame(segment):
         path = os.path.join(segment, "records.arrow")
         scan = pl.scan_ipc(path)
+        stored = pl.read_ipc_schema(path)
+        for column, expected in _RECORD_TYPES.items():  # what every segment's records hold, as written
+            expected = pl.Int32 if column in _NARROW and column in sums.get("narrow", []) else expected
+            if column not in stored:
+                raise ValueError(f"its records have no {column} column")
+            if stored[column] != expected:
+                raise ValueError(f"its records column {column} is {stored[column]}, not {expected}")
         narrow = [c for c in sums.get("narrow", []) if c in _NARROW and c != "lrow"]  # lrow: only summed into loop_row
-        schema = {c: pl.Int64 if c in narrow else t for c, t in pl.read_ipc_schema(path).items()}
-        missing = [c for c in _RECORD_COLUMNS if c not in schema]
-        if missing:
-            raise ValueError(f"its records have no {missing[0]} column")
+        schema = {c: pl.Int64 if c in narrow else t for c, t in stored.items()}
         listed = _listed_names(sums)
         keep = name_column = None
         if names is not None and not (listed is not None and set(listed) <= set(names)):
@@ -398,7 +405,10 @@ def _one_chunk(column: pl.Series) -> pl.Series:
     return column.rechunk() if column.n_chunks() > 1 else column  # a constant (all-null) column stays one
 
 
-_RECORD_COLUMNS = ("run", "rank", "seq", "ctx", "name", "kind", "i", "f", "s", "replayed", "lrow", "own_iteration")  # every segment's
+_RECORD_TYPES = {
+    "run": pl.UInt32, "rank": pl.UInt16, "seq": pl.Int64, "ctx": pl.Int64, "name": pl.String, "kind": pl.Int8,
+    "i": pl.Int64, "f": pl.Float64, "s": pl.String, "replayed": pl.Boolean, "lrow": pl.Int64, "own_iteration": pl.Int64,
+}  # fmt: skip
 _SPARSE = ("i", "f", "s")  # record value columns often entirely null in a segment
 _NARROW = ("seq", "ctx", "lrow", "own_iteration")  # Int64 record columns stored as Int32 when they fit
 _MAX_LISTED_NAMES = 256
