@@ -19,7 +19,7 @@ import florgit as flor
 from florgit.cli import log_memo
 from florgit.frames import runlist
 from florgit.git import open_repo
-from florgit.store import memo
+from florgit.store import memo, memo_keys
 from florgit.store import runs as store_runs
 from tests.test_runlist import _rewrite_meta
 
@@ -119,11 +119,11 @@ def test_a_listing_that_left_a_run_out_is_not_kept_and_warns_every_time(repo, mo
             assert flor.runs().height == 1
         assert any(bad in str(w.message) for w in caught)
         git = open_repo(require_workdir=False)
-        key = store_runs.listing_key(git, runlist.MEMO_VERSION, flor.__version__)
+        key = memo_keys.listing_key(git, runlist.MEMO_VERSION, flor.__version__)
         assert memo.read(git.common_dir, runlist.MEMO, key) is None
         out = repo.flor("log")
         assert out.returncode == 0 and bad in out.stderr
-        assert log_memo.load(git, log_memo.key(git)) is None
+        assert log_memo.load(git.common_dir, log_memo.key(git)) is None
 
 
 def test_memos_are_off_with_the_query_cache(repo, monkeypatch):

@@ -1,5 +1,5 @@
 """``git flor log``'s table as text, kept as a memo (store.memo) keyed by the runs it
-shows (store.runs.listing_key): listing 10,000 unchanged runs then reads one file and
+shows (store.memo_keys): listing 10,000 unchanged runs then reads one file and
 imports no polars. The memo is written by a plain ``git flor log`` whose listing left no
 run out; filters, sorts and other formats (``--where``, ``--json``, ...) take the full path.
 """
@@ -7,11 +7,13 @@ run out; filters, sorts and other formats (``--where``, ``--json``, ...) take th
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from florgit.cli.runtable import Column, Listing
-from florgit.git import GitRepo
-from florgit.store import memo
-from florgit.store import runs as store_runs
+from florgit.store import memo, memo_keys
+
+if TYPE_CHECKING:
+    from florgit.git import GitRepo
 
 NAME = "log"
 VERSION = 1  # bump when what the table shows changes
@@ -20,12 +22,19 @@ VERSION = 1  # bump when what the table shows changes
 def key(repo: GitRepo) -> str:
     from florgit import __version__
 
-    return store_runs.listing_key(repo, NAME, VERSION, __version__)
+    return memo_keys.listing_key(repo, NAME, VERSION, __version__)
 
 
-def load(repo: GitRepo, memo_key: str) -> Listing | None:
+def peeked_key(start: str | None = None) -> memo_keys.Peeked | None:
+    """:func:`key` without opening the repository (store.memo_keys)."""
+    from florgit import __version__
+
+    return memo_keys.peek_listing_key(start, NAME, VERSION, __version__)
+
+
+def load(common_dir: str, memo_key: str) -> Listing | None:
     """The remembered table, when it is whole and well-formed (else None)."""
-    payload = memo.read(repo.common_dir, NAME, memo_key)
+    payload = memo.read(common_dir, NAME, memo_key)
     if payload is None:
         return None
     try:

@@ -18,6 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+# The runs frame's columns, in order (frames.loader makes it; run listings check a memo's
+# frame against them). Not users' names: the internal ``run`` number, then metadata.
+RUNS_FRAME_COLUMNS = [
+    "run", "run_id", "start_time", "end_time", "script", "status", "user_commit", "branch", "author", "dirty",
+    "records", "checkpoints", "world_size", "args", "tags", "note", "duration_s",
+]  # fmt: skip
+
 DIMS_SEP = "\x00"  # joins a record's loop chain ("epoch\x00step"); names cannot hold it
 
 

@@ -448,12 +448,6 @@ def meta_frame(metas: list[RunMeta], trees: list[str]) -> pl.DataFrame:
     )
 
 
-# _runs_frame_from's columns, in order (run listings check a memo's frame against them)
-RUNS_FRAME_COLUMNS = [
-    "run", "run_id", "start_time", "end_time", "script", "status", "user_commit", "branch", "author", "dirty",
-    "records", "checkpoints", "world_size", "args", "tags", "note", "duration_s",
-]  # fmt: skip
-
 
 def _runs_frame_from(meta: pl.DataFrame, curated: dict[str, Curation]) -> pl.DataFrame:
     """The runs frame: meta columns, times parsed, tags and note (they change apart from

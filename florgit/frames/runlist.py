@@ -8,8 +8,9 @@ no tables; a run's tables are read only where its meta has no summary (runs reco
 before florgit kept one, runs recovered after a kill) or where replays added names to it.
 
 The whole list is also kept as a memo (store.memo) keyed by the ids it derives from
-(store.runs.listing_key), so the next listing of the same runs reads one file. A listing
-that warned (a run left out) is not kept: the next one reads the runs and warns again.
+(store.memo_keys), so the next listing of the same runs reads one file, and a fresh
+process's first listing need not load pygit2. A listing that warned (a run left out) is
+not kept: the next one reads the runs and warns again.
 """
 
 from __future__ import annotations
@@ -23,14 +24,13 @@ import polars as pl
 
 from florgit.codec.values import split
 from florgit.errors import FlorgitWarning, StoreError
-from florgit.frames import columns, loader
-from florgit.frames.cache import EMPTY, Part, QueryCache, in_order
+from florgit.frames import columns
 from florgit.frames.typing import dtype_for, value_expr
-from florgit.store import memo
-from florgit.store import runs as store_runs
-from florgit.store.recovery import open_recovered
-from florgit.store.replays import REPLAYS_DIR
+from florgit.store import memo, memo_keys
 from florgit.validation import memory_budget
+
+# Imported where the memo misses: they load pygit2, which a memo hit does without.
+# florgit.frames.loader, florgit.frames.cache, florgit.store.runs, florgit.store.recovery
 
 
 @dataclass
@@ -48,11 +48,19 @@ MEMO_VERSION = 1  # bump when the frame's columns or their meaning change
 def run_list(repo_path: str | None = None) -> RunList:
     from florgit import __version__
 
+    peeked = memo_keys.peek_listing_key(repo_path, MEMO_VERSION, __version__)
+    if peeked is not None:
+        remembered = _from_memo(memo.read(peeked.common_dir, MEMO, peeked.key))
+        if remembered is not None:
+            return remembered
+    from florgit.store.recovery import open_recovered
+
     repo = open_recovered(repo_path)
-    key = store_runs.listing_key(repo, MEMO_VERSION, __version__)
-    remembered = _from_memo(memo.read(repo.common_dir, MEMO, key))
-    if remembered is not None:
-        return remembered
+    key = memo_keys.listing_key(repo, MEMO_VERSION, __version__)
+    if peeked is None or peeked.key != key:  # the peek declined, or a recovery changed the runs
+        remembered = _from_memo(memo.read(repo.common_dir, MEMO, key))
+        if remembered is not None:
+            return remembered
     with warnings.catch_warnings(record=True) as warned:
         warnings.simplefilter("always", FlorgitWarning)
         listed = _run_list(repo)
@@ -60,7 +68,7 @@ def run_list(repo_path: str | None = None) -> RunList:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
     listed.complete = not any(issubclass(w.category, FlorgitWarning) for w in warned)
     # Kept only when whole, and when no writer changed the runs while they were read.
-    if listed.complete and store_runs.listing_key(repo, MEMO_VERSION, __version__) == key:
+    if listed.complete and memo_keys.listing_key(repo, MEMO_VERSION, __version__) == key:
         memo.write(repo.common_dir, MEMO, key, _to_memo(listed))
     return listed
 
@@ -87,12 +95,16 @@ def _from_memo(payload: bytes | None) -> RunList | None:
         return None
     if not (isinstance(args, list) and args == all_names[: len(args)]):
         return None
-    if frame.columns != [*loader.RUNS_FRAME_COLUMNS, *(columns.logged(n) for n in all_names)]:
+    if frame.columns != [*columns.RUNS_FRAME_COLUMNS, *(columns.logged(n) for n in all_names)]:
         return None
     return RunList(frame, args, all_names)
 
 
 def _run_list(repo) -> RunList:
+    from florgit.frames import loader
+    from florgit.frames.cache import EMPTY, Part, QueryCache, in_order
+    from florgit.store import runs as store_runs
+
     stored = store_runs.list_runs(repo)
     cache = QueryCache.open(repo)
     cached = cache.load([r.tree for r in stored], None, listing=True) if cache is not None else None
@@ -117,6 +129,9 @@ def _run_list(repo) -> RunList:
 
 
 def _last_values(repo, listed: list) -> pl.DataFrame:
+    from florgit.frames import loader
+    from florgit.store.replays import REPLAYS_DIR
+
     """``run, name, kind, i, f, s``: each run's last value of each name."""
     rows: dict[str, list] = {"run": [], "name": [], "kind": [], "i": [], "f": [], "s": []}
     read: list[pl.DataFrame] = []

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from florgit import validation as v
 from florgit.errors import FlorgitWarning, StoreError, UsageError
 from florgit.git import GitRepo
+from florgit.store import layout
 
-CURATION_REF = "refs/flor/curation"
+CURATION_REF = layout.CURATION_REF
 OPS = ("tag", "untag", "note", "rm", "restore")
 TEXT_OPS = ("note", "rm", "restore")  # their value is free text (a note, a reason)
 MAX_TAG = 64

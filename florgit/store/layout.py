@@ -12,12 +12,16 @@ SHADOW_REF = "refs/heads/flor.shadow"
 NOTES_REF = "refs/notes/flor"
 # Checkpoints hang off their own ref so sharing logs never moves checkpoint bytes.
 CHECKPOINTS_REF = "refs/flor/checkpoints"
+CURATION_REF = "refs/flor/curation"  # tags, notes and shared removals of runs (store.curation)
+REMOVED_REF = "refs/flor/removed"  # this clone's removals (store.tombstones)
 CHECKPOINT_BLOBS = "blobs"  # content-addressed chunks: blobs/<2 hex>/<38 hex>
 CHECKPOINT_INDEX = os.path.join("flor", "checkpoint-index")  # raw sha1 -> chunks, for dedup
 # While a run goes, a commit of its code snapshot hangs here so `git gc` cannot prune it.
 PENDING_PREFIX = "refs/flor/pending/"
 
 RUNS_DIR = "runs"
+# What a run listing derives from: a memo of one is keyed by these trees' ids.
+LISTING_SOURCES = ((SHADOW_REF, RUNS_DIR), (CURATION_REF, ""), (REMOVED_REF, ""))
 META_FILE = "meta.json"
 CODE_DIR = "code"
 # Ranks 1.. of a multi-process run store their own meta.json and tables in ranks/<rank>/.

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from florgit import validation
 from florgit.errors import AmbiguousRunError, FlorgitWarning, InvalidDataError, RunInProgressError, RunNotFoundError, StoreError
 from florgit.git import GitRepo
-from florgit.store import curation, layout, listing, memo, tombstones, trust
+from florgit.store import layout, listing, tombstones, trust
 from florgit.store.meta import RunMeta
 
 if TYPE_CHECKING:
@@ -190,18 +190,6 @@ def list_runs(repo: GitRepo, *, removed: bool = False) -> list[StoredRun]:
         first.setdefault(run_id, (tree, path))
     gone = set() if removed else tombstones.removed(repo)
     return [StoredRun(run_id, *first[run_id]) for run_id in sorted(first) if run_id not in gone]
-
-
-def listing_key(repo: GitRepo, *extra: object) -> str:
-    """A memo key (store.memo) for anything derived from the run listing and the runs'
-    own files: the ids of the ``runs/`` tree, of the curation tree (tags, notes,
-    removals) and of this clone's removals; ``extra`` adds the deriving code's version."""
-    return memo.key_of(
-        repo.tree_at(layout.SHADOW_REF, layout.RUNS_DIR),
-        repo.tree_at(curation.CURATION_REF),
-        repo.tree_at(tombstones.REMOVED_REF),
-        *extra,
-    )
 
 
 def _is_run_id(day: str, run_id: str) -> bool:

@@ -109,6 +109,12 @@ def abandoned(git_dir: str) -> Iterator[AbandonedSpool]:
             spool.release()
 
 
+def any_abandoned(git_dir: str) -> bool:
+    """Whether a dead process left a spool that recovery would commit (one whose meta
+    cannot be read is skipped by recovery too)."""
+    return any(spool.meta() is not None for spool in abandoned(git_dir))
+
+
 def _lock(path: str, *, blocking: bool) -> int | None:
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:

@@ -19,9 +19,9 @@ import time
 
 from florgit import validation
 from florgit.git import GitRepo
-from florgit.store import curation
+from florgit.store import curation, layout
 
-REMOVED_REF = "refs/flor/removed"
+REMOVED_REF = layout.REMOVED_REF
 
 
 def removed(repo: GitRepo) -> set[str]:
