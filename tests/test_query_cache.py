@@ -47,6 +47,15 @@ def _uncached(monkeypatch, *names: str) -> pl.DataFrame:
         return flor.dataframe(*names)
 
 
+@pytest.fixture(autouse=True)
+def no_kept_results(monkeypatch):
+    """These tests are about the segments: every query reaches them, none is answered by a
+    kept result (frames.results; tests/test_query_results.py)."""
+    from florgit.frames import results
+
+    monkeypatch.setattr(results, "through", lambda compute, *_question: compute())
+
+
 @pytest.fixture
 def swept(repo, monkeypatch):
     repo.write("sweep.py", SWEEP)

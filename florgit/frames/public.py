@@ -31,9 +31,12 @@ def dataframe(
     names ``rank``.
     """
     from florgit.frames.frame import wrap
+    from florgit.frames.results import through
 
     ranks = _ranks_wanted(rank, where)
-    frame = _dataframe(names, repo, ranks)
+    _check_names(names)
+    names = tuple(dict.fromkeys(names))  # a name asked for twice is one column
+    frame = through(lambda: _dataframe(names, repo, ranks), repo, "dataframe", names, ranks)
     if where:
         from florgit.frames.where import apply_where
 
@@ -58,6 +61,12 @@ def _ranks_wanted(rank: int | Sequence[int] | str | None, where: str | None) -> 
     return sorted(set(wanted))
 
 
+def _check_names(names: tuple[str, ...]) -> None:
+    for name in names:
+        if not isinstance(name, str):
+            raise QueryError(f"dataframe() takes names as str, got {name!r}; e.g. flor.dataframe('lr', 'loss')")
+
+
 def _dataframe(names: tuple[str, ...], repo: str | None, ranks: list[int] | None = None) -> pl.DataFrame:
     import polars as pl
 
@@ -66,10 +75,6 @@ def _dataframe(names: tuple[str, ...], repo: str | None, ranks: list[int] | None
     from florgit.frames.loader import load
     from florgit.frames.pivot import pivot
 
-    for name in names:
-        if not isinstance(name, str):
-            raise QueryError(f"dataframe() takes names as str, got {name!r}; e.g. flor.dataframe('lr', 'loss')")
-    names = tuple(dict.fromkeys(names))  # a name asked for twice is one column
     loaded = load(repo, list(names) if names else None)
     records = ranked.select_ranks(loaded.records, ranks)
     run_meta = loaded.runs.select("run", *RUN_COLUMNS)
