@@ -76,14 +76,27 @@ class Echo:
             if len(where):
                 keyed.append((int(where[-1]), self._line(ctx, [record(p) for p in where.tolist()])))
                 printed.add(ctx)
-        if n and rec_ctx[-1] != 0 and int(rec_ctx[-1]) not in printed:
-            newest = int(rec_ctx[-1])
-            back = max(n - _SCAN_BACK, 0)
+        back = max(n - _SCAN_BACK, 0)
+        newest = self._newest_named(rec_ctx[back:]) if n and rec_ctx[-1] != 0 else None
+        if newest is not None and newest not in printed:
             tail = [record(back + p) for p in np.flatnonzero(rec_ctx[back:] == newest).tolist()]
             keyed.append((n - 1, self._line(newest, tail)))
         for ctx in outer_ended:
             self._outer.pop(ctx, None)
         return [line for _pos, line in sorted(keyed)]
+
+    def _newest_named(self, rec_ctx) -> int | None:
+        """The newest context among ``rec_ctx`` the echo can name. The flusher takes the
+        starts before the records, so the newest records may belong to an iteration whose
+        start comes with the next flush: they would print with no loop named at all."""
+        import numpy as np
+
+        newest = int(rec_ctx[-1])
+        if newest in self._outer or any(c == newest for c, _l, _i in self._newest.values()):
+            return newest
+        named = np.fromiter([*self._outer, *(c for c, _l, _i in self._newest.values())], dtype=np.int64)
+        found = np.flatnonzero(np.isin(rec_ctx, named))
+        return int(rec_ctx[found[-1]]) if len(found) else None
 
     def _track_starts(self, starts: Sequence, batch) -> None:
         import numpy as np
