@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 VERSION = 1  # bump when what a query answers changes
 PREFIX = "result-"
-MAX_FRAME_BYTES = 512 * 1024 * 1024
+MAX_FRAME_BYTES = 128 * 1024 * 1024  # compressing more would slow the first answer noticeably
 MAX_FILES = 32
 MAX_TOTAL_BYTES = 256 * 1024 * 1024
 
