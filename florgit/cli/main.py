@@ -765,6 +765,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``git flor``; returns the exit code. No error prints a traceback unless
     ``FLORGIT_DEBUG=1``: florgit's own errors print their message, anything else one
     ``error: <type>: <message>`` line and a hint."""
+    from florgit.frames import allocator
+
+    allocator.for_this_process()  # polars, when a command needs it, with huge pages
     with warnings.catch_warnings():  # restores the caller's warning display afterwards
         warnings.showwarning = _show_warning
         return _main(argv)

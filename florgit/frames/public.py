@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from florgit.codec.values import BOOL, FLOAT, INT, KIND_NAMES, STR
 from florgit.errors import FlorgitWarning, QueryError
 from florgit.frames import columns
+from florgit.frames.allocator import import_polars
 
 if TYPE_CHECKING:
     import polars as pl
@@ -30,6 +31,7 @@ def dataframe(
     run-level values, its args, repeated on every rank's rows); so does a ``where`` that
     names ``rank``.
     """
+    import_polars()
     from florgit.frames.frame import wrap
     from florgit.frames.results import through
 
@@ -127,6 +129,7 @@ def scan(repo: str | None = None) -> pl.LazyFrame:
     value's type name), ``value_bool``/``value_int``/``value_float``/``value_str``, and
     ``replayed`` (the value was computed afterwards by ``git flor replay``).
     """
+    import_polars()
     from florgit.frames.loader import load
 
     return _long(load(repo)).lazy()
@@ -164,6 +167,7 @@ def runs(repo: str | None = None) -> pl.DataFrame:
     torchrun launch; 1 for one process), tags, note, duration, then each arg's value and each
     logged name's last value (a name equal to one of these columns shows as ``log:NAME``).
     Reads no tables: the last values come from each run's metadata."""
+    import_polars()
     from florgit.frames import columns
     from florgit.frames.frame import wrap
     from florgit.frames.runlist import run_list
@@ -175,7 +179,7 @@ def runs(repo: str | None = None) -> pl.DataFrame:
 
 def query(sql: str, repo: str | None = None) -> pl.DataFrame:
     """Run polars SQL over the tables ``records`` (see :func:`scan`) and ``runs``."""
-    import polars as pl
+    pl = import_polars()
 
     from florgit.frames.frame import wrap
     from florgit.frames.loader import load
