@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 import florgit as flor
+from florgit.codec.values import INT
 from florgit.errors import FlorgitWarning
 from florgit.frames import cache as cache_mod
 from florgit.frames.cache import CACHE_DIR, DISABLE_ENV
@@ -344,3 +345,49 @@ def test_runs_of_several_segments_are_read_together_and_equal_git(swept, monkeyp
     before = set(_segments(swept))
     assert flor.dataframe("acc", "count").equals(_uncached(monkeypatch, "acc", "count"))
     assert not before & set(_segments(swept))
+
+
+def test_columns_of_one_value_in_a_segment_are_not_read_and_mix_with_segments_of_several(swept, monkeypatch):
+    """A segment lists the record columns that hold one value in it (rank 0, one value
+    type, nothing replayed); queries take them as that value instead of reading them, and
+    stack them with segments where they vary."""
+    flor.dataframe("acc")  # the sweep: float and text values, so kind varies; rank and replayed do not
+    [first] = _segments(swept)
+    sums = json.loads(open(os.path.join(_cache_dir(swept), first, "sums")).read())
+    assert sums["constant_records"] == {"rank": 0, "replayed": False}
+    swept.write("ints.py", INTS)
+    swept.commit("ints")
+    swept.run("ints.py")
+    flor.dataframe("acc")
+    [second] = [s for s in _segments(swept) if s != first]
+    sums = json.loads(open(os.path.join(_cache_dir(swept), second, "sums")).read())
+    assert sums["constant_records"] == {"rank": 0, "kind": INT, "replayed": False}  # ints only
+    read: list[str] = []
+    real = cache_mod._Plan.column
+
+    def spy(self, name, dtype):
+        if name in self.schema and name not in self.constants:
+            read.append(name)
+        return real(self, name, dtype)
+
+    monkeypatch.setattr(cache_mod._Plan, "column", spy)
+    for names in (("acc",), ("lr", "acc", "count"), ()):
+        read.clear()
+        assert flor.dataframe(*names).equals(_uncached(monkeypatch, *names)), names
+        assert "rank" not in read and "replayed" not in read
+    assert flor.scan().collect().equals(_uncached_scan(monkeypatch))
+    # Listed values of the wrong type are ignored: the column is read.
+    for forged in ({"rank": "0", "kind": True, "replayed": 0}, ["rank"], {"rank": 2**20}):
+        for segment in (first, second):
+            path = os.path.join(_cache_dir(swept), segment, "sums")
+            sums = json.loads(open(path).read())
+            open(path, "w").write(json.dumps({**sums, "constant_records": forged}))
+        read.clear()
+        assert flor.dataframe("acc").equals(_uncached(monkeypatch, "acc"))
+        assert {"rank", "replayed"} <= set(read)
+
+
+def _uncached_scan(monkeypatch) -> pl.DataFrame:
+    with monkeypatch.context() as m:
+        m.setenv(DISABLE_ENV, "0")
+        return flor.scan().collect()

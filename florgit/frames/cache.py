@@ -10,8 +10,9 @@ It lives in ``.git/flor/cache/v3/`` as segments: a folder of Arrow IPC files (``
 one row per run with its tree id and the columns ``flor.runs()`` shows; ``records`` and
 ``loops``: the validated tables, each row placed in its run's loops (frames.placing),
 rows of a run together, ``run`` numbering the segment's runs; ``lasts``: each run's last
-value of each name) and ``sums`` (each file's CRC-32 and size, and the record value
-columns no record fills, which queries do not read back). A segment is written
+value of each name) and ``sums`` (each file's CRC-32 and size, the record value columns
+no record fills, and the record columns of one value (rank, kind, replayed), which
+queries do not read back). A segment is written
 under a temporary name and renamed into place, so two processes filling the cache at
 once each publish whole segments (a run in two segments is read from the first). A
 segment that fails its digest, or cannot be read, is deleted and its runs are read from
@@ -168,6 +169,9 @@ class QueryCache:
             sums["names"] = sorted(names) if len(names) <= _MAX_LISTED_NAMES and sum(map(len, names)) <= _MAX_LISTED_CHARS else None
             # Record value columns no record of the segment fills (ints or text) are not read back.
             sums["null_records"] = [c for c in _SPARSE if c in part.records.columns and part.records.get_column(c).null_count() == part.records.height]
+            # Record columns with one value in the whole segment (rank 0, one value type, nothing
+            # replayed: most segments) are not read back either.
+            sums["constant_records"] = _constant_columns(part.records)
             with open(os.path.join(tmp, "sums"), "w") as f:
                 json.dump(sums, f)
             final = os.path.join(self.dir, f"{kind}{secrets.token_hex(8)}")
@@ -282,11 +286,16 @@ def _load_segments(items: list[tuple[str, list[int]]], names: list[str] | None, 
     it), stacked in that order as one part; records only of ``names`` when given (none with
     ``listing``). Every file is checked against its digest first."""
     opened: list[tuple[str, dict, Part]] = []
+    tables = ("runs", "lasts") if listing else TABLES
+    digests = _digests([os.path.join(segment, f"{table}.arrow") for segment, _w in items for table in tables])
     for segment, _wanted in items:
         with _blame(segment):
             sums = json.loads(_read_bytes(os.path.join(segment, "sums")))
-            for table in ("runs", "lasts") if listing else TABLES:
-                if _digest(os.path.join(segment, f"{table}.arrow")) != sums[table]:
+            for table in tables:
+                found = digests[os.path.join(segment, f"{table}.arrow")]
+                if isinstance(found, OSError):
+                    raise found
+                if found != sums[table]:
                     raise ValueError(f"{table} does not match its digest")
             small = Part(_read(segment, "runs"), EMPTY, EMPTY if listing else _read(segment, "loops"), _read(segment, "lasts"))
         opened.append((segment, sums, small))
@@ -381,6 +390,7 @@ def _plan(segment: str, sums: dict, offset: int, names: list[str] | None) -> _Pl
         height = int(keep.sum()) if keep is not None else scan.select(pl.len()).collect().item()
         # Not read: columns no record fills are null, and with one name asked, ``name`` is it.
         constants: dict[str, object] = {c: None for c in sums.get("null_records", []) if c in _SPARSE and c in schema}
+        constants.update(_listed_constants(sums))
         if names is not None and len(names) == 1:
             constants["name"] = names[0]
         return _Plan(segment, scan, schema, keep, name_column, constants, height, offset)
@@ -410,6 +420,11 @@ _RECORD_TYPES = {
     "i": pl.Int64, "f": pl.Float64, "s": pl.String, "replayed": pl.Boolean, "lrow": pl.Int64, "own_iteration": pl.Int64,
 }  # fmt: skip
 _SPARSE = ("i", "f", "s")  # record value columns often entirely null in a segment
+_CONSTANT_RECORDS = {  # record columns often of one value in a segment, and what a value must be
+    "rank": lambda v: type(v) is int and 0 <= v < 2**16,
+    "kind": lambda v: type(v) is int and -(2**7) <= v < 2**7,
+    "replayed": lambda v: type(v) is bool,
+}
 _NARROW = ("seq", "ctx", "lrow", "own_iteration")  # Int64 record columns stored as Int32 when they fit
 _MAX_LISTED_NAMES = 256
 _MAX_LISTED_CHARS = 16 * 1024  # sums stays well under what _read_bytes reads
@@ -418,6 +433,25 @@ _MAX_LISTED_CHARS = 16 * 1024  # sums stays well under what _read_bytes reads
 def _fits_int32(column: pl.Series) -> bool:
     low, high = column.min(), column.max()
     return low is None or (low >= -(2**31) and high < 2**31)
+
+
+def _constant_columns(records: pl.DataFrame) -> dict[str, object]:
+    """``{column: value}`` for the columns of _CONSTANT_RECORDS that hold one value, no null."""
+    out = {}
+    for name in _CONSTANT_RECORDS:
+        if name in records.columns and records.height:
+            column = records.get_column(name)
+            if column.null_count() == 0 and column.min() == column.max():
+                out[name] = column[0]
+    return out
+
+
+def _listed_constants(sums: dict) -> dict[str, object]:
+    """The constant record columns ``sums`` lists, those of the right type only."""
+    listed = sums.get("constant_records")
+    if not isinstance(listed, dict):
+        return {}
+    return {name: value for name, value in listed.items() if name in _CONSTANT_RECORDS and _CONSTANT_RECORDS[name](value)}
 
 
 def _listed_names(sums: dict) -> list[str] | None:
@@ -432,6 +466,34 @@ def _read(segment: str, table: str, columns: list[str] | None = None) -> pl.Data
 def _read_bytes(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read(1 << 16)
+
+
+def _digests(paths: list[str]) -> dict[str, str | OSError]:
+    """Each file's :func:`_digest` (or the error reading it), several files at once: zlib
+    and file reads let go of the GIL, and 100M records are ~2 GB of segments to check."""
+    def one(path: str) -> str | OSError:
+        try:
+            return _digest(path)
+        except OSError as exc:
+            return exc
+
+    big = sum(_size(p) for p in paths) >= _PARALLEL_DIGEST_BYTES
+    if not big or len(paths) < 2:
+        return {p: one(p) for p in paths}
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        return dict(zip(paths, pool.map(one, paths)))
+
+
+_PARALLEL_DIGEST_BYTES = 64 * 1024 * 1024  # below this, threads cost more than they save
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def _digest(path: str) -> str:
