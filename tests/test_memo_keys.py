@@ -126,3 +126,17 @@ def test_memo_hits_load_no_pygit2(repo):
     )
     out = subprocess.run([sys.executable, "-c", probe], cwd=repo.path, capture_output=True, text=True, check=True)
     assert out.stdout.splitlines()[-1] == "False"
+
+
+def test_the_peek_finds_the_repository_pygit2_finds_whatever_git_variables_say(repo, tmp_path, monkeypatch):
+    """pygit2's discovery reads no GIT_DIR and the like; git would. A hook, or a user's
+    GIT_DIR, must not make a memo key come from another repository than the query reads."""
+    _record(0.1)
+    other = make_repo(tmp_path / "other")
+    sub = repo.path / "deep" / "er"
+    sub.mkdir(parents=True)
+    here = _agree(str(sub))
+    for name, value in (("GIT_DIR", str(other.path / ".git")), ("GIT_WORK_TREE", str(other.path)),
+                        ("GIT_CEILING_DIRECTORIES", str(repo.path))):  # fmt: skip
+        monkeypatch.setenv(name, value)
+        assert _agree(str(sub)) == here, name

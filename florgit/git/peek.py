@@ -55,8 +55,17 @@ def tree_ids(start: str | None, sources: tuple[tuple[str, str], ...]) -> Peeked 
     return Peeked(git_dir, common_dir, trees)
 
 
+# Variables with which git would find another repository, or other objects, than pygit2's
+# discovery from the same folder (which reads none of them): the keys must be the same.
+_LOCATING = (
+    "GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_NAMESPACE", "GIT_CEILING_DIRECTORIES", "GIT_DISCOVERY_ACROSS_FILESYSTEM", "GIT_INDEX_FILE",
+)  # fmt: skip
+
+
 def _git(cwd: str, args: list[str], stdin: str | None = None) -> list[str] | None:
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"}
+    env = {k: v for k, v in os.environ.items() if k not in _LOCATING}
+    env.update(GIT_TERMINAL_PROMPT="0", GIT_OPTIONAL_LOCKS="0")
     try:
         proc = subprocess.run(
             ["git", *args], cwd=cwd, input=stdin, capture_output=True, text=True, env=env, check=False
