@@ -129,10 +129,10 @@ def _run_list(repo) -> RunList:
 
 
 def _last_values(repo, listed: list) -> pl.DataFrame:
+    """``run, name, kind, i, f, s``: each run's last value of each name."""
     from florgit.frames import loader
     from florgit.store.replays import REPLAYS_DIR
 
-    """``run, name, kind, i, f, s``: each run's last value of each name."""
     rows: dict[str, list] = {"run": [], "name": [], "kind": [], "i": [], "f": [], "s": []}
     read: list[pl.DataFrame] = []
     budget = [memory_budget()]
