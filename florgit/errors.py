@@ -20,6 +20,12 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
 
 class FlorgitError(Exception):
     """Base class of every error florgit raises on purpose."""
@@ -28,6 +34,18 @@ class FlorgitError(Exception):
 class FlorgitWarning(UserWarning):
     """Something was left out or could not be done, and florgit went on (e.g. a run that
     fails validation is skipped by a query); the message says how to fix it."""
+
+
+def noting_warnings(compute: Callable[[], T]) -> tuple[T, bool]:
+    """``compute()``, and whether it raised no :class:`FlorgitWarning` (a run left out, a
+    name never logged): what memos keep must be whole. Every warning is still shown, as
+    the caller's filters say, once the work is done."""
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always", FlorgitWarning)
+        value = compute()
+    for w in warned:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    return value, not any(issubclass(w.category, FlorgitWarning) for w in warned)
 
 
 class RepositoryError(FlorgitError):

@@ -19,17 +19,21 @@ NAME = "log"
 VERSION = 1  # bump when what the table shows changes
 
 
+def _key_extra() -> tuple:
+    from florgit import __version__
+
+    return NAME, VERSION, __version__
+
+
 def key(repo: GitRepo) -> str:
-    from florgit import __version__
-
-    return memo_keys.listing_key(repo, NAME, VERSION, __version__)
+    return memo_keys.listing_key(repo, *_key_extra())
 
 
-def peeked_key(start: str | None = None) -> memo_keys.Peeked | None:
-    """:func:`key` without opening the repository (store.memo_keys)."""
-    from florgit import __version__
-
-    return memo_keys.peek_listing_key(start, NAME, VERSION, __version__)
+def look_up() -> tuple[Listing | None, GitRepo | None, str | None]:
+    """The remembered table of this repository's runs, found without pygit2 where it can
+    be (store.memo_keys.look_up); on a miss, the opened repository and the key to keep
+    the table under."""
+    return memo_keys.look_up(None, load, *_key_extra())
 
 
 def load(common_dir: str, memo_key: str) -> Listing | None:

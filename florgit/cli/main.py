@@ -116,17 +116,10 @@ def _plain_listing(n: int, reverse: bool):
     same runs' table when there is one (no polars, no run read), else built and remembered."""
     from florgit.cli import log_memo, runtable
 
-    peeked = log_memo.peeked_key()  # a hit needs neither pygit2 nor polars
-    listing = log_memo.load(peeked.common_dir, peeked.key) if peeked is not None else None
+    listing, repo, key = log_memo.look_up()  # a hit needs neither pygit2 nor polars
     if listing is None:
         from florgit.cli.listing import run_table
-        from florgit.store.recovery import open_recovered
 
-        repo = open_recovered()
-        key = log_memo.key(repo)
-        # Where the peek declined (or a recovery changed the runs), the memo may still hold them.
-        listing = log_memo.load(repo.common_dir, key) if peeked is None or peeked.key != key else None
-    if listing is None:
         table = run_table()
         if table.frame.is_empty():
             _hint_remote_runs()

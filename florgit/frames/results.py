@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import io
 import os
-import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from florgit.errors import FlorgitWarning
+from florgit.errors import noting_warnings
 from florgit.store import memo, memo_keys
 
 if TYPE_CHECKING:
@@ -44,12 +43,8 @@ def through(compute: Callable[[], pl.DataFrame], repo_path: str | None, *questio
     if remembered is not None:
         _touch(memo.path_of(peeked.common_dir, name))
         return remembered
-    with warnings.catch_warnings(record=True) as warned:
-        warnings.simplefilter("always", FlorgitWarning)
-        frame = compute()
-    for w in warned:  # shown as the caller's filters say, once the frame is built
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
-    if any(issubclass(w.category, FlorgitWarning) for w in warned) or frame.estimated_size() > MAX_FRAME_BYTES:
+    frame, whole = noting_warnings(compute)
+    if not whole or frame.estimated_size() > MAX_FRAME_BYTES:
         return frame
     if memo_keys.peek_listing_key(repo_path, PREFIX, VERSION, __version__, *question) == peeked:
         out = io.BytesIO()

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import io
 import json
-import warnings
 from dataclasses import dataclass
 
 import polars as pl
 
 from florgit.codec.values import split
-from florgit.errors import FlorgitWarning, StoreError
+from florgit.errors import StoreError, noting_warnings
 from florgit.frames import columns
 from florgit.frames.typing import dtype_for, value_expr
 from florgit.store import memo, memo_keys
@@ -48,29 +47,19 @@ MEMO_VERSION = 1  # bump when the frame's columns or their meaning change
 def run_list(repo_path: str | None = None) -> RunList:
     from florgit import __version__
 
-    peeked = memo_keys.peek_listing_key(repo_path, MEMO_VERSION, __version__)
-    if peeked is not None:
-        remembered = _from_memo(memo.read(peeked.common_dir, MEMO, peeked.key))
-        if remembered is not None:
-            return remembered
-    from florgit.store.recovery import open_recovered
-
-    repo = open_recovered(repo_path)
-    key = memo_keys.listing_key(repo, MEMO_VERSION, __version__)
-    if peeked is None or peeked.key != key:  # the peek declined, or a recovery changed the runs
-        remembered = _from_memo(memo.read(repo.common_dir, MEMO, key))
-        if remembered is not None:
-            return remembered
-    with warnings.catch_warnings(record=True) as warned:
-        warnings.simplefilter("always", FlorgitWarning)
-        listed = _run_list(repo)
-    for w in warned:  # shown as the caller's filters say, after the listing is done
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
-    listed.complete = not any(issubclass(w.category, FlorgitWarning) for w in warned)
+    remembered, repo, key = memo_keys.look_up(repo_path, _read_memo, MEMO_VERSION, __version__)
+    if remembered is not None:
+        return remembered
+    listed, complete = noting_warnings(lambda: _run_list(repo))
+    listed.complete = complete
     # Kept only when whole, and when no writer changed the runs while they were read.
     if listed.complete and memo_keys.listing_key(repo, MEMO_VERSION, __version__) == key:
         memo.write(repo.common_dir, MEMO, key, _to_memo(listed))
     return listed
+
+
+def _read_memo(common_dir: str, key: str) -> RunList | None:
+    return _from_memo(memo.read(common_dir, MEMO, key))
 
 
 def _to_memo(listed: RunList) -> bytes:

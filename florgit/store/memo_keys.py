@@ -4,20 +4,25 @@ clone's removals (layout.LISTING_SOURCES), plus the deriving code's version.
 
 Two ways to read it that always agree: :func:`listing_key` through an open repository,
 and :func:`peek_listing_key` through the git CLI without loading pygit2, so that a memo
-hit (a listing, a repeated query) skips that import. The peek declines (None) whenever a
+hit (a listing, a repeated query) skips that import; :func:`look_up` tries the peek, then
+the opened repository. The peek declines (None) whenever a
 killed run's spool is waiting to be recovered: recovery adds a run, so the caller must
 open the repository, recover, and key again.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 from florgit.git import peek
 from florgit.store import layout, memo, spool
 
 if TYPE_CHECKING:
     from florgit.git import GitRepo
+
+
+T = TypeVar("T")
 
 
 class Peeked(NamedTuple):
@@ -36,3 +41,22 @@ def peek_listing_key(start: str | None, *extra: object) -> Peeked | None:
     if found is None or spool.any_abandoned(found.git_dir):
         return None
     return Peeked(found.common_dir, memo.key_of(*found.trees, *extra))
+
+
+def look_up(start: str | None, read: Callable[[str, str], T | None], *extra: object) -> tuple[T | None, GitRepo | None, str | None]:
+    """What ``read(common_dir, key)`` finds under the listing key: through the peek first
+    (no pygit2); where that declines or misses, the repository is opened (killed runs
+    recovered first) and read again if its key differs. Returns what was found, and the
+    opened repository and its key (None on a peek hit), for a caller that finds nothing
+    to build the value and keep it under that key."""
+    peeked = peek_listing_key(start, *extra)
+    if peeked is not None:
+        found = read(peeked.common_dir, peeked.key)
+        if found is not None:
+            return found, None, None
+    from florgit.store.recovery import open_recovered
+
+    repo = open_recovered(start)
+    key = listing_key(repo, *extra)
+    found = read(repo.common_dir, key) if peeked is None or peeked.key != key else None
+    return found, repo, key
