@@ -261,18 +261,17 @@ def test_echo_names_the_loops_of_its_progress_line_when_the_newest_start_comes_l
     an iteration whose start it does not have yet: the progress line then shows the newest
     iteration it can name, never a bare ``loss: ...`` with no loop."""
     from florgit.api.echo import Echo
-    from florgit.codec import arrow
+    from florgit.codec import arrow, packed, unpacked
     from florgit.codec.schemas import Tables
 
     def flush(echo: Echo, loops: list, starts: list, records: list) -> list[str]:
-        rows = Tables(loops, starts, [], records)
-        batches = Tables(arrow.loop_batch(loops), arrow.start_batch_flat(starts), arrow.end_batch([]),
-                         arrow.record_batch_flat(records))  # fmt: skip
+        rows = Tables(loops, unpacked.Starts(*packed.pack_starts(starts)), [], unpacked.Records(*packed.pack_records(records)))
+        batches = Tables(arrow.loop_batch(loops), rows.starts.batch(), arrow.end_batch([]), rows.records.batch())
         return echo.lines(rows, batches)
 
     echo = Echo()
     loops = [(1, 0, 1, "epoch"), (2, 1, 2, "step")]
-    starts = [1, 1, 0, None, 0.0, 2, 2, 0, None, 0.1]  # epoch 0 (ctx 1), its step 0 (ctx 2)
-    assert flush(echo, loops, starts, [2, "loss", 0.5, 3, "loss", 0.25]) == ["epoch: 0, step: 0, loss: 0.5"]
-    assert flush(echo, [], [3, 2, 1, None, 0.2], [3, "loss", 0.125]) == ["epoch: 0, step: 1, loss: 0.125"]
-    assert flush(Echo(), [], [], [9, "loss", 1.0]) == []  # nothing it can name: no progress line
+    starts = [(1, 1, 0, None, 0.0), (2, 2, 0, None, 0.1)]  # epoch 0 (ctx 1), its step 0 (ctx 2)
+    assert flush(echo, loops, starts, [(2, "loss", 0.5), (3, "loss", 0.25)]) == ["epoch: 0, step: 0, loss: 0.5"]
+    assert flush(echo, [], [(3, 2, 1, None, 0.2)], [(3, "loss", 0.125)]) == ["epoch: 0, step: 1, loss: 0.125"]
+    assert flush(Echo(), [], [], [(9, "loss", 1.0)]) == []  # nothing it can name: no progress line

@@ -79,16 +79,14 @@ _NAME_POOL = ["loss", "acc", "lr", "é∂", "x" * 100, "grad_norm", "a", "val/lo
 
 @settings(max_examples=120, deadline=None)
 @given(st.data())
-def test_flat_buffers_of_repeated_names_and_one_value_type_round_trip(data):
+def test_packed_rows_of_repeated_names_and_one_value_type_round_trip(data):
     pool = data.draw(st.lists(st.sampled_from(_NAME_POOL), min_size=1, max_size=10, unique=True))
     values = data.draw(st.lists(data.draw(_ONE_KIND), min_size=1, max_size=300))
     recs = [(data.draw(st.integers(0, 10**6)), data.draw(st.sampled_from(pool)), v) for v in values]
-    flat = [x for r in recs for x in r]
     expected = [(c, n, str(v) if type(v) is int and not -(2**63) <= v < 2**63 else v) for c, n, v in recs]
-    assert _same(_decode(pa.Table.from_batches([arrow.record_batch_flat(flat)])), expected)
+    assert _same(_decode(pa.Table.from_batches([arrow.record_batch(recs)])), expected)
     starts = [(c, 7, k, v, 0.5 + k) for k, (c, _n, v) in enumerate(recs)]
-    batch = arrow.start_batch_flat([x for r in starts for x in r], 0.25)
-    assert _same_batches(batch, arrow.start_batch(starts, 0.25))
+    batch = arrow.start_batch(starts, 0.25)
     assert batch.column("t").to_pylist() == [0.25 + k for k in range(len(starts))]
     assert _same(_decode(pa.Table.from_batches([batch]).drop(["loop_id", "iteration", "t"]).add_column(1, "name", pa.array(["n"] * len(starts)))), [(c, "n", v) for c, _n, v in expected])
 

@@ -10,10 +10,9 @@ batches, so it does not grow with the number of records per flush.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 
 from florgit import envflags
-from florgit.codec.schemas import RECORD_WIDTH, START_WIDTH, Tables
+from florgit.codec.schemas import Tables
 
 MAX_OUTER_LINES = 20
 MAX_RUN_LEVEL = 50
@@ -39,9 +38,9 @@ class Echo:
         self._fresh: dict[int, tuple[int, str, int]] = {}  # loops not yet in _depth_of
         self._depth_of = None  # numpy: loop_id -> depth, grown as loops appear (a loop per step adds up)
 
-    def lines(self, rows: Tables[list], batches: Tables) -> list[str]:
-        """Lines for one flush: its rows (starts and records flat) and the Arrow batches
-        made of them."""
+    def lines(self, rows: Tables, batches: Tables) -> list[str]:
+        """Lines for one flush: its rows (loop and end tuples, starts and records as
+        ``codec.unpacked`` reads them) and the Arrow batches made of them."""
         for loop_id, parent, depth, name in rows.loops:
             self._loops[loop_id] = self._fresh[loop_id] = (parent, name, depth)
         self._track_starts(rows.starts, batches.starts)
@@ -49,16 +48,12 @@ class Echo:
         self._forget_closed_loops()
         return lines
 
-    def _lines(self, flat: Sequence, batches: Tables) -> list[str]:
+    def _lines(self, records, batches: Tables) -> list[str]:
         import numpy as np  # here, not at import: `import florgit` stays light
 
         from florgit.codec.pyarrays import view
 
-        w = RECORD_WIDTH
-
-        def record(pos: int) -> tuple:
-            return tuple(flat[w * pos : w * pos + w])
-
+        record = records.row
         rec_ctx = view(batches.records.column("ctx"))
         n = len(rec_ctx)
         keyed: list[tuple[int, str]] = []  # (record position, line): printed in log order
@@ -98,25 +93,24 @@ class Echo:
         found = np.flatnonzero(np.isin(rec_ctx, named))
         return int(rec_ctx[found[-1]]) if len(found) else None
 
-    def _track_starts(self, starts: Sequence, batch) -> None:
+    def _track_starts(self, starts, batch) -> None:
         import numpy as np
 
         from florgit.codec.pyarrays import view
 
-        if not len(starts):
+        if not starts.n:
             return
         loop_ids = view(batch.column("loop_id"))
         depth_of = self._depths()
         depths = depth_of[np.minimum(loop_ids, len(depth_of) - 1)]
-        w = START_WIDTH
         for pos in np.flatnonzero(depths == 1).tolist():
-            ctx, loop_id, iteration = starts[w * pos : w * pos + 3]
+            ctx, loop_id, iteration = starts.row(pos)
             self._outer[ctx] = (loop_id, iteration)
         for depth in range(2, int(depths.max()) + 1):  # np.unique would import numpy.ma: 50 ms
             found = np.flatnonzero(depths == depth)
             if len(found):
                 pos = int(found[-1])
-                ctx, loop_id, iteration = starts[w * pos : w * pos + 3]
+                ctx, loop_id, iteration = starts.row(pos)
                 self._newest[depth] = (ctx, loop_id, iteration)
 
     def _depths(self):

@@ -1,13 +1,15 @@
 """The background thread that moves buffered records out of the training thread.
 
 Every ``INTERVAL`` seconds, or sooner once ``EAGER_ROWS`` are waiting (so the end of a run
-never has more than that left to convert), it takes what the hot path appended to the lists (loop
+never has more than that left to convert), it takes what the hot path appended (loop
 instances, iteration starts and ends, then records, so nothing is spooled before what it
 refers to), turns them into Arrow batches (with the iteration ends the starts imply: see
 iteration_ends), appends those to the run's spool streams and echoes a summary. Taking is
 ``rows = buf[:n]; del buf[:n]``: each one step under the GIL, and appends land after
-``n``, so the hot path takes no lock at all. Batches are not kept: the spool holds them
-(only if spooling fails are they kept in memory, from then on).
+``n``, so the hot path takes no lock at all. Starts and records are packed rows
+(codec.packed): taking them is a copy of bytes, and reading them numpy's work
+(codec.unpacked), so the thread holds the GIL briefly. Batches are not kept: the spool
+holds them (only if spooling fails are they kept in memory, from then on).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import warnings
 from dataclasses import dataclass, field
 
 from florgit.api import echo
-from florgit.codec.schemas import RECORD_WIDTH, START_WIDTH, EndRow, LoopRow, Tables
+from florgit.codec.packed import RECORD_SIZE, START_SIZE, NameTable, append_record, record_rows, start_rows
+from florgit.codec.schemas import EndRow, LoopRow, Tables
 
 INTERVAL = 0.5
 EAGER_ROWS = 25_000  # records + iteration starts waiting that make the thread flush early
@@ -27,14 +30,32 @@ _POLL = 0.05
 
 @dataclass
 class Buffers:
-    """What the training thread appends to; the flusher drains it."""
+    """What the training thread appends to; the flusher drains it. Starts and records are
+    packed rows with side lists (see codec.packed)."""
 
     loops: list[LoopRow] = field(default_factory=list)
-    starts: list = field(default_factory=list)  # flat StartRows; t: raw time.perf_counter()
+    starts: bytearray = field(default_factory=bytearray)  # t: raw time.perf_counter()
+    items: list = field(default_factory=list)  # flat (ctx, item) of starts that keep an item
     ends: list[EndRow] = field(default_factory=list)  # only the ends iteration_ends cannot infer
-    records: list = field(default_factory=list)  # flat RecordRows
+    records: bytearray = field(default_factory=bytearray)
+    others: list = field(default_factory=list)  # flat (ctx, code, value) of OTHER_ROW records
+    table: NameTable = field(default_factory=NameTable)  # logged names and their codes
     t0: float = 0.0  # the clock at the run's start: stored times are seconds since then
     explicit_loops: set[int] = field(default_factory=set)  # flor.iteration loops: each end recorded
+
+    def waiting(self) -> int:
+        """Rows waiting to be converted: records plus iteration starts."""
+        return len(self.records) // RECORD_SIZE + len(self.starts) // START_SIZE
+
+    def record(self, ctx: int, name: str, value: object) -> None:
+        """Append a record off the hot path (args; ``name`` already checked)."""
+        append_record(self.records, self.others, ctx, self.table.code_of(name), value)
+
+    def start_rows(self) -> list[tuple]:
+        return start_rows(self.starts, self.items)
+
+    def record_rows(self) -> list[tuple]:
+        return record_rows(self.records, self.others, self.table.names)
 
 
 class Flusher:
@@ -64,11 +85,11 @@ class Flusher:
         from florgit.store import layout
 
         b = self._buffers
-        self._kinds = [  # in Tables order: each buffer, its schema and its spooled file
-            (b.loops, arrow.LOOP_SCHEMA, layout.LOOPS),
-            (b.starts, arrow.START_SCHEMA, layout.STARTS),
-            (b.ends, arrow.END_SCHEMA, layout.ENDS),
-            (b.records, arrow.RECORD_SCHEMA, layout.RECORDS),
+        self._kinds = [  # in Tables order: each table's schema and its spooled file
+            (arrow.LOOP_SCHEMA, layout.LOOPS),
+            (arrow.START_SCHEMA, layout.STARTS),
+            (arrow.END_SCHEMA, layout.ENDS),
+            (arrow.RECORD_SCHEMA, layout.RECORDS),
         ]
         self._ends = IterationEnds(b.explicit_loops)
         self._arrow = arrow
@@ -79,32 +100,31 @@ class Flusher:
         b, clock = self._buffers, time.monotonic
         last = clock()
         while not self._stop.wait(_POLL):
-            if clock() - last >= INTERVAL or len(b.records) // RECORD_WIDTH + len(b.starts) // START_WIDTH >= EAGER_ROWS:
+            if clock() - last >= INTERVAL or b.waiting() >= EAGER_ROWS:
                 self.flush()
                 last = clock()
 
     def flush(self) -> None:
         with self._lock:
             self._load()
-            rows = Tables(*(_take(queue) for queue, _s, _f in self._kinds))
-            if not any(rows):
-                return
-            from florgit.codec.pyarrays import view
+            from florgit.codec.unpacked import Records, Starts
 
-            arrow, t0 = self._arrow, self._buffers.t0
-            starts = arrow.start_batch_flat(rows.starts, t0)
-            ctx, loop_id = view(starts.column("ctx")), view(starts.column("loop_id"))
-            t = view(starts.column("t"))
-            ended = self._ends.ends(ctx, loop_id, t, [(c, e - t0) for c, e in rows.ends])
-            batches = Tables(arrow.loop_batch(rows.loops), starts, arrow.end_batch_of(*ended), arrow.record_batch_flat(rows.records))
+            b, arrow = self._buffers, self._arrow
+            # Loops, starts, ends, then records: nothing is spooled before what it refers to.
+            loops, starts, ends = _take(b.loops), Starts.take(b.starts, b.items, b.t0), _take(b.ends)
+            records = Records.take(b.records, b.others, b.table.names)
+            if not (loops or starts.n or ends or records.n):
+                return
+            ended = self._ends.ends(starts.ctx, starts.loop_id, starts.t, [(c, e - b.t0) for c, e in ends])
+            batches = Tables(arrow.loop_batch(loops), starts.batch(), arrow.end_batch_of(*ended), records.batch())
             if self._spool_failed:
                 for kept, batch in zip(self.batches, batches):
                     kept.append(batch)
-            self.count += len(rows.records) // RECORD_WIDTH
-            self.last.update(zip(rows.records[1::RECORD_WIDTH], rows.records[2::RECORD_WIDTH]))  # in C: ~30 ns a record
+            self.count += records.n
+            self.last.update(records.newest())
             self._spool_batches(batches)
             if self.echo_on:
-                echo.write(self._echo.lines(rows, batches))
+                echo.write(self._echo.lines(Tables(loops, starts, ends, records), batches))
 
     def _spool_batches(self, batches: list) -> None:
         if self._spool_failed:
@@ -113,7 +133,7 @@ class Flusher:
         try:
             if self._streams is None:
                 self._streams = [
-                    self._arrow.StreamAppender(self._spool.path(fname), schema) for _q, schema, fname in self._kinds
+                    self._arrow.StreamAppender(self._spool.path(fname), schema) for schema, fname in self._kinds
                 ]
             for stream, batch in zip(self._streams, batches):
                 stream.append(batch)
@@ -144,7 +164,7 @@ class Flusher:
 
         self._load()
         out = {}
-        for kept, (_q, schema, fname) in zip(self.batches, self._kinds):
+        for kept, (schema, fname) in zip(self.batches, self._kinds):
             if self._spool_failed:
                 spooled = self._arrow.read_stream(self._spool.path(fname), schema).to_batches()
                 out[fname] = self._arrow.to_stream_bytes(pa.Table.from_batches([*spooled, *kept], schema=schema))
@@ -158,7 +178,7 @@ class Flusher:
 
 
 def _take(buf: list) -> list:
-    n = len(buf)  # whole rows: a flat row is appended by one `+=`, one step under the GIL
+    n = len(buf)  # appended by one step under the GIL each
     rows = buf[:n]
     del buf[:n]  # appends made since the copy stay
     return rows

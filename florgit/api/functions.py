@@ -3,7 +3,7 @@
 
 A run starts at the first call and ends at ``commit()``, at interpreter exit, or when
 the script dies of an exception (status ``failed``). ``log`` is the hot path: a type
-check, a set lookup and a deque append.
+check, a dict lookup and a packed row appended to a bytearray.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import os
 import sys
 import threading
 import warnings
-from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar, overload
@@ -21,15 +20,16 @@ from typing import Any, TypeVar, overload
 from florgit.api import echo
 from florgit.api import kwargs as kwargs_mod
 from florgit.api import notebook
-from florgit.codec.schemas import RECORD_WIDTH
+from florgit.codec.packed import RECORD_FLOAT, RECORD_SIZE, append_record
 from florgit.codec.values import SCALAR_TYPES, check_name, to_scalar
 from florgit.errors import KwargsError, UsageError
 
 MODE_ENV = "FLORGIT_MODE"  # =disabled: record nothing (values are returned, loops iterate)
-# Records waiting (flat) before log() flushes inline: when the flusher thread falls behind
-# (it shares the GIL with a tight training loop), this bounds the backlog the run end must
-# convert (~1 us a record with its iteration), so a run of any length ends in ~0.1 s.
-BUFFER_LIMIT = 40_000 * RECORD_WIDTH
+# Bytes of records waiting before log() flushes inline: when the flusher thread falls
+# behind (it shares the GIL with a tight training loop), this bounds the backlog the run
+# end must convert, so a run of any length ends in ~0.1 s.
+BUFFER_LIMIT = 40_000 * RECORD_SIZE
+_PACK_FLOAT = RECORD_FLOAT.pack
 
 class _Required:
     """The default of ``arg``'s ``default``: the value must come from ``--kwargs``."""
@@ -88,11 +88,19 @@ def log(name: str, value: T) -> T:
     :class:`~florgit.errors.UnsupportedValueError`.
     """
     rec = _rec or _start()
-    stored = value if type(value) in SCALAR_TYPES else to_scalar(value, name)
-    if name not in rec.names:
-        rec.add_name(name)
-    buf = rec.records
-    buf += (rec.ctx, name, stored)  # flat: see codec.schemas
+    if type(value) is float:  # the common case, packed inline (codec.packed)
+        code = rec.codes.get(name)
+        if code is None:
+            code = rec.add_name(name)
+        buf = rec.records
+        buf += _PACK_FLOAT(rec.ctx, code, value)
+    else:
+        stored = value if type(value) in SCALAR_TYPES else to_scalar(value, name)
+        code = rec.codes.get(name)
+        if code is None:
+            code = rec.add_name(name)
+        buf = rec.records
+        append_record(buf, rec.others, rec.ctx, code, stored)
     if len(buf) > BUFFER_LIMIT:
         rec.drain()
     return value
@@ -236,19 +244,25 @@ class _ForkedChild:
 
     run_id = None
     ctx = 0
-    names: frozenset = frozenset()
 
     def __init__(self) -> None:
-        self.records: deque = deque(maxlen=1)
+        self.records, self.others = bytearray(), []  # what log() appends: dropped by drain()
+        self.codes: dict[str, int] = {}  # stays empty, so every log() calls add_name
         self.warned = False
 
-    def add_name(self, name: str) -> None:
+    def add_name(self, name: str) -> int:
         if not self.warned:
             self.warned = True
             warnings.warn("florgit: logs from a forked child process are not recorded", stacklevel=3)
+        return self._dropped()
+
+    def _dropped(self) -> int:
+        self.drain()  # nothing is kept: the buffer holds one row at most
+        return 0
 
     def drain(self) -> None:
-        pass
+        del self.records[:]
+        self.others.clear()
 
     def finish(self, status: str, error: str | None = None) -> None:
         pass
@@ -273,8 +287,9 @@ class _Disabled(_ForkedChild):
     """FLORGIT_MODE=disabled: the script runs as it would, `--kwargs` included, and nothing
     is recorded or written."""
 
-    def add_name(self, name: str) -> None:
+    def add_name(self, name: str) -> int:
         check_name(name)  # misuse still raises, as it would when recording
+        return self._dropped()
 
     def arg(self, name: str, default: object, missing: object) -> object:
         if name in KWARGS:

@@ -1,6 +1,6 @@
 """One run in progress: its buffers, loop contexts, args, and how it ends.
 
-The hot path (``functions.log`` and loop iterations) only appends tuples to deques;
+The hot path (``functions.log`` and loop iterations) only appends packed rows to bytearrays;
 everything that touches disk or git happens at the run's start, in the flusher thread,
 or when the run ends.
 """
@@ -21,6 +21,7 @@ from florgit import __version__
 from florgit.api import kwargs as kwargs_mod
 from florgit.api import notebook
 from florgit.api.loopbook import LoopBook
+from florgit.codec.packed import HAS_ITEM, START, append_start
 from florgit.codec.values import SCALAR_TYPES, check_name, to_scalar
 from florgit.errors import FlorgitError, KwargsError
 
@@ -77,9 +78,10 @@ class Recorder(LoopBook):
         self.kwargs = kwargs
         self.used_kwargs: set[str] = set()
         self.args: dict[str, object] = {}
-        self.names: set[str] = set()
         self.buffers = Buffers(t0=self.t0)
-        self.records = self.buffers.records  # read by functions.log on every call
+        # Read by functions.log on every call: packed record rows, their side list, and the
+        # code of each logged name.
+        self.records, self.others, self.codes = self.buffers.records, self.buffers.others, self.buffers.table.codes
         self.ctx = 0
         self.depth = 0
         self._next_ctx = itertools.count(1).__next__
@@ -93,8 +95,9 @@ class Recorder(LoopBook):
         self._kwargs_checked = False
 
     # -- hot path helpers ------------------------------------------------------------
-    def add_name(self, name: str) -> None:
-        self.names.add(check_name(name))
+    def add_name(self, name: str) -> int:
+        """A name's first log: checked once, then its code (see codec.packed)."""
+        return self.buffers.table.code_of(check_name(name))
 
     def drain(self) -> None:
         """Called by ``log`` only when the buffer is over its bound: flush inline."""
@@ -104,8 +107,8 @@ class Recorder(LoopBook):
         if not self._kwargs_checked:
             self._check_kwargs()
         loop_id, parent, depth = self._open_loop(name)
-        starts, ends, next_ctx, clock = self.buffers.starts, self.buffers.ends, self._next_ctx, time.perf_counter
-        scalar = SCALAR_TYPES
+        starts, items, ends, next_ctx, clock = self.buffers.starts, self.buffers.items, self.buffers.ends, self._next_ctx, time.perf_counter
+        scalar, pack, flagged = SCALAR_TYPES, START.pack, loop_id | HAS_ITEM
         self.depth = depth
         ckpt = self.checkpointer
         checkpointed = ckpt is not None and ckpt.bind(name, loop_id, depth, sys._getframe(1))
@@ -117,11 +120,15 @@ class Recorder(LoopBook):
             # One clock reading per iteration, at its start (raw: the flusher subtracts t0).
             # An iteration ends where the next one starts (iteration_ends); only the last
             # one's end is appended here. An item is kept when it is a scalar other than
-            # its own index.
+            # its own index: it goes to the side list first (codec.packed.append_start).
             for idx, item in enumerate(iterable):
                 ctx = next_ctx()
                 kind = type(item)
-                starts += (ctx, loop_id, idx, item if kind in scalar and (kind is not int or item != idx) else None, clock())
+                if kind in scalar and (kind is not int or item != idx):
+                    items += (ctx, item)
+                    starts += pack(ctx, flagged, idx, clock())
+                else:
+                    starts += pack(ctx, loop_id, idx, clock())
                 self.ctx = ctx
                 if checkpointed:
                     ckpt.iteration = idx
@@ -174,7 +181,7 @@ class Recorder(LoopBook):
                 value = to_scalar(value, name)
             except FlorgitError:
                 value = None  # like loop items: only scalars are kept
-        self.buffers.starts.extend((ctx, loop_id, idx, value, clock()))
+        append_start(self.buffers.starts, self.buffers.items, ctx, loop_id, idx, value, clock())
         self.ctx, self.depth = ctx, depth
         try:
             yield idx
@@ -200,7 +207,7 @@ class Recorder(LoopBook):
         self.args[name] = value
         if self.rank == 0:  # a launch's args are rank 0's (every rank got the same command line)
             self.meta.args[name] = stored
-            self.records.extend((0, name, stored))
+            self.buffers.record(0, name, stored)
         return value
 
     def _check_kwargs(self) -> None:

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from florgit.api.flusher import Buffers
 from florgit.api.loopbook import CheckpointScope, LoopBook
 from florgit.api.userframe import caller_frame, write_variables
+from florgit.codec.packed import append_start
 from florgit.codec.values import SCALAR_TYPES, check_name, to_scalar
 from florgit.errors import FlorgitError
 from florgit.hindsight.spec import ReplaySpec
@@ -45,8 +46,7 @@ class ReplayRecorder(LoopBook):
             (c.phase, c.boundary): c for c in checkpoints.list_checkpoints(self.repo, spec.run_id) if c.loop == spec.loop
         }
         self.buffers = Buffers()
-        self.records = self.buffers.records
-        self.names: set[str] = set()
+        self.records, self.others, self.codes = self.buffers.records, self.buffers.others, self.buffers.table.codes
         self.ctx = 0
         self.depth = 0
         self._next_ctx = itertools.count(1).__next__
@@ -60,8 +60,8 @@ class ReplayRecorder(LoopBook):
         self.carried: set[str] = set()  # loop-carried variables of the checkpointed loop
 
     # -- what functions.py calls ---------------------------------------------------------
-    def add_name(self, name: str) -> None:
-        self.names.add(check_name(name))
+    def add_name(self, name: str) -> int:
+        return self.buffers.table.code_of(check_name(name))
 
     def drain(self) -> None:
         pass  # a replay keeps its (few) records in memory until it ends
@@ -153,7 +153,7 @@ class ReplayRecorder(LoopBook):
         ctx = self._next_ctx()
         kind = type(item)
         value = item if kind in SCALAR_TYPES and not (kind is int and item == idx) else None
-        self.buffers.starts.extend((ctx, loop_id, idx, value, 0.0))
+        append_start(self.buffers.starts, self.buffers.items, ctx, loop_id, idx, value, 0.0)
         self.ctx = ctx
 
     @contextmanager

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from florgit.codec import schemas
-from florgit.codec.pyarrays import array, empty_batch, filled, from_numpy, ints
+from florgit.codec.pyarrays import array, empty_batch, filled, from_numpy
 from florgit.codec.ipc_bounds import check_stream, read_checked  # checked reads of pulled streams
 from florgit.codec.values import BOOL, FLOAT, INT, KIND_OF_TYPE, STR, fits_int64, split
 
@@ -90,17 +90,9 @@ def _or_nulls(arr: pa.Array | None, typ: pa.DataType, n: int) -> pa.Array:
 
 def record_batch(records: Sequence[schemas.RecordRow]) -> pa.RecordBatch:
     """Build a record batch from ``(ctx, name, value)`` tuples."""
-    return record_batch_flat(schemas.flatten(records))
+    from florgit.codec import packed, unpacked
 
-
-def record_batch_flat(flat: Sequence) -> pa.RecordBatch:
-    """Build a record batch from ``[ctx, name, value, ctx, name, value, ...]``, as the hot
-    path appends them: each column is a slice (~10 ns a row) read by numpy in C."""
-    w = schemas.RECORD_WIDTH
-    if not flat:
-        return empty_batch(RECORD_SCHEMA)
-    cols = [ints(flat[0::w]), array(flat[1::w], pa.string()), *value_columns(flat[2::w])]
-    return pa.RecordBatch.from_arrays(cols, schema=RECORD_SCHEMA)
+    return unpacked.Records(*packed.pack_records(records)).batch()
 
 
 def _columns(rows: Sequence[tuple], width: int) -> list[list]:
@@ -116,17 +108,9 @@ def loop_batch(loops: Sequence[schemas.LoopRow]) -> pa.RecordBatch:
 def start_batch(starts: Sequence[schemas.StartRow], t0: float = 0.0) -> pa.RecordBatch:
     """From ``(ctx, loop_id, iteration, item value, t)`` tuples; ``t0`` is subtracted from
     each ``t`` (the hot path stores raw clock readings)."""
-    return start_batch_flat(schemas.flatten(starts), t0)
+    from florgit.codec import packed, unpacked
 
-
-def start_batch_flat(flat: Sequence, t0: float = 0.0) -> pa.RecordBatch:
-    """The same from the rows laid end to end, as the hot path appends them."""
-    w = schemas.START_WIDTH
-    if not flat:
-        return empty_batch(START_SCHEMA)
-    t = np.fromiter(flat[4::w], np.float64, count=len(flat) // w) - t0
-    cols = [ints(flat[0::w]), ints(flat[1::w]), ints(flat[2::w]), *value_columns(flat[3::w]), from_numpy(t, pa.float64())]
-    return pa.RecordBatch.from_arrays(cols, schema=START_SCHEMA)
+    return unpacked.Starts(*packed.pack_starts(starts), t0).batch()
 
 
 def end_batch(ends: Sequence[schemas.EndRow]) -> pa.RecordBatch:
@@ -203,10 +187,8 @@ __all__ = [
     "START_SCHEMA",
     "END_SCHEMA",
     "record_batch",
-    "record_batch_flat",
     "loop_batch",
     "start_batch",
-    "start_batch_flat",
     "end_batch",
     "StreamAppender",
     "read_stream",

@@ -25,21 +25,16 @@ def array(values: Sequence, typ: pa.DataType) -> pa.Array:
         return _strings(values, n)
     if typ == pa.bool_():  # bit-packed; Array.cast would import pyarrow.compute
         if None not in values:
-            return pa.Array.from_buffers(typ, n, [None, _bitmap(np.array(values, dtype=bool))])
+            return pa.Array.from_buffers(typ, n, [None, bitmap(np.array(values, dtype=bool))])
         valid = np.fromiter((v is not None for v in values), dtype=bool, count=n)
-        bits = _bitmap(np.array([bool(v) for v in values], dtype=bool))
-        return pa.Array.from_buffers(typ, n, [_bitmap(valid), bits], null_count=n - int(valid.sum()))
+        bits = bitmap(np.array([bool(v) for v in values], dtype=bool))
+        return pa.Array.from_buffers(typ, n, [bitmap(valid), bits], null_count=n - int(valid.sum()))
     dtype = _NUMPY[typ]
     if None not in values:
         return pa.Array.from_buffers(typ, n, [None, pa.py_buffer(np.fromiter(values, dtype, count=n))])
     valid = np.fromiter((v is not None for v in values), dtype=bool, count=n)
     data = np.array([0 if v is None else v for v in values], dtype=dtype)
-    return pa.Array.from_buffers(typ, n, [_bitmap(valid), pa.py_buffer(data)], null_count=n - int(valid.sum()))
-
-
-def ints(values: Sequence[int]) -> pa.Array:
-    """Python ints known to be there and to fit 64 bits (context and loop ids)."""
-    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(np.fromiter(values, np.int64, count=len(values)))])
+    return pa.Array.from_buffers(typ, n, [bitmap(valid), pa.py_buffer(data)], null_count=n - int(valid.sum()))
 
 
 def filled(value: int, n: int, typ: pa.DataType) -> pa.Array:
@@ -65,9 +60,7 @@ _PAD_BYTES = 64  # longest string laid out in a padded table rather than joined
 
 
 def _repeated_strings(values: Sequence, distinct: list, n: int) -> pa.Array:
-    """A few distinct strings repeated: each row's code, then its bytes gathered from a
-    padded table, all in numpy (joining a million short strings costs ~40 ns a row)."""
-    encoded = [v.encode() for v in distinct]
+    """A few distinct strings repeated: each row's code, then the strings of the codes."""
     if len(distinct) == 1:
         codes = np.zeros(n, dtype=np.intp)
     elif len(distinct) <= _COMPARE_NAMES:
@@ -78,25 +71,44 @@ def _repeated_strings(values: Sequence, distinct: list, n: int) -> pa.Array:
     else:
         code = {v: k for k, v in enumerate(distinct)}
         codes = np.fromiter(map(code.__getitem__, values), dtype=np.intp, count=n)
+    return strings_of_codes(codes, distinct)
+
+
+def strings_of_codes(codes: np.ndarray, table: Sequence[str]) -> pa.Array:
+    """A string array whose row r is ``table[codes[r]]``: the bytes gathered from a padded
+    table in numpy (joining a million short strings costs ~40 ns a row)."""
+    n = len(codes)
+    if not n:
+        return from_parts(b"", np.zeros(0, np.int64), 0)
+    used = np.flatnonzero(np.bincount(codes, minlength=len(table)))
+    if len(used) < len(table):  # a run's name table: only the names these rows use
+        remap = np.zeros(len(table), dtype=np.intp)
+        remap[used] = np.arange(len(used))
+        codes, table = remap[codes], [table[i] for i in used.tolist()]
+    encoded = [v.encode() for v in table]
     sizes = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
-    lengths = sizes[codes]
     widest = int(sizes.max())
+    if int(sizes.min()) == widest:  # one length (one name, most often): rows of fixed width
+        fixed = np.frombuffer(b"".join(encoded), np.uint8).reshape(len(encoded), widest) if widest else np.zeros((len(encoded), 0), np.uint8)
+        return from_parts(fixed[codes].tobytes(), np.full(n, widest, np.int64), n)
+    lengths = sizes[codes]
     if widest > _PAD_BYTES:
-        return _from_parts(b"".join(map(encoded.__getitem__, codes.tolist())), lengths, n)
+        return from_parts(b"".join(map(encoded.__getitem__, codes.tolist())), lengths, n)
     table = np.zeros((len(encoded), max(widest, 1)), dtype=np.uint8)
     for k, e in enumerate(encoded):
         table[k, : len(e)] = np.frombuffer(e, dtype=np.uint8)
     padded = table[codes]
     data = padded[np.arange(padded.shape[1]) < lengths[:, None]]  # row by row, padding dropped
-    return _from_parts(data.tobytes(), lengths, n)
+    return from_parts(data.tobytes(), lengths, n)
 
 
-def _from_parts(data: bytes, lengths: np.ndarray, n: int, validity: list | None = None, nulls: int = 0) -> pa.Array:
+def from_parts(data, lengths: np.ndarray, n: int, validity: list | None = None, nulls: int = 0) -> pa.Array:
+    """A string array from its bytes (any buffer) and each row's length."""
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     if offsets[-1] > _MAX_STRING_BYTES:
         raise ValueError(f"{offsets[-1]:,} bytes of text in one batch; at most {_MAX_STRING_BYTES:,} fit")
-    return pa.Array.from_buffers(pa.string(), n, [*(validity or [None]), pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)], null_count=nulls)
+    return pa.Array.from_buffers(pa.string(), n, [*(validity or [None]), pa.py_buffer(offsets.astype(np.int32)), data if isinstance(data, pa.Buffer) else pa.py_buffer(data)], null_count=nulls)
 
 
 def _plain_strings(values: Sequence, n: int) -> pa.Array:
@@ -104,8 +116,8 @@ def _plain_strings(values: Sequence, n: int) -> pa.Array:
     lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=n)
     if None in values:
         valid = np.fromiter((v is not None for v in values), dtype=bool, count=n)
-        return _from_parts(b"".join(encoded), lengths, n, [_bitmap(valid)], n - int(valid.sum()))
-    return _from_parts(b"".join(encoded), lengths, n)
+        return from_parts(b"".join(encoded), lengths, n, [bitmap(valid)], n - int(valid.sum()))
+    return from_parts(b"".join(encoded), lengths, n)
 
 
 def view(arr: pa.Array) -> np.ndarray:
@@ -116,7 +128,7 @@ def view(arr: pa.Array) -> np.ndarray:
     return np.frombuffer(arr.buffers()[1], dtype=dtype, count=arr.offset + len(arr))[arr.offset :]
 
 
-def _bitmap(valid: np.ndarray) -> pa.Buffer:
+def bitmap(valid: np.ndarray) -> pa.Buffer:
     return pa.py_buffer(np.packbits(valid, bitorder="little"))
 
 

@@ -7,7 +7,6 @@ query loads polars only). Types are Arrow's names for the few flat types florgit
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
 from typing import Generic, NamedTuple, TypeVar
 
 T = TypeVar("T")
@@ -25,25 +24,11 @@ STARTS: Columns = (("ctx", "int64"), ("loop_id", "int64"), ("iteration", "int64"
 ENDS: Columns = (("ctx", "int64"), ("t", "float64"))
 
 
-# The rows the recorder appends, one layout each. Iteration starts and records, one per
-# step and per log call, are appended flat (``buf += (ctx, name, value)``): a flat list of
-# numbers and strings holds nothing the garbage collector tracks, where a tuple per row
-# made the collector run every few hundred steps and walk millions of live tuples.
+# The rows of each table as tuples (the hot path packs starts and records: codec.packed).
 LoopRow = tuple[int, int, int, str]  # loop_id, parent ctx, depth, loop name
 StartRow = tuple[int, int, int, object, float]  # ctx, loop_id, iteration, item value, t
 EndRow = tuple[int, float]  # ctx, t
 RecordRow = tuple[int, str, object]  # ctx, name, value
-START_WIDTH = 5  # flat StartRow
-RECORD_WIDTH = 3  # flat RecordRow
-
-
-def rows_of(flat: Sequence, width: int) -> Iterator[tuple]:
-    """The rows of a flat buffer, as tuples."""
-    return zip(*(flat[k::width] for k in range(width)))
-
-
-def flatten(rows: Iterable[tuple]) -> list:
-    return [x for row in rows for x in row]
 
 
 class Tables(NamedTuple, Generic[T]):

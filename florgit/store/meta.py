@@ -134,10 +134,12 @@ MAX_LAST_TEXT = 1024
 
 
 def last_summary(last: dict[str, object]) -> dict[str, object] | None:
-    """What ``last`` is stored as: the values themselves, or None when they don't fit."""
-    if len(last) > MAX_LAST_NAMES or any(type(x) is str and len(x) > MAX_LAST_TEXT for x in last.values()):
+    """What ``last`` is stored as: the values themselves, or None when they don't fit. An
+    int beyond 64 bits is its decimal text, as the records keep it."""
+    stored = {k: str(x) if type(x) is int and not fits_int64(x) else x for k, x in last.items()}
+    if len(stored) > MAX_LAST_NAMES or any(type(x) is str and len(x) > MAX_LAST_TEXT for x in stored.values()):
         return None
-    return dict(last)
+    return stored
 
 
 def _last(value: Any) -> dict[str, object]:

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from florgit import validation as v
 from florgit.errors import FlorgitWarning, InvalidDataError, StoreError
 from florgit.git import GitRepo
-from florgit.codec.schemas import RECORD_WIDTH, START_WIDTH, rows_of
 from florgit.store import layout
 from florgit.store.runs import StoredRun
 
@@ -115,11 +114,11 @@ def store_replay(repo: GitRepo, spec, stored: StoredRun, buffers, started: float
     original = _paths(loops, starts, by_path=True)
     replayed = _paths(
         {loop_id: (parent, name) for loop_id, parent, _depth, name in buffers.loops},
-        {ctx: (loop_id, iteration) for ctx, loop_id, iteration, _item, _t in rows_of(buffers.starts, START_WIDTH)},
+        {ctx: (loop_id, iteration) for ctx, loop_id, iteration, _item, _t in buffers.start_rows()},
         by_path=False,
     )
     kept, dropped = [], 0
-    for ctx, name, value in rows_of(buffers.records, RECORD_WIDTH):
+    for ctx, name, value in buffers.record_rows():
         if name not in spec.names:
             continue
         target = 0 if ctx == 0 else original.get(replayed.get(ctx))
