@@ -40,6 +40,22 @@ def test_log_returns_value_and_keeps_types(repo):
     assert row["np_f"] == 0.5 and row["np_b"] is False
 
 
+def test_an_int_beyond_64_bits_keeps_its_run_queryable(repo, recwarn):
+    """The run's meta.last once kept such an int as it was, which the meta's validation
+    refuses: the whole run was left out of every query. It is kept as its text, as the
+    records keep it, and the run reads back whole."""
+    flor.arg("seed", 2**70)
+    for step in flor.loop("step", range(2)):
+        flor.log("big", -(2**65) + step)
+        flor.log("loss", 0.5)
+    flor.commit()
+    df = flor.dataframe("seed", "big", "loss")
+    assert df.get_column("big").to_list() == [str(-(2**65)), str(-(2**65) + 1)]
+    assert df.get_column("seed").to_list() == [str(2**70)] * 2
+    assert flor.runs().height == 1
+    assert not [w for w in recwarn if "left out" in str(w.message)]
+
+
 def test_unsupported_value_raises_clearly(repo):
     with pytest.raises(UnsupportedValueError, match="item()"):
         flor.log("weights", [1, 2, 3])
