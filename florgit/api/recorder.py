@@ -121,21 +121,31 @@ class Recorder(LoopBook):
             # An iteration ends where the next one starts (iteration_ends); only the last
             # one's end is appended here. An item is kept when it is a scalar other than
             # its own index: it goes to the side list first (codec.packed.append_start).
-            for idx, item in enumerate(iterable):
-                ctx = next_ctx()
-                kind = type(item)
-                if kind in scalar and (kind is not int or item != idx):
-                    items += (ctx, item)
-                    starts += pack(ctx, flagged, idx, clock())
-                else:
+            if not checkpointed and type(iterable) is range and iterable.start == 0 and iterable.step == 1:
+                # The commonest loop: each item is its own index, so none is kept and the
+                # checks below are skipped (~0.15 us a step less).
+                for idx in iterable:
+                    ctx = next_ctx()
                     starts += pack(ctx, loop_id, idx, clock())
-                self.ctx = ctx
-                if checkpointed:
-                    ckpt.iteration = idx
-                yield item
-                self.ctx = parent
-                if checkpointed and ckpt.due(idx + 1):
-                    ckpt.capture(name, loop_id, idx + 1)  # the state at the start of iteration idx + 1
+                    self.ctx = ctx
+                    yield idx
+                    self.ctx = parent
+            else:
+                for idx, item in enumerate(iterable):
+                    ctx = next_ctx()
+                    kind = type(item)
+                    if kind in scalar and (kind is not int or item != idx):
+                        items += (ctx, item)
+                        starts += pack(ctx, flagged, idx, clock())
+                    else:
+                        starts += pack(ctx, loop_id, idx, clock())
+                    self.ctx = ctx
+                    if checkpointed:
+                        ckpt.iteration = idx
+                    yield item
+                    self.ctx = parent
+                    if checkpointed and ckpt.due(idx + 1):
+                        ckpt.capture(name, loop_id, idx + 1)  # the state at the start of iteration idx + 1
             if ctx:  # the last iteration ends here, before the end-state checkpoint below
                 ends.append((ctx, clock()))
                 ctx = 0
