@@ -175,10 +175,10 @@ def test_records_spooled_before_the_disk_failed_and_kept_after_are_all_stored(re
     rec.flusher.flush()
     assert not any(rec.flusher.batches)  # spooled, not held
 
-    def disk_full(batch):
+    def disk_full(batches):
         raise OSError(28, "No space left on device")
 
-    rec.flusher._streams[3].append = disk_full  # records fail after loops, starts and ends are spooled
+    rec.flusher._streams[3].append_all = disk_full  # records fail after loops, starts and ends are spooled
     for i in flor.loop("more", range(3)):
         flor.log("y", i)
     with pytest.warns(UserWarning, match="cannot spool records"):
@@ -198,7 +198,9 @@ def test_a_flusher_that_falls_behind_leaves_the_run_end_a_bounded_backlog(repo, 
     record is stored once, in order."""
     from florgit.api import functions
 
-    monkeypatch.setattr(functions, "BUFFER_LIMIT", 100 * 3)  # 100 records, flat
+    from florgit.codec.packed import RECORD_SIZE
+
+    monkeypatch.setattr(functions, "BUFFER_LIMIT", 100 * RECORD_SIZE)  # 100 records
     flor.log("first", 0)
     rec = functions._rec
     rec.flusher._stop.set()

@@ -1,31 +1,32 @@
-"""The background thread that moves buffered records out of the training thread.
+"""Moving buffered records out of the training thread, onto disk.
 
-Every ``INTERVAL`` seconds, or sooner once ``EAGER_ROWS`` are waiting (so the end of a run
-never has more than that left to convert), it takes what the hot path appended (loop
-instances, iteration starts and ends, then records, so nothing is spooled before what it
-refers to), turns them into Arrow batches (with the iteration ends the starts imply: see
-iteration_ends), appends those to the run's spool streams and echoes a summary. Taking is
-``rows = buf[:n]; del buf[:n]``: each one step under the GIL, and appends land after
-``n``, so the hot path takes no lock at all. Starts and records are packed rows
-(codec.packed): taking them is a copy of bytes, and reading them numpy's work
-(codec.unpacked), so the thread holds the GIL briefly. Batches are not kept: the spool
-holds them (only if spooling fails are they kept in memory, from then on).
+What the hot path appended (loop instances, iteration starts and ends, then records, so
+nothing is spooled before what it refers to) is taken and turned into Arrow batches (with
+the iteration ends the starts imply: see iteration_ends), which are appended to the run's
+spool streams, and a summary is echoed. Taking is ``rows = buf[:n]; del buf[:n]``: each
+one step under the GIL, and appends land after ``n``, so the hot path takes no lock at
+all. Starts and records are packed rows (codec.packed): taking them is a copy of bytes,
+and reading them numpy's work (codec.unpacked). Who converts and who writes: see
+``Flusher``. Batches are not kept: the spool holds them (only if spooling fails are they
+kept in memory, from then on).
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 import warnings
 from dataclasses import dataclass, field
 
 from florgit.api import echo
-from florgit.codec.packed import RECORD_SIZE, START_SIZE, NameTable, append_record, record_rows, start_rows
+from florgit.codec.packed import START_SIZE, NameTable, append_record, record_rows, start_rows
 from florgit.codec.schemas import EndRow, LoopRow, Tables
 
-INTERVAL = 0.5
-EAGER_ROWS = 25_000  # records + iteration starts waiting that make the thread flush early
+INTERVAL = 0.5  # the thread converts when nobody has for this long
+EAGER_STARTS = 100_000  # iteration starts waiting that make the thread convert early
 _POLL = 0.05
+_QUEUED = 2  # converted batches waiting to be written: bounds the end of a run
 
 
 @dataclass
@@ -43,10 +44,6 @@ class Buffers:
     t0: float = 0.0  # the clock at the run's start: stored times are seconds since then
     explicit_loops: set[int] = field(default_factory=set)  # flor.iteration loops: each end recorded
 
-    def waiting(self) -> int:
-        """Rows waiting to be converted: records plus iteration starts."""
-        return len(self.records) // RECORD_SIZE + len(self.starts) // START_SIZE
-
     def record(self, ctx: int, name: str, value: object) -> None:
         """Append a record off the hot path (args; ``name`` already checked)."""
         append_record(self.records, self.others, ctx, self.table.code_of(name), value)
@@ -59,6 +56,19 @@ class Buffers:
 
 
 class Flusher:
+    """Converts waiting rows to Arrow batches and spools them, keeping the training thread's
+    share to the conversion itself.
+
+    The training thread converts (``hand_off``, called by ``log`` once ``BUFFER_LIMIT``
+    records wait): numpy and pyarrow release the GIL inside most calls, and a background
+    thread needs the training thread's switch interval (5 ms) to take it back each time, so
+    a conversion there took 10-25x its CPU time while the backlog grew. Converted batches
+    go to this thread through a short queue; it compresses and writes them (mostly without
+    the GIL) and prints the echo. It also converts by itself when nobody has for
+    ``INTERVAL`` (a slow loop, or loops that log little). Conversions hold ``_lock`` and
+    queue in the order they took rows, so batches are spooled in order.
+    """
+
     def __init__(self, buffers: Buffers, spool, echo_on: bool, quiet_names=()) -> None:
         self._arrow = None  # pyarrow is imported by the thread, so the run starts at once
         self._buffers = buffers
@@ -70,7 +80,9 @@ class Flusher:
         self._echo = echo.Echo(quiet_names)
         self.count = 0
         self.last: dict[str, object] = {}  # each name's newest value, for the run's meta.json
-        self._lock = threading.Lock()  # one flush at a time (thread, overflow, finish)
+        self._lock = threading.Lock()  # one conversion at a time (thread, hand_off, finish)
+        self._queue: queue.Queue = queue.Queue(maxsize=_QUEUED)  # converted, not yet written
+        self._converted_at = time.monotonic()
         self._stop = threading.Event()
         self._streams: list | None = None
         self._spool_failed = False
@@ -98,33 +110,98 @@ class Flusher:
         with self._lock:
             self._load()
         b, clock = self._buffers, time.monotonic
-        last = clock()
-        while not self._stop.wait(_POLL):
-            if clock() - last >= INTERVAL or b.waiting() >= EAGER_ROWS:
-                self.flush()
-                last = clock()
+        while True:
+            try:
+                item = self._queue.get(timeout=_POLL)
+                if item is None:  # stop's wake-up
+                    self._queue.task_done()
+            except queue.Empty:
+                item = None
+            if item is None:
+                if self._stop.is_set():
+                    return
+                if clock() - self._converted_at >= INTERVAL or len(b.starts) >= EAGER_STARTS * START_SIZE:
+                    with self._lock:  # written here, after what is queued (older rows)
+                        self._drain(newest=self._convert())
+                continue
+            self._drain(first=item)  # with whatever else waits: fewer GIL hand-overs
+
+    def _convert(self) -> tuple[Tables, list[str]] | None:
+        """Take what waits and make its batches (and echo lines); holds ``_lock``."""
+        self._load()
+        from florgit.codec.unpacked import Records, Starts
+
+        b, arrow = self._buffers, self._arrow
+        self._converted_at = time.monotonic()
+        # Loops, starts, ends, then records: nothing is spooled before what it refers to.
+        loops, starts, ends = _take(b.loops), Starts.take(b.starts, b.items, b.t0), _take(b.ends)
+        records = Records.take(b.records, b.others, b.table.names)
+        if not (loops or starts.n or ends or records.n):
+            return None
+        ended = self._ends.ends(starts.ctx, starts.loop_id, starts.t, [(c, e - b.t0) for c, e in ends])
+        batches = Tables(arrow.loop_batch(loops), starts.batch(), arrow.end_batch_of(*ended), records.batch())
+        self.count += records.n
+        self.last.update(records.newest())
+        lines = self._echo.lines(Tables(loops, starts, ends, records), batches) if self.echo_on else []
+        return batches, lines
+
+    def hand_off(self) -> None:
+        """Convert what waits now, in the calling (training) thread, and leave the writing
+        to the background thread."""
+        with self._lock:
+            item = self._convert()
+            if item is not None:
+                self._queue_or_write(item)
 
     def flush(self) -> None:
+        """Convert what waits and return once it and everything before it is spooled."""
         with self._lock:
-            self._load()
-            from florgit.codec.unpacked import Records, Starts
+            item = self._convert()
+            if item is not None:
+                self._queue_or_write(item)
+        if self._thread.is_alive():
+            self._queue.join()
 
-            b, arrow = self._buffers, self._arrow
-            # Loops, starts, ends, then records: nothing is spooled before what it refers to.
-            loops, starts, ends = _take(b.loops), Starts.take(b.starts, b.items, b.t0), _take(b.ends)
-            records = Records.take(b.records, b.others, b.table.names)
-            if not (loops or starts.n or ends or records.n):
+    def _queue_or_write(self, item: tuple | None) -> None:
+        while self._thread.is_alive():  # a full queue waits for the writer (bounded memory)
+            try:
+                self._queue.put(item, timeout=_POLL)
                 return
-            ended = self._ends.ends(starts.ctx, starts.loop_id, starts.t, [(c, e - b.t0) for c, e in ends])
-            batches = Tables(arrow.loop_batch(loops), starts.batch(), arrow.end_batch_of(*ended), records.batch())
-            if self._spool_failed:
-                for kept, batch in zip(self.batches, batches):
-                    kept.append(batch)
-            self.count += records.n
-            self.last.update(records.newest())
-            self._spool_batches(batches)
-            if self.echo_on:
-                echo.write(self._echo.lines(Tables(loops, starts, ends, records), batches))
+            except queue.Full:
+                continue
+        self._drain(newest=item)  # no thread (stopped): write here, after what is queued
+
+    def _drain(self, first: tuple | None = None, newest: tuple | None = None) -> None:
+        """Write ``first`` (taken off the queue by ``get``), everything still queued, then
+        ``newest`` (just converted): oldest rows first."""
+        items = [] if first is None else [first]
+        taken = len(items)
+        while True:
+            try:
+                items.append(self._queue.get_nowait())
+                taken += 1
+            except queue.Empty:
+                break
+        if newest is not None:
+            items.append(newest)
+        try:
+            self._write([item for item in items if item is not None])  # None: stop's wake-up
+        finally:
+            for _ in range(taken):
+                self._queue.task_done()
+
+    def _write(self, items: list[tuple]) -> None:
+        """Spool converted batches, oldest first: each table's batches in one append."""
+        if not items:
+            return
+        per_table = Tables(*([batches[k] for batches, _lines in items] for k in range(4)))
+        if self._spool_failed:
+            for kept, batches in zip(self.batches, per_table):
+                kept.extend(batches)
+        self._spool_batches(per_table)
+        lines = [line for _batches, item_lines in items for line in item_lines]
+        if lines:
+            echo.write(lines)
 
     def _spool_batches(self, batches: list) -> None:
         if self._spool_failed:
@@ -135,21 +212,24 @@ class Flusher:
                 self._streams = [
                     self._arrow.StreamAppender(self._spool.path(fname), schema) for schema, fname in self._kinds
                 ]
-            for stream, batch in zip(self._streams, batches):
-                stream.append(batch)
+            for stream, table_batches in zip(self._streams, batches):
+                stream.append_all(table_batches)
                 done += 1
-        except OSError as exc:  # disk full, spool deleted: keep training, keep records in memory
+        except Exception as exc:  # disk full, spool deleted...: keep training, keep records in memory
             self._spool_failed = True
-            for kept, batch in list(zip(self.batches, batches))[done:]:  # the spool has the others
-                kept.append(batch)
+            for kept, table_batches in list(zip(self.batches, batches))[done:]:  # the spool has the others
+                kept.extend(table_batches)
             warnings.warn(f"florgit: cannot spool records ({exc}); they are kept in memory until the run ends", stacklevel=1)
 
     def stop(self) -> None:
-        """Stop the thread and flush what is left; the streams are closed."""
+        """Stop the thread (it writes what is queued first) and spool what is left; the
+        streams are closed."""
         self._stop.set()
         if self._thread is not threading.current_thread():
+            self._queue_or_write(None)  # wakes the thread now, not at its next poll
             self._thread.join()
-        self.flush()
+        with self._lock:
+            self._drain(newest=self._convert())
         for stream in self._streams or []:
             try:
                 stream.close()

@@ -25,10 +25,10 @@ from florgit.codec.values import SCALAR_TYPES, check_name, to_scalar
 from florgit.errors import KwargsError, UsageError
 
 MODE_ENV = "FLORGIT_MODE"  # =disabled: record nothing (values are returned, loops iterate)
-# Bytes of records waiting before log() flushes inline: when the flusher thread falls
-# behind (it shares the GIL with a tight training loop), this bounds the backlog the run
-# end must convert, so a run of any length ends in ~0.1 s.
-BUFFER_LIMIT = 40_000 * RECORD_SIZE
+# Bytes of records waiting before log() converts them itself (the flusher thread writes
+# them): converting here costs no GIL hand-overs (see flusher.Flusher), and the bound
+# keeps the backlog a run's end must convert small, so a run of any length ends quickly.
+BUFFER_LIMIT = 25_000 * RECORD_SIZE
 _PACK_FLOAT = RECORD_FLOAT.pack
 
 class _Required:

@@ -100,8 +100,9 @@ class Recorder(LoopBook):
         return self.buffers.table.code_of(check_name(name))
 
     def drain(self) -> None:
-        """Called by ``log`` only when the buffer is over its bound: flush inline."""
-        self.flusher.flush()
+        """Called by ``log`` only when the buffer is over its bound: convert here, and leave
+        the writing to the flusher thread."""
+        self.flusher.hand_off()
 
     def loop(self, name: str, iterable: Iterable) -> Iterator:
         if not self._kwargs_checked:

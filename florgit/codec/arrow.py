@@ -145,8 +145,15 @@ class StreamAppender:
         self._writer = ipc.new_stream(self._file, schema, options=_WRITE_OPTIONS)
 
     def append(self, batch: pa.RecordBatch) -> None:
-        if batch.num_rows:
-            self._writer.write_batch(batch)
+        self.append_all([batch])
+
+    def append_all(self, batches: list[pa.RecordBatch]) -> None:
+        """Several batches in one call: one release of the GIL, not one per batch."""
+        batches = [b for b in batches if b.num_rows]
+        if len(batches) == 1:
+            self._writer.write_batch(batches[0])
+        elif batches:
+            self._writer.write_table(pa.Table.from_batches(batches))
 
     def close(self) -> None:
         self._writer.close()
