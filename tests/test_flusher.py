@@ -109,3 +109,23 @@ def test_a_stopped_thread_leaves_log_to_write_in_order(repo, monkeypatch):
     assert rec.flusher._queue.qsize() == 0
     flor.commit()
     assert _values("loss") == [float(k) for k in range(500)]
+
+
+def test_log_waiting_for_room_in_the_queue_never_deadlocks_with_the_thread(repo, monkeypatch):
+    """A log() holding the conversion lock waits for room in the queue, which only the
+    thread makes; the thread, due to convert by itself, must not wait for that lock."""
+    monkeypatch.setattr(flusher, "INTERVAL", 0.0)  # the thread is always due
+    flor.log("first", 0.5)
+    f = functions._rec.flusher
+
+    def hand_offs_holding_the_lock() -> None:
+        with f._lock:
+            for _ in range(6 * flusher._QUEUED):
+                f._queue_or_write(None)  # a wake-up the thread takes off the queue
+
+    holder = threading.Thread(target=hand_offs_holding_the_lock, daemon=True)
+    holder.start()
+    holder.join(timeout=30)
+    assert not holder.is_alive(), "log() and the flusher thread wait for each other"
+    flor.commit()
+    assert _values("first") == [0.5]

@@ -120,9 +120,16 @@ class Flusher:
             if item is None:
                 if self._stop.is_set():
                     return
-                if clock() - self._converted_at >= INTERVAL or len(b.starts) >= EAGER_STARTS * START_SIZE:
-                    with self._lock:  # written here, after what is queued (older rows)
-                        self._drain(newest=self._convert())
+                due = clock() - self._converted_at >= INTERVAL or len(b.starts) >= EAGER_STARTS * START_SIZE
+                # Never wait long for the lock: a log() holding it may be waiting for room
+                # in the queue, which only this thread makes.
+                if due and self._lock.acquire(timeout=_POLL):
+                    try:
+                        queued = self._take_queued()  # older rows than the ones converted now
+                        newest = self._convert()
+                    finally:
+                        self._lock.release()
+                    self._write_taken([*queued, newest], len(queued))
                 continue
             self._drain(first=item)  # with whatever else waits: fewer GIL hand-overs
 
@@ -174,18 +181,22 @@ class Flusher:
     def _drain(self, first: tuple | None = None, newest: tuple | None = None) -> None:
         """Write ``first`` (taken off the queue by ``get``), everything still queued, then
         ``newest`` (just converted): oldest rows first."""
-        items = [] if first is None else [first]
-        taken = len(items)
+        queued = self._take_queued()
+        self._write_taken([first, *queued, newest], len(queued) + (first is not None))
+
+    def _take_queued(self) -> list:
+        items = []
         while True:
             try:
                 items.append(self._queue.get_nowait())
-                taken += 1
             except queue.Empty:
-                break
-        if newest is not None:
-            items.append(newest)
+                return items
+
+    def _write_taken(self, items: list, taken: int) -> None:
+        """Write ``items`` in order (None: nothing, or stop's wake-up), then mark the
+        ``taken`` of them that came off the queue as done."""
         try:
-            self._write([item for item in items if item is not None])  # None: stop's wake-up
+            self._write([item for item in items if item is not None])
         finally:
             for _ in range(taken):
                 self._queue.task_done()
