@@ -291,3 +291,18 @@ def test_echo_names_the_loops_of_its_progress_line_when_the_newest_start_comes_l
     assert flush(echo, loops, starts, [(2, "loss", 0.5), (3, "loss", 0.25)]) == ["epoch: 0, step: 0, loss: 0.5"]
     assert flush(echo, [], [(3, 2, 1, None, 0.2)], [(3, "loss", 0.125)]) == ["epoch: 0, step: 1, loss: 0.125"]
     assert flush(Echo(), [], [], [(9, "loss", 1.0)]) == []  # nothing it can name: no progress line
+
+
+def test_a_disabled_run_records_nothing_and_holds_no_more_than_the_bound(repo, monkeypatch):
+    from florgit.api import functions
+    from florgit.codec.packed import RECORD_SIZE
+
+    monkeypatch.setenv("FLORGIT_MODE", "disabled")
+    monkeypatch.setattr(functions, "BUFFER_LIMIT", 100 * RECORD_SIZE)
+    for step in flor.loop("step", range(1000)):
+        assert flor.log("loss", 0.5) == 0.5 and flor.log("note", "x") == "x"
+        assert len(functions._rec.records) <= functions.BUFFER_LIMIT and len(functions._rec.others) <= 300
+    with pytest.raises(InvalidNameError):
+        flor.log("run_id", 1.0)  # misuse still raises
+    flor.commit()
+    assert flor.runs().height == 0

@@ -89,15 +89,17 @@ def log(name: str, value: T) -> T:
     """
     rec = _rec or _start()
     if type(value) is float:  # the common case, packed inline (codec.packed)
-        code = rec.codes.get(name)
-        if code is None:
+        try:  # a subscript is ~35 ns cheaper than .get(); a name misses once per run
+            code = rec.codes[name]
+        except KeyError:
             code = rec.add_name(name)
         buf = rec.records
         buf += _PACK_FLOAT(rec.ctx, code, value)
     else:
         stored = value if type(value) in SCALAR_TYPES else to_scalar(value, name)
-        code = rec.codes.get(name)
-        if code is None:
+        try:
+            code = rec.codes[name]
+        except KeyError:
             code = rec.add_name(name)
         buf = rec.records
         append_record(buf, rec.others, rec.ctx, code, stored)
@@ -246,18 +248,19 @@ class _ForkedChild:
     ctx = 0
 
     def __init__(self) -> None:
-        self.records, self.others = bytearray(), []  # what log() appends: dropped by drain()
-        self.codes: dict[str, int] = {}  # stays empty, so every log() calls add_name
+        # What log() appends is dropped: by drain(), once the buffer reaches its bound.
+        self.records, self.others = bytearray(), []
+        self.codes: dict[str, int] = {}  # every name gets code 0: nothing reads them
         self.warned = False
 
     def add_name(self, name: str) -> int:
         if not self.warned:
             self.warned = True
             warnings.warn("florgit: logs from a forked child process are not recorded", stacklevel=3)
-        return self._dropped()
+        return self._dropped(name)
 
-    def _dropped(self) -> int:
-        self.drain()  # nothing is kept: the buffer holds one row at most
+    def _dropped(self, name: str) -> int:
+        self.codes[name] = 0
         return 0
 
     def drain(self) -> None:
@@ -289,7 +292,7 @@ class _Disabled(_ForkedChild):
 
     def add_name(self, name: str) -> int:
         check_name(name)  # misuse still raises, as it would when recording
-        return self._dropped()
+        return self._dropped(name)
 
     def arg(self, name: str, default: object, missing: object) -> object:
         if name in KWARGS:
