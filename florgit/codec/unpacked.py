@@ -29,17 +29,13 @@ def take_bytes(buf: bytearray, size: int) -> bytearray:
     return rows
 
 
-def take_front(side: list, n: int) -> list:
-    rows = side[:n]
-    del side[:n]
-    return rows
-
-
 class Starts:
     """Iteration starts: ``ctx``, ``loop_id``, ``iteration``, ``t`` (seconds since ``t0``)
     as numpy columns, and the kept items with their row positions."""
 
     def __init__(self, raw: bytes | bytearray, items: Sequence, t0: float = 0.0) -> None:
+        """``items``: the side list; its first entries are those of the flagged rows (it
+        may go on with entries of rows not taken yet)."""
         rows = np.frombuffer(raw, _START_ROW)
         self.n = len(rows)
         self.ctx = np.ascontiguousarray(rows["ctx"])
@@ -52,18 +48,19 @@ class Starts:
             self.item_pos = np.empty(0, np.intp)
         self.iteration = np.ascontiguousarray(rows["iteration"])
         self.t = rows["t"] - t0
-        wanted, given = self.ctx[self.item_pos].tolist(), list(items[0::2])
+        side = 2 * len(self.item_pos)
+        wanted, given = self.ctx[self.item_pos].tolist(), list(items[0:side:2])
         if wanted == given:  # in order, as one thread appends them
-            self.items = list(items[1::2])
+            self.items = list(items[1:side:2])
         else:  # two threads' loops interleaved their appends: match by ctx (unique per start)
-            kept = dict(zip(given, items[1::2]))
+            kept = dict(zip(given, items[1:side:2]))
             self.items = [kept.get(c) for c in wanted]
 
     @classmethod
     def take(cls, buf: bytearray, items: list, t0: float) -> Starts:
-        raw = take_bytes(buf, packed.START_SIZE)
-        flagged = int(np.count_nonzero(np.frombuffer(raw, _START_ROW)["loop_id"] & packed.HAS_ITEM)) if items else 0
-        return cls(raw, take_front(items, 2 * flagged), t0)
+        starts = cls(take_bytes(buf, packed.START_SIZE), items, t0)
+        del items[: 2 * len(starts.item_pos)]  # the entries it read; appends go to the end
+        return starts
 
     def row(self, pos: int) -> tuple[int, int, int]:
         return int(self.ctx[pos]), int(self.loop_id[pos]), int(self.iteration[pos])
@@ -83,6 +80,8 @@ class Records:
     and the side-list values with their row positions."""
 
     def __init__(self, raw: bytes | bytearray, others: Sequence, names: Sequence[str]) -> None:
+        """``others``: the side list; its first entries are those of the marked rows (it
+        may go on with entries of rows not taken yet)."""
         rows = np.frombuffer(raw, _RECORD_ROW)
         self.n = len(rows)
         self.names = names
@@ -103,12 +102,9 @@ class Records:
 
     @classmethod
     def take(cls, buf: bytearray, others: list, names: Sequence[str]) -> Records:
-        raw = take_bytes(buf, packed.RECORD_SIZE)
-        marked = 0
-        if others:
-            code = np.frombuffer(raw, _RECORD_ROW)["code"]
-            marked = int(np.count_nonzero((code & packed.KIND_MASK) == packed.OTHER_ROW))
-        return cls(raw, take_front(others, 3 * marked), names)
+        records = cls(take_bytes(buf, packed.RECORD_SIZE), others, names)
+        del others[: 3 * len(records.other_pos)]  # the entries it read; appends go to the end
+        return records
 
     def value(self, pos: int) -> object:
         if self._other_at is None:
