@@ -3,9 +3,22 @@ the objects of open ``flor.checkpointing`` blocks."""
 
 from __future__ import annotations
 
+from florgit.codec.values import check_name
+
 
 class LoopBook:
-    """Needs ``ctx``, ``depth``, ``buffers`` and ``_next_loop`` on the instance."""
+    """Needs ``ctx``, ``depth`` and ``_next_loop`` on the instance, and ``_use_buffers``
+    called once."""
+
+    def _use_buffers(self, buffers) -> None:
+        """The buffers this recorder appends to; ``functions.log`` reads three of them on
+        every call: packed record rows, their side list, and each logged name's code."""
+        self.buffers = buffers
+        self.records, self.others, self.codes = buffers.records, buffers.others, buffers.table.codes
+
+    def add_name(self, name: str) -> int:
+        """A name's first log: checked once, then its code (see codec.packed)."""
+        return self.buffers.table.code_of(check_name(name))
 
     def _open_loop(self, name: str) -> tuple[int, int, int]:
         """Register a new instance of loop ``name``; returns (loop_id, parent ctx, depth)."""

@@ -22,7 +22,7 @@ from florgit.api import kwargs as kwargs_mod
 from florgit.api import notebook
 from florgit.api.loopbook import LoopBook
 from florgit.codec.packed import HAS_ITEM, START, append_start
-from florgit.codec.values import SCALAR_TYPES, check_name, to_scalar
+from florgit.codec.values import SCALAR_TYPES, to_scalar
 from florgit.errors import FlorgitError, KwargsError
 
 MAX_UNTRACKED_BYTES = 5 * 1024 * 1024
@@ -78,10 +78,7 @@ class Recorder(LoopBook):
         self.kwargs = kwargs
         self.used_kwargs: set[str] = set()
         self.args: dict[str, object] = {}
-        self.buffers = Buffers(t0=self.t0)
-        # Read by functions.log on every call: packed record rows, their side list, and the
-        # code of each logged name.
-        self.records, self.others, self.codes = self.buffers.records, self.buffers.others, self.buffers.table.codes
+        self._use_buffers(Buffers(t0=self.t0))
         self.ctx = 0
         self.depth = 0
         self._next_ctx = itertools.count(1).__next__
@@ -95,10 +92,6 @@ class Recorder(LoopBook):
         self._kwargs_checked = False
 
     # -- hot path helpers ------------------------------------------------------------
-    def add_name(self, name: str) -> int:
-        """A name's first log: checked once, then its code (see codec.packed)."""
-        return self.buffers.table.code_of(check_name(name))
-
     def drain(self) -> None:
         """Called by ``log`` only when the buffer is over its bound: convert here, and leave
         the writing to the flusher thread."""

@@ -25,7 +25,7 @@ from florgit.api.flusher import Buffers
 from florgit.api.loopbook import CheckpointScope, LoopBook
 from florgit.api.userframe import caller_frame, write_variables
 from florgit.codec.packed import append_start
-from florgit.codec.values import SCALAR_TYPES, check_name, to_scalar
+from florgit.codec.values import SCALAR_TYPES, to_scalar
 from florgit.errors import FlorgitError
 from florgit.hindsight.spec import ReplaySpec
 
@@ -45,8 +45,7 @@ class ReplayRecorder(LoopBook):
         self.checkpoints = {
             (c.phase, c.boundary): c for c in checkpoints.list_checkpoints(self.repo, spec.run_id) if c.loop == spec.loop
         }
-        self.buffers = Buffers()
-        self.records, self.others, self.codes = self.buffers.records, self.buffers.others, self.buffers.table.codes
+        self._use_buffers(Buffers())
         self.ctx = 0
         self.depth = 0
         self._next_ctx = itertools.count(1).__next__
@@ -60,9 +59,6 @@ class ReplayRecorder(LoopBook):
         self.carried: set[str] = set()  # loop-carried variables of the checkpointed loop
 
     # -- what functions.py calls ---------------------------------------------------------
-    def add_name(self, name: str) -> int:
-        return self.buffers.table.code_of(check_name(name))
-
     def drain(self) -> None:
         pass  # a replay keeps its (few) records in memory until it ends
 
