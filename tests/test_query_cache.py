@@ -255,9 +255,9 @@ def test_caches_of_earlier_formats_are_deleted_when_this_one_starts(swept):
     cache_root = os.path.dirname(_cache_dir(swept))
     for old in ("v1", "v2"):
         os.makedirs(os.path.join(cache_root, old, "seg-0123"))
-    keep = os.path.join(cache_root, "listing")  # the run listing memo is not a cache format
+    keep = os.path.join(cache_root, "listing")  # the run listing memos are not cache formats
     flor.dataframe("acc")
-    assert sorted(os.listdir(cache_root)) == sorted(["listing", os.path.basename(CACHE_DIR)]) and os.path.exists(keep)
+    assert sorted(os.listdir(cache_root)) == sorted(["listing", "listed", os.path.basename(CACHE_DIR)]) and os.path.exists(keep)
 
 
 def test_a_first_query_over_many_runs_fills_the_cache_in_batches(swept, monkeypatch):

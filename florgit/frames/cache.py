@@ -36,11 +36,15 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import repeat
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from florgit import envflags
-from florgit.git import GitRepo
+
+if TYPE_CHECKING:
+    from florgit.git import GitRepo  # loads pygit2: a cache hit does without it
 
 CACHE_DIR = os.path.join("flor", "cache", "v3")  # v2: records carry rank; v3: records are placed, no iterations
 TABLES = ("runs", "records", "loops", "lasts")
@@ -62,15 +66,20 @@ class Part:
 
 
 class QueryCache:
-    def __init__(self, repo: GitRepo) -> None:
-        self.dir = os.path.join(repo.common_dir, CACHE_DIR)
+    def __init__(self, common_dir: str) -> None:
+        self.dir = os.path.join(common_dir, CACHE_DIR)
         self._index: dict[bool, dict[str, tuple[str, int]]] = {}  # listing? -> tree -> (segment, run in it)
 
     @classmethod
     def open(cls, repo: GitRepo) -> QueryCache | None:
+        return cls.open_at(repo.common_dir)
+
+    @classmethod
+    def open_at(cls, common_dir: str) -> QueryCache | None:
+        """The cache of the repository whose common git dir is ``common_dir`` (None when off)."""
         if not envflags.enabled(DISABLE_ENV, True):
             return None
-        return cls(repo)
+        return cls(common_dir)
 
     # -- reading -----------------------------------------------------------------------------
     def index(self, listing: bool = False) -> dict[str, tuple[str, int]]:
@@ -83,8 +92,8 @@ class QueryCache:
                 except (OSError, pl.exceptions.PolarsError, ValueError):
                     _drop(segment)
                     continue
-                for i, tree in enumerate(trees):
-                    index.setdefault(tree, (segment, i))
+                for tree, at in zip(trees, zip(repeat(segment), range(len(trees)))):  # the first copy wins
+                    index.setdefault(tree, at)
             self._index[listing] = index
         return self._index[listing]
 

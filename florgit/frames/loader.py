@@ -10,22 +10,26 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from florgit.codec import ipc_bounds, schemas
-from florgit.errors import FlorgitWarning, InvalidDataError, RunInProgressError, StoreError
+from florgit.errors import FlorgitWarning, InvalidDataError, RunInProgressError, StoreError, noting_warnings
+from florgit.frames import listed as listed_memo
 from florgit.frames import placing
 from florgit.frames.cache import Part, QueryCache, in_order
-from florgit.git import GitRepo
 from florgit.store import consistency, curation, layout
-from florgit.store.consistency import per_run
 from florgit.store import runs as store_runs
+from florgit.store.consistency import per_run
 from florgit.store.curation import Curation
-from florgit.store.recovery import open_recovered
 from florgit.store.meta import RunMeta
+from florgit.store.recovery import open_recovered
 from florgit.store.replays import read_replays
 from florgit.validation import memory_budget
+
+if TYPE_CHECKING:
+    from florgit.git import GitRepo  # loads pygit2: a cache hit does without it
 
 # Cached with each record: where it sits (placing.RECORD_PLACE, and placing.OWN_ITEM
 # where some loop item has a value). Iterations themselves are not cached: no query reads
@@ -83,9 +87,15 @@ class _RunTables:
 def load(repo_path: str | None = None, names: list[str] | None = None) -> Loaded:
     """Every run's tables (records only of ``names`` when given): runs already in the
     query cache (frames.cache) come from there, the others are read from git, checked,
-    and added to it."""
+    and added to it. When the cache holds every run the last listing (frames.listed)
+    named, and the refs still say the same, the repository is not opened."""
+    quick = _all_cached(repo_path, names)
+    if quick is not None:
+        return quick
     repo = open_recovered(repo_path)
+    key_before = listed_memo.key(repo)
     listed = store_runs.list_runs(repo)
+    curated, curated_whole = noting_warnings(lambda: curation.state(repo))
     cache = QueryCache.open(repo)
     cached = cache.load([r.tree for r in listed], names) if cache is not None else None
     have = set(cached.runs.get_column("tree").to_list()) if cached is not None else set()
@@ -131,7 +141,25 @@ def load(repo_path: str | None = None, names: list[str] | None = None) -> Loaded
     settle()  # the last batch, or an empty part with every column when nothing was read
     whole = in_order([cached, *parts], order) or parts[-1]  # the listing's order
     absent = _absent(whole, names, cache, seen)
-    return _assemble(whole, curation.state(repo), absent)
+    if cache is not None and curated_whole:
+        listed_memo.keep(repo, key_before, order, curated)
+    return _assemble(whole, curated, absent)
+
+
+def _all_cached(repo_path: str | None, names: list[str] | None) -> Loaded | None:
+    """The runs of the last listing, when the refs still say the same and the query
+    cache holds every one of them (None otherwise: the caller opens the repository)."""
+    listed = listed_memo.peek(repo_path)
+    cache = QueryCache.open_at(listed.common_dir) if listed is not None else None
+    if cache is None:
+        return None
+    index = cache.index()
+    if not all(tree in index for tree in listed.trees):
+        return None
+    whole = cache.load(listed.trees, names) if listed.trees else None
+    if whole is None or whole.runs.height != len(listed.trees):  # a damaged segment was dropped
+        return None
+    return _assemble(whole, listed.marks, _absent(whole, names, cache, set()))
 
 
 FILL_BATCH_RECORDS = 4_000_000  # runs read from git are checked, placed and cached in batches of about this many records

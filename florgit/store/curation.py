@@ -15,11 +15,14 @@ import json
 import time
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from florgit import validation as v
 from florgit.errors import FlorgitWarning, StoreError, UsageError
-from florgit.git import GitRepo
 from florgit.store import layout
+
+if TYPE_CHECKING:
+    from florgit.git import GitRepo  # loads pygit2: a cache hit does without it
 
 CURATION_REF = layout.CURATION_REF
 OPS = ("tag", "untag", "note", "rm", "restore")

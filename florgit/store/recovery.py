@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import time
 import warnings
+from typing import TYPE_CHECKING
 
 from florgit.errors import FlorgitWarning
-from florgit.git import GitRepo, open_repo
 from florgit.store import layout, spool
 from florgit.store.runs import persist_run
+
+if TYPE_CHECKING:
+    from florgit.git import GitRepo
 
 
 def open_recovered(repo_path: str | None = None) -> GitRepo:
     """The repository, runs of killed processes recovered first (they show up in the next query)."""
+    from florgit.git import open_repo  # pygit2 loads here, not on import: a cache hit does without it
+
     repo = open_repo(repo_path, require_workdir=False)
     recover_abandoned(repo)
     return repo

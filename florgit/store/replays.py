@@ -17,12 +17,15 @@ import re
 import time
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from florgit import validation as v
 from florgit.errors import FlorgitWarning, InvalidDataError, StoreError
-from florgit.git import GitRepo
 from florgit.store import layout
 from florgit.store.runs import StoredRun
+
+if TYPE_CHECKING:
+    from florgit.git import GitRepo  # loads pygit2: a cache hit does without it
 
 REPLAYS_DIR = "replays"
 

@@ -13,17 +13,24 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Iterator
-
 from typing import TYPE_CHECKING, NamedTuple
 
 from florgit import validation
-from florgit.errors import AmbiguousRunError, FlorgitWarning, InvalidDataError, RunInProgressError, RunNotFoundError, StoreError
-from florgit.git import GitRepo
+from florgit.errors import (
+    AmbiguousRunError,
+    FlorgitWarning,
+    InvalidDataError,
+    RunInProgressError,
+    RunNotFoundError,
+    StoreError,
+)
 from florgit.store import layout, listing, tombstones, trust
 from florgit.store.meta import RunMeta
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from florgit.git import GitRepo  # loads pygit2: a cache hit does without it
 
 
 class StoredRun(NamedTuple):  # a tuple: listing 10,000 runs builds 10,000 of them

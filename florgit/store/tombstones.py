@@ -16,10 +16,13 @@ remove them yourself. A tombstone on the local ref that no shared event decides 
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from florgit import validation
-from florgit.git import GitRepo
 from florgit.store import curation, layout
+
+if TYPE_CHECKING:
+    from florgit.git import GitRepo  # loads pygit2: a cache hit does without it
 
 REMOVED_REF = layout.REMOVED_REF
 

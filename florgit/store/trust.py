@@ -17,10 +17,13 @@ import difflib
 import os
 import posixpath
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from florgit import validation
 from florgit.errors import FlorgitError, InvalidDataError
-from florgit.git import GitRepo
+
+if TYPE_CHECKING:
+    from florgit.git import GitRepo  # loads pygit2: a cache hit does without it
 
 OWN_RUNS = os.path.join("flor", "own-runs")
 
