@@ -9,7 +9,7 @@ git (frames.placing), and cached with the records: queries never read iterations
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -19,6 +19,7 @@ from florgit.errors import FlorgitWarning, InvalidDataError, RunInProgressError,
 from florgit.frames import listed as listed_memo
 from florgit.frames import placing
 from florgit.frames.cache import Part, QueryCache, in_order
+from florgit.frames.loaded import Loaded, Marks, absent_names, assemble, runs_frame
 from florgit.store import consistency, curation, layout
 from florgit.store import runs as store_runs
 from florgit.store.consistency import per_run
@@ -39,16 +40,6 @@ _CACHED_LOOP_COLUMNS = ["run", "loop_id", "parent", "depth", "loop", *placing.LO
 LAST_COLUMNS = ["run", "name", "kind", "i", "f", "s"]
 
 
-@dataclass
-class Loaded:
-    runs: pl.DataFrame  # run, run_id, start_time, end_time, script, status, ... one row per run
-    # run, rank, seq, ctx, name, kind, i, f, s, replayed, own_iteration[, own_kind..own_s], loop_row
-    records: pl.DataFrame
-    # run, loop_id, parent, depth, loop, parent_lrow, parent_iteration, p_kind..p_s, parent_loop_row
-    loops: pl.DataFrame  # one row per loop instance
-    absent: dict[str, str] = field(default_factory=dict)  # asked-for name no run logged -> a hint
-
-
 def metas_of(repo: GitRepo, stored: list[store_runs.StoredRun]) -> list[tuple[store_runs.StoredRun, RunMeta]]:
     """These runs with their validated metas (a run that fails is left out, warned)."""
     listed = []
@@ -64,7 +55,12 @@ def metas_of(repo: GitRepo, stored: list[store_runs.StoredRun]) -> list[tuple[st
 
 def runs_frame_from(repo: GitRepo, meta: pl.DataFrame) -> pl.DataFrame:
     """The runs frame from meta columns (``meta_frame``'s, or the query cache's)."""
-    return _runs_frame_from(meta, curation.state(repo))
+    return runs_frame(meta, marks_of(curation.state(repo)))
+
+
+def marks_of(curated: dict[str, Curation]) -> Marks:
+    """The tags and notes of curated runs, as the runs frame shows them."""
+    return {run_id: (c.tags, c.note) for run_id, c in curated.items() if c.tags or c.note}
 
 
 # Runs this process has validated, by run tree id (content-addressed, so what passed once
@@ -87,11 +83,8 @@ class _RunTables:
 def load(repo_path: str | None = None, names: list[str] | None = None) -> Loaded:
     """Every run's tables (records only of ``names`` when given): runs already in the
     query cache (frames.cache) come from there, the others are read from git, checked,
-    and added to it. When the cache holds every run the last listing (frames.listed)
-    named, and the refs still say the same, the repository is not opened."""
-    quick = _all_cached(repo_path, names)
-    if quick is not None:
-        return quick
+    and added to it. (Queries ask frames.listed first: when the cache holds every run the
+    last listing named, and the refs still say the same, they need not come here.)"""
     repo = open_recovered(repo_path)
     key_before = listed_memo.key(repo)
     listed = store_runs.list_runs(repo)
@@ -140,26 +133,11 @@ def load(repo_path: str | None = None, names: list[str] | None = None) -> Loaded
                 in_batch = 0
     settle()  # the last batch, or an empty part with every column when nothing was read
     whole = in_order([cached, *parts], order) or parts[-1]  # the listing's order
-    absent = _absent(whole, names, cache, seen)
+    absent = absent_names(whole, names, cache, seen)
+    marks = marks_of(curated)
     if cache is not None and curated_whole:
-        listed_memo.keep(repo, key_before, order, curated)
-    return _assemble(whole, curated, absent)
-
-
-def _all_cached(repo_path: str | None, names: list[str] | None) -> Loaded | None:
-    """The runs of the last listing, when the refs still say the same and the query
-    cache holds every one of them (None otherwise: the caller opens the repository)."""
-    listed = listed_memo.peek(repo_path)
-    cache = QueryCache.open_at(listed.common_dir) if listed is not None else None
-    if cache is None:
-        return None
-    index = cache.index()
-    if not all(tree in index for tree in listed.trees):
-        return None
-    whole = cache.load(listed.trees, names) if listed.trees else None
-    if whole is None or whole.runs.height != len(listed.trees):  # a damaged segment was dropped
-        return None
-    return _assemble(whole, listed.marks, _absent(whole, names, cache, set()))
+        listed_memo.keep(repo, key_before, order, marks)
+    return assemble(whole, marks, absent)
 
 
 FILL_BATCH_RECORDS = 4_000_000  # runs read from git are checked, placed and cached in batches of about this many records
@@ -193,20 +171,6 @@ def _fresh_part(read: list[_RunTables], trees: list[str], records, starts, loops
     lasts = records.filter(pl.col("rank") == 0).group_by("run", "name", maintain_order=True).last().select(LAST_COLUMNS)
     own_items = [c for c in placing.OWN_ITEM if c in records.columns]
     return Part(meta, records.select(*_CACHED_RECORD_COLUMNS, *own_items), loops.select(_CACHED_LOOP_COLUMNS), lasts)
-
-
-def _absent(whole: Part, names: list[str] | None, cache: QueryCache | None, seen: set[str]) -> dict[str, str]:
-    """For asked-for names no run logged: a hint from every name there is (the rare path)."""
-    if names is None:
-        return {}
-    missing = set(names) - set(whole.lasts.get_column("name").unique().to_list())  # every run's names, small
-    if missing:  # lasts are rank 0's: another rank may have logged it
-        missing -= set(whole.records.filter(pl.col("name").is_in(list(missing))).get_column("name").unique().to_list())
-    if not missing:
-        return {}
-    logged = set(cache.names()) if cache is not None else set()
-    logged |= seen
-    return _hints(missing, sorted(logged), whole.loops.get_column("loop").unique().to_list())
 
 
 def read_run(repo, run: store_runs.StoredRun, budget: list[int], batched: bool = False) -> _RunTables:
@@ -399,26 +363,6 @@ def _heights(offsets: list[int], total: int) -> list[int]:
     return [b - a for a, b in zip(offsets, [*offsets[1:], total])]
 
 
-def _assemble(whole: Part, curated, absent: dict[str, str]) -> Loaded:
-    """The loaded runs: the runs frame, and records and loops with their loop rows in
-    the stacked loops frame (frames.placing)."""
-    records, loops = placing.globalize(whole.records, whole.loops, whole.runs.height)
-    return Loaded(runs=_runs_frame_from(whole.runs, curated), records=records, loops=loops, absent=absent)
-
-
-def _hints(missing: set[str], logged: list[str], loops: list[str]) -> dict[str, str]:
-    import difflib
-
-    out = {}
-    for name in sorted(missing):
-        if name in loops:
-            out[name] = f"{name!r} is a loop, never logged: its column comes with any name logged inside it"
-        else:
-            close = difflib.get_close_matches(name, logged, n=3)
-            out[name] = f"no run logged {name!r}" + (f"; did you mean {' or '.join(map(repr, close))}?" if close else "")
-    return out
-
-
 # The tables a query reads (not ``ends``), each with every stored column.
 _SCHEMAS = {name: layout.TABLE_COLUMNS[name] for name in (layout.RECORDS, layout.STARTS, layout.LOOPS)}
 _STORED_COLUMNS = {name: schemas.names(columns) for name, columns in _SCHEMAS.items()}
@@ -477,27 +421,3 @@ def meta_frame(metas: list[RunMeta], trees: list[str]) -> pl.DataFrame:
 
 
 
-def _runs_frame_from(meta: pl.DataFrame, curated: dict[str, Curation]) -> pl.DataFrame:
-    """The runs frame: meta columns, times parsed, tags and note (they change apart from
-    the run, so they are never cached), duration."""
-    marked = {r: c for r, c in curated.items() if c.tags or c.note}  # usually a few runs of many
-    marks = pl.DataFrame(
-        {
-            "run_id": pl.Series(list(marked), dtype=pl.String),
-            "tags": pl.Series([list(c.tags) for c in marked.values()], dtype=pl.List(pl.String)),
-            "note": pl.Series([c.note for c in marked.values()], dtype=pl.String),
-        }
-    )
-    if "world_size" not in meta.columns:  # a cache segment written before the column existed
-        meta = meta.with_columns(pl.lit(1, dtype=pl.Int32).alias("world_size"))
-    frame = meta.select(
-        pl.col("run").cast(pl.UInt32),
-        "run_id",
-        pl.col("start").str.to_datetime(time_zone="UTC").alias("start_time"),
-        pl.col("end").str.to_datetime(time_zone="UTC", strict=False).alias("end_time"),
-        "script", "status", "user_commit", "branch", "author", "dirty", "records", "checkpoints", "world_size", "args",
-    ).join(marks, on="run_id", how="left", maintain_order="left").with_columns(
-        pl.col("tags").fill_null(pl.lit([], dtype=pl.List(pl.String))),
-    )  # fmt: skip
-    seconds = (pl.col("end_time") - pl.col("start_time")).dt.total_milliseconds() / 1000
-    return frame.with_columns(seconds.alias("duration_s"))

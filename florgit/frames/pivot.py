@@ -39,7 +39,7 @@ def pivot(res: Resolved, names: list[str]) -> pl.DataFrame:
     recs = res.records
     dtypes = {n: dtype_for(k) for n, k in _kinds(recs, names).items()}
     all_dims = recs.get_column("dims").unique().to_list()
-    groups = [_group(recs if len(all_dims) == 1 else recs.filter(pl.col("dims") == d), res, res.dims[d], names, dtypes) for d in all_dims]
+    groups = [_group(recs if len(all_dims) == 1 else _rows_of(recs, res, d), res, res.dims[d], names, dtypes) for d in all_dims]
     groups = [g for g in groups if g.names]
     if not groups:
         return pl.DataFrame(schema={"run": pl.UInt32, "seq": pl.Int64, **{columns.logged(n): dtypes[n] for n in names}})
@@ -60,7 +60,7 @@ def pivot(res: Resolved, names: list[str]) -> pl.DataFrame:
                 frame = frame.join(coarse, on=g_keys, how="left", maintain_order="left")
                 have += spread
             if len(spread) == len(carried[id(p)]):  # every value of p's rows is on g's rows: they need no rows of their own
-                cover = g.frame.select(pl.col(b).alias(a) for a, b in zip(p_keys, g_keys)).unique()
+                cover = _distinct(g.frame.select(pl.col(b).alias(a) for a, b in zip(p_keys, g_keys)))
                 covering[id(p)].append((p_keys, cover))
         frames[id(g)], carried[id(g)] = frame, have
     out = []
@@ -69,6 +69,12 @@ def pivot(res: Resolved, names: list[str]) -> pl.DataFrame:
         for keys, cover in covering[id(g)]:
             frame = frame.join(cover, on=keys, how="anti", maintain_order="left")
         out.append(frame.drop("ctx", *(c for c in frame.columns if c.startswith(_CTX_PREFIX))))
+    # A group all of whose rows went to finer ones (run-level args under a loop: the usual
+    # case) adds no row, and its names are on those rows: stacking and sorting is then
+    # skipped, as each group's rows are in order already.
+    full = [f for f in out if f.height]
+    if len(full) == 1 and all(set(f.columns) <= set(full[0].columns) for f in out):
+        return full[0]
     if len(out) == 1:
         return out[0]
     return pl.concat(out, how="diagonal_relaxed").sort("run", "seq", maintain_order=True)
@@ -89,9 +95,21 @@ def _kinds(recs: pl.DataFrame, names: list[str]) -> dict[str, set[int]]:
 _CTX_PREFIX = columns.loop_ctx("")
 
 
+def _loop_cols(res: Resolved, chain: list[str]) -> list[str]:
+    """The loop columns rows of ``chain`` carry: their loops' and the outer loops' contexts."""
+    return [*res.loop_columns(chain), *(columns.loop_ctx(name) for name in chain[:-1])]
+
+
+def _rows_of(recs: pl.DataFrame, res: Resolved, chain_index: int) -> pl.DataFrame:
+    """The records of one loop chain (``dims``), with only the columns its group reads:
+    filtering the whole frame would copy every column (1M records: ~10 ms a group)."""
+    wanted = ["run", "ctx", "seq", "name", "kind", "i", "f", "s", *_loop_cols(res, chain_of(res.dims[chain_index]))]
+    return recs.lazy().filter(pl.col("dims") == chain_index).select(wanted).collect()
+
+
 def _group(sub: pl.DataFrame, res: Resolved, dims: str, names: list[str], dtypes: dict) -> Group:
     chain = chain_of(dims)
-    loop_cols = [*res.loop_columns(chain), *(columns.loop_ctx(name) for name in chain[:-1])]
+    loop_cols = _loop_cols(res, chain)
     parts, present = [], []
     for name in names:
         part = sub if len(names) == 1 else sub.filter(pl.col("name") == name)
@@ -112,11 +130,24 @@ def _group(sub: pl.DataFrame, res: Resolved, dims: str, names: list[str], dtypes
 def _last_per_context(part: pl.DataFrame) -> pl.DataFrame:
     """Keep the last value a name got in each context (a name logged twice in one step)."""
     run, ctx = pl.col("run"), pl.col("ctx")
+    before_run, before_ctx = run.shift(1), ctx.shift(1)
+    if part.select(((before_run < run) | ((before_run == run) & (before_ctx < ctx))).fill_null(True).all()).item():
+        return part  # one value a context, in order: the usual case, told in one pass
     in_order = ((run.diff() > 0) | ((run.diff() == 0) & (ctx.diff() >= 0))).fill_null(True).all()
     if part.select(in_order).item():
         repeated = ((run == run.shift(-1)) & (ctx == ctx.shift(-1))).fill_null(False)
         return part.filter(~repeated) if part.select(repeated.any()).item() else part
     return part.unique(["run", "ctx"], keep="last", maintain_order=True)
+
+
+def _distinct(keys: pl.DataFrame) -> pl.DataFrame:
+    """``keys.unique()``; one sorted column (runs: rows come in run order) is made unique in
+    one pass instead of by hashing (1M rows: ~2 ms, not ~13)."""
+    if keys.width == 1:
+        column = keys.to_series()
+        if column.is_sorted():
+            return column.set_sorted().unique().to_frame()
+    return keys.unique()
 
 
 def _is_strict_prefix(short: list[str], long: list[str]) -> bool:

@@ -74,7 +74,7 @@ def _dataframe(names: tuple[str, ...], repo: str | None, ranks: list[int] | None
 
     from florgit.frames import ranked
     from florgit.frames.contexts import resolve
-    from florgit.frames.loader import load
+    from florgit.frames.listed import load
     from florgit.frames.pivot import pivot
 
     loaded = load(repo, list(names) if names else None)
@@ -130,7 +130,7 @@ def scan(repo: str | None = None) -> pl.LazyFrame:
     ``replayed`` (the value was computed afterwards by ``git flor replay``).
     """
     import_polars()
-    from florgit.frames.loader import load
+    from florgit.frames.listed import load
 
     return _long(load(repo)).lazy()
 
@@ -182,7 +182,7 @@ def query(sql: str, repo: str | None = None) -> pl.DataFrame:
     pl = import_polars()
 
     from florgit.frames.frame import wrap
-    from florgit.frames.loader import load
+    from florgit.frames.listed import load
 
     loaded = load(repo)  # one read of the repository serves both tables
     ctx = pl.SQLContext(records=_long(loaded).lazy(), runs=loaded.runs.drop("run").lazy())
