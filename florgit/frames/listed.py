@@ -106,7 +106,9 @@ def _parse(common_dir: str, payload: bytes | None) -> Listed | None:
         run_id, tags, note = mark
         if type(run_id) is not str or validation.RUN_ID.match(run_id) is None:
             return None
-        if not (isinstance(tags, list) and all(type(t) is str for t in tags)) or not (note is None or type(note) is str):
+        if not (isinstance(tags, list) and all(type(t) is str for t in tags)):
+            return None
+        if not (note is None or type(note) is str):
             return None
         curated[run_id] = (tuple(tags), note)
     return Listed(common_dir, trees, curated)

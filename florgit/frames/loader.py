@@ -418,6 +418,3 @@ def meta_frame(metas: list[RunMeta], trees: list[str]) -> pl.DataFrame:
             "tree": pl.Series(trees, dtype=pl.String),
         }
     )
-
-
-
