@@ -15,3 +15,4 @@ def enabled(name: str, default: bool) -> bool:
 
 
 QUERY_CACHE = "FLORGIT_QUERY_CACHE"  # =0: queries read every run from git and write no cache
+C_HOT_PATH = "FLORGIT_C_HOT_PATH"  # =0: log() and range loops run their Python code, not florgit.api._hotpath

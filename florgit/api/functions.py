@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar, overload
 
+from florgit import envflags
 from florgit.api import echo
 from florgit.api import kwargs as kwargs_mod
 from florgit.api import notebook
@@ -106,6 +107,19 @@ def log(name: str, value: T) -> T:
     if len(buf) > BUFFER_LIMIT:
         rec.drain()
     return value
+
+
+# The compiled hot path (florgit/api/_hotpath.c) does a float under a known name itself
+# and hands every other call to the Python ``log`` above; FLORGIT_C_HOT_PATH=0 keeps
+# Python's alone (so does a build without a C compiler).
+_python_log = log
+if envflags.enabled(envflags.C_HOT_PATH, True):
+    try:
+        from florgit.api._hotpath import Logger as _Logger
+    except ImportError:
+        pass
+    else:
+        log = _Logger(globals(), _python_log)  # type: ignore[assignment]
 
 
 @overload

@@ -16,14 +16,23 @@ import time
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from functools import partial
 
-from florgit import __version__
+from florgit import __version__, envflags
 from florgit.api import kwargs as kwargs_mod
 from florgit.api import notebook
 from florgit.api.loopbook import LoopBook
 from florgit.codec.packed import HAS_ITEM, START, append_start
 from florgit.codec.values import SCALAR_TYPES, to_scalar
 from florgit.errors import FlorgitError, KwargsError
+
+_RangeSteps = None  # range loops stepped in C (api/_hotpath.c), unless it is not built or turned off
+if envflags.enabled(envflags.C_HOT_PATH, True):
+    try:
+        from florgit.api._hotpath import RangeSteps as _RangeSteps
+    except ImportError:
+        pass
+_MAX_STEPS = sys.maxsize  # longer ranges are stepped by _loop
 
 MAX_UNTRACKED_BYTES = 5 * 1024 * 1024
 
@@ -98,6 +107,24 @@ class Recorder(LoopBook):
         self.flusher.hand_off()
 
     def loop(self, name: str, iterable: Iterable) -> Iterator:
+        if _RangeSteps is not None and type(iterable) is range and iterable.start == 0 and iterable.step == 1:
+            # Steps in C (api/_hotpath.c), recorded as _loop records them; opened at the
+            # first step, as a generator is, where a checkpointed loop goes back to _loop.
+            return _RangeSteps(self, partial(self._open_range, name, iterable), max(0, min(iterable.stop, _MAX_STEPS)))
+        return self._loop(name, iterable)
+
+    def _open_range(self, name: str, iterable: range) -> tuple | Iterator:
+        """The first step of a range loop stepped in C: what _loop does before its first
+        item, and what the steps append to; or _loop's generator, to do it all."""
+        if self.checkpointer is not None or iterable.stop > _MAX_STEPS:
+            return iter(self._loop(name, iterable))
+        if not self._kwargs_checked:
+            self._check_kwargs()
+        loop_id, parent, depth = self._open_loop(name)
+        self.depth = depth
+        return self.buffers.starts, self.buffers.ends, self._next_ctx, time.perf_counter, loop_id, parent, depth
+
+    def _loop(self, name: str, iterable: Iterable) -> Iterator:
         if not self._kwargs_checked:
             self._check_kwargs()
         loop_id, parent, depth = self._open_loop(name)

@@ -1,0 +1,438 @@
+/* The recording hot path in C: `flor.log` of a float and the steps of `flor.loop` over
+ * `range(n)`. Each does exactly what its Python version in florgit/api does (functions.log,
+ * Recorder.loop), appending the same packed rows (codec.packed) to the same bytearrays,
+ * without Python's per-call and per-generator cost. Anything else (another value type, a
+ * name's first log, keyword arguments, a checkpointed loop) is handed to the Python code,
+ * which stays the reference: tests run both and compare what they store.
+ *
+ * Optional: when this module is not built, florgit uses the Python versions.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stddef.h>
+#include <string.h>
+
+#if !PY_LITTLE_ENDIAN
+#error "packed rows are little-endian; florgit uses its Python hot path on this platform"
+#endif
+
+static PyObject *s_rec, *s_codes, *s_records, *s_ctx, *s_depth, *s_limit, *s_drain;
+
+/* Append `size` bytes to a bytearray (the same growth as `buf += ...`). */
+static int
+append_bytes(PyObject *buf, const void *data, Py_ssize_t size)
+{
+    Py_ssize_t n = PyByteArray_GET_SIZE(buf);
+    if (PyByteArray_Resize(buf, n + size) < 0)
+        return -1;
+    memcpy(PyByteArray_AS_STRING(buf) + n, data, (size_t)size);
+    return 0;
+}
+
+/* ---- log ------------------------------------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *globals;  /* florgit.api.functions' globals: _rec and BUFFER_LIMIT, read per call */
+    PyObject *slow;     /* the Python log: every case but a float under a known name */
+    vectorcallfunc vectorcall;
+} Logger;
+
+static PyObject *
+logger_call(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Logger *self = (Logger *)op;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *name, *value, *rec, *codes = NULL, *code = NULL, *buf = NULL, *ctx_obj = NULL, *limit;
+    long long row[3];
+    double number;
+    Py_ssize_t size, bound;
+
+    if (kwnames != NULL || nargs != 2 || !PyFloat_CheckExact(args[1]))
+        goto slow;
+    name = args[0];
+    value = args[1];
+    rec = PyDict_GetItemWithError(self->globals, s_rec);
+    if (rec == NULL || rec == Py_None) {
+        if (PyErr_Occurred())
+            return NULL;
+        goto slow;  /* the first call of a run starts it */
+    }
+    codes = PyObject_GetAttr(rec, s_codes);
+    if (codes == NULL || !PyDict_CheckExact(codes))
+        goto clear_and_slow;
+    code = PyDict_GetItemWithError(codes, name);
+    if (code == NULL)
+        goto clear_and_slow;  /* a new name (checked there), or an unhashable one (raised there) */
+    Py_INCREF(code);
+    buf = PyObject_GetAttr(rec, s_records);
+    if (buf == NULL || !PyByteArray_CheckExact(buf))
+        goto clear_and_slow;
+    ctx_obj = PyObject_GetAttr(rec, s_ctx);
+    if (ctx_obj == NULL)
+        goto clear_and_slow;
+    row[0] = PyLong_AsLongLong(ctx_obj);
+    row[1] = PyLong_AsLongLong(code);
+    if (PyErr_Occurred())
+        goto clear_and_slow;
+    number = PyFloat_AS_DOUBLE(value);
+    memcpy(&row[2], &number, sizeof number);
+    if (append_bytes(buf, row, sizeof row) < 0)
+        goto fail;
+    size = PyByteArray_GET_SIZE(buf);
+    limit = PyDict_GetItemWithError(self->globals, s_limit);
+    if (limit == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_RuntimeError, "florgit.api.functions.BUFFER_LIMIT is missing");
+        goto fail;
+    }
+    bound = PyLong_AsSsize_t(limit);
+    if (bound == -1 && PyErr_Occurred())
+        goto fail;
+    if (size > bound) {
+        PyObject *done = PyObject_CallMethodNoArgs(rec, s_drain);
+        if (done == NULL)
+            goto fail;
+        Py_DECREF(done);
+    }
+    Py_DECREF(codes);
+    Py_DECREF(code);
+    Py_DECREF(buf);
+    Py_DECREF(ctx_obj);
+    Py_INCREF(value);
+    return value;
+
+clear_and_slow:
+    PyErr_Clear();
+    Py_XDECREF(codes);
+    Py_XDECREF(code);
+    Py_XDECREF(buf);
+    Py_XDECREF(ctx_obj);
+slow:
+    return PyObject_Vectorcall(self->slow, args, nargsf, kwnames);
+fail:
+    Py_XDECREF(codes);
+    Py_XDECREF(code);
+    Py_XDECREF(buf);
+    Py_XDECREF(ctx_obj);
+    return NULL;
+}
+
+static PyObject *
+logger_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *globals, *slow;
+    if (!PyArg_ParseTuple(args, "O!O:Logger", &PyDict_Type, &globals, &slow))
+        return NULL;
+    Logger *self = (Logger *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->globals = Py_NewRef(globals);
+    self->slow = Py_NewRef(slow);
+    self->vectorcall = logger_call;
+    return (PyObject *)self;
+}
+
+static int
+logger_traverse(Logger *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->globals);
+    Py_VISIT(self->slow);
+    return 0;
+}
+
+static int
+logger_clear(Logger *self)
+{
+    Py_CLEAR(self->globals);
+    Py_CLEAR(self->slow);
+    return 0;
+}
+
+static void
+logger_dealloc(Logger *self)
+{
+    PyObject_GC_UnTrack(self);
+    logger_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Everything else (__doc__, __name__, __wrapped__ for inspect.signature) is the Python log's. */
+static PyObject *
+logger_getattro(Logger *self, PyObject *attr)
+{
+    if (PyUnicode_Check(attr) && PyUnicode_CompareWithASCIIString(attr, "__class__") != 0 &&
+        PyUnicode_CompareWithASCIIString(attr, "__wrapped__") != 0)
+        return PyObject_GetAttr(self->slow, attr);
+    return PyObject_GenericGetAttr((PyObject *)self, attr);
+}
+
+static PyObject *
+logger_wrapped(Logger *self, void *closure)
+{
+    return Py_NewRef(self->slow);
+}
+
+static PyGetSetDef logger_getset[] = {
+    {"__wrapped__", (getter)logger_wrapped, NULL, NULL, NULL},
+    {NULL},
+};
+
+static PyTypeObject LoggerType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "florgit.api._hotpath.Logger",
+    .tp_basicsize = sizeof(Logger),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(Logger, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_new = logger_new,
+    .tp_traverse = (traverseproc)logger_traverse,
+    .tp_clear = (inquiry)logger_clear,
+    .tp_dealloc = (destructor)logger_dealloc,
+    .tp_getattro = (getattrofunc)logger_getattro,
+    .tp_getset = logger_getset,
+};
+
+/* ---- loop over range(n) ------------------------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *rec;       /* the Recorder: its ctx is set per step, ctx and depth restored at the end */
+    PyObject *opener;    /* called at the first step: the loop's buffers and ids, or an iterator to hand over to */
+    PyObject *delegate;  /* that iterator (the Python generator), when the opener gave one */
+    PyObject *starts, *ends, *next_ctx, *clock;
+    long long loop_id, parent, depth, ctx;
+    Py_ssize_t index, stop;
+    int opened, finished;
+} RangeSteps;
+
+static int
+steps_open(RangeSteps *self)
+{
+    PyObject *got = PyObject_CallNoArgs(self->opener);
+    self->opened = 1;  /* once, as a generator's first step: if it raised, the loop is over */
+    Py_CLEAR(self->opener);
+    if (got == NULL) {
+        self->finished = 1;
+        return -1;
+    }
+    if (!PyTuple_Check(got)) {
+        self->delegate = got;  /* a checkpointed loop: the generator does it all */
+        return 0;
+    }
+    PyObject *starts, *ends, *next_ctx, *clock;
+    long long loop_id, parent, depth;
+    if (!PyArg_ParseTuple(got, "O!O!OOLLL:opener", &PyByteArray_Type, &starts, &PyList_Type, &ends, &next_ctx,
+                          &clock, &loop_id, &parent, &depth)) {
+        Py_DECREF(got);
+        self->finished = 1;
+        return -1;
+    }
+    self->starts = Py_NewRef(starts);
+    self->ends = Py_NewRef(ends);
+    self->next_ctx = Py_NewRef(next_ctx);
+    self->clock = Py_NewRef(clock);
+    self->loop_id = loop_id;
+    self->parent = parent;
+    self->depth = depth;
+    Py_DECREF(got);
+    return 0;
+}
+
+/* What the generator's end does: the last iteration's end time, then the parent's ctx and depth. */
+static int
+steps_finish(RangeSteps *self)
+{
+    if (self->finished || !self->opened || self->delegate != NULL)
+        return 0;
+    self->finished = 1;
+    int failed = 0;
+    if (self->ctx) {
+        PyObject *t = PyObject_CallNoArgs(self->clock);
+        PyObject *end = t == NULL ? NULL : Py_BuildValue("(LN)", self->ctx, t);
+        if (end == NULL || PyList_Append(self->ends, end) < 0)
+            failed = 1;
+        Py_XDECREF(end);
+        self->ctx = 0;
+    }
+    PyObject *parent = PyLong_FromLongLong(self->parent), *depth = PyLong_FromLongLong(self->depth - 1);
+    if (parent == NULL || depth == NULL || PyObject_SetAttr(self->rec, s_ctx, parent) < 0 ||
+        PyObject_SetAttr(self->rec, s_depth, depth) < 0)
+        failed = 1;
+    Py_XDECREF(parent);
+    Py_XDECREF(depth);
+    return failed ? -1 : 0;
+}
+
+static PyObject *
+steps_next(RangeSteps *self)
+{
+    if (!self->opened && steps_open(self) < 0)
+        return NULL;
+    if (self->delegate != NULL)
+        return Py_TYPE(self->delegate)->tp_iternext(self->delegate);
+    if (self->finished)
+        return NULL;
+    if (self->index >= self->stop) {
+        steps_finish(self);
+        return NULL;
+    }
+    PyObject *ctx_obj = PyObject_CallNoArgs(self->next_ctx);
+    if (ctx_obj == NULL)
+        return NULL;
+    long long ctx = PyLong_AsLongLong(ctx_obj);
+    PyObject *t = ctx == -1 && PyErr_Occurred() ? NULL : PyObject_CallNoArgs(self->clock);
+    if (t == NULL) {
+        Py_DECREF(ctx_obj);
+        return NULL;
+    }
+    double when = PyFloat_AsDouble(t);
+    Py_DECREF(t);
+    if (when == -1.0 && PyErr_Occurred()) {
+        Py_DECREF(ctx_obj);
+        return NULL;
+    }
+    long long row[4] = {ctx, self->loop_id, (long long)self->index, 0};
+    memcpy(&row[3], &when, sizeof when);
+    PyObject *item = PyLong_FromSsize_t(self->index);
+    if (item == NULL || append_bytes(self->starts, row, sizeof row) < 0 || PyObject_SetAttr(self->rec, s_ctx, ctx_obj) < 0) {
+        Py_XDECREF(item);
+        Py_DECREF(ctx_obj);
+        return NULL;
+    }
+    Py_DECREF(ctx_obj);
+    self->ctx = ctx;
+    self->index++;
+    return item;
+}
+
+static PyObject *
+steps_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *rec, *opener;
+    Py_ssize_t stop;
+    if (!PyArg_ParseTuple(args, "OOn:RangeSteps", &rec, &opener, &stop))
+        return NULL;
+    RangeSteps *self = (RangeSteps *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->rec = Py_NewRef(rec);
+    self->opener = Py_NewRef(opener);
+    self->stop = stop;
+    return (PyObject *)self;
+}
+
+/* A loop left by break, return or an exception ends when its iterator goes, as the generator's `finally` does. */
+static void
+steps_finalize(RangeSteps *self)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (steps_finish(self) < 0)
+        PyErr_WriteUnraisable((PyObject *)self);
+    PyErr_Restore(type, value, tb);
+}
+
+static int
+steps_traverse(RangeSteps *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->rec);
+    Py_VISIT(self->opener);
+    Py_VISIT(self->delegate);
+    Py_VISIT(self->starts);
+    Py_VISIT(self->ends);
+    Py_VISIT(self->next_ctx);
+    Py_VISIT(self->clock);
+    return 0;
+}
+
+static int
+steps_clear(RangeSteps *self)
+{
+    Py_CLEAR(self->rec);
+    Py_CLEAR(self->opener);
+    Py_CLEAR(self->delegate);
+    Py_CLEAR(self->starts);
+    Py_CLEAR(self->ends);
+    Py_CLEAR(self->next_ctx);
+    Py_CLEAR(self->clock);
+    return 0;
+}
+
+static void
+steps_dealloc(RangeSteps *self)
+{
+    if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0)
+        return;  /* resurrected */
+    PyObject_GC_UnTrack(self);
+    steps_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+steps_close(RangeSteps *self, PyObject *unused)
+{
+    if (self->delegate != NULL) {
+        PyObject *delegate = self->delegate;
+        self->delegate = NULL;
+        PyObject *done = PyObject_CallMethod(delegate, "close", NULL);
+        Py_DECREF(delegate);
+        self->finished = 1;
+        return done;
+    }
+    if (steps_finish(self) < 0)
+        return NULL;
+    self->finished = 1;
+    Py_CLEAR(self->opener);  /* never opened: never opens */
+    self->opened = 1;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef steps_methods[] = {
+    {"close", (PyCFunction)steps_close, METH_NOARGS, "End the loop now, as closing its generator would."},
+    {NULL},
+};
+
+static PyTypeObject RangeStepsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "florgit.api._hotpath.RangeSteps",
+    .tp_basicsize = sizeof(RangeSteps),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The steps of flor.loop over range(n), recorded as Recorder.loop's generator records them.",
+    .tp_new = steps_new,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)steps_next,
+    .tp_traverse = (traverseproc)steps_traverse,
+    .tp_clear = (inquiry)steps_clear,
+    .tp_dealloc = (destructor)steps_dealloc,
+    .tp_finalize = (destructor)steps_finalize,
+    .tp_methods = steps_methods,
+};
+
+/* ---- module ------------------------------------------------------------------------------- */
+
+static struct PyModuleDef hotpath_module = {
+    PyModuleDef_HEAD_INIT, "florgit.api._hotpath", "florgit's recording hot path in C (see the source's comment).", -1, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__hotpath(void)
+{
+    if ((s_rec = PyUnicode_InternFromString("_rec")) == NULL || (s_codes = PyUnicode_InternFromString("codes")) == NULL ||
+        (s_records = PyUnicode_InternFromString("records")) == NULL || (s_ctx = PyUnicode_InternFromString("ctx")) == NULL ||
+        (s_depth = PyUnicode_InternFromString("depth")) == NULL ||
+        (s_limit = PyUnicode_InternFromString("BUFFER_LIMIT")) == NULL ||
+        (s_drain = PyUnicode_InternFromString("drain")) == NULL)
+        return NULL;
+    if (PyType_Ready(&LoggerType) < 0 || PyType_Ready(&RangeStepsType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&hotpath_module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "Logger", (PyObject *)&LoggerType) < 0 ||
+        PyModule_AddObjectRef(m, "RangeSteps", (PyObject *)&RangeStepsType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
