@@ -228,6 +228,12 @@ steps_open(RangeSteps *self)
         self->finished = 1;
         return -1;
     }
+    if (Py_TYPE(next_ctx)->tp_iternext == NULL) {
+        PyErr_SetString(PyExc_TypeError, "RangeSteps: the opener's context counter is not an iterator");
+        Py_DECREF(got);
+        self->finished = 1;
+        return -1;
+    }
     self->starts = Py_NewRef(starts);
     self->ends = Py_NewRef(ends);
     self->next_ctx = Py_NewRef(next_ctx);
@@ -277,9 +283,13 @@ steps_next(RangeSteps *self)
         steps_finish(self);
         return NULL;
     }
-    PyObject *ctx_obj = PyObject_CallNoArgs(self->next_ctx);
-    if (ctx_obj == NULL)
+    /* The recorder's context counter (an itertools.count): stepped directly, not through a bound method. */
+    PyObject *ctx_obj = Py_TYPE(self->next_ctx)->tp_iternext(self->next_ctx);
+    if (ctx_obj == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_RuntimeError, "florgit: the context counter ran out");
         return NULL;
+    }
     long long ctx = PyLong_AsLongLong(ctx_obj);
     PyObject *t = ctx == -1 && PyErr_Occurred() ? NULL : PyObject_CallNoArgs(self->clock);
     if (t == NULL) {

@@ -122,7 +122,8 @@ class Recorder(LoopBook):
             self._check_kwargs()
         loop_id, parent, depth = self._open_loop(name)
         self.depth = depth
-        return self.buffers.starts, self.buffers.ends, self._next_ctx, time.perf_counter, loop_id, parent, depth
+        counter = self._next_ctx.__self__  # the itertools.count behind _next_ctx: C steps it directly
+        return self.buffers.starts, self.buffers.ends, counter, time.perf_counter, loop_id, parent, depth
 
     def _loop(self, name: str, iterable: Iterable) -> Iterator:
         if not self._kwargs_checked:
