@@ -1,4 +1,4 @@
-/* The recording hot path in C: `flor.log` of a float and the steps of `flor.loop` over
+/* The recording hot path in C: `flor.log` of a float or a 64-bit int and the steps of `flor.loop` over
  * `range(n)`. Each does exactly what its Python version in florgit/api does (functions.log,
  * Recorder.loop), appending the same packed rows (codec.packed) to the same bytearrays,
  * without Python's per-call and per-generator cost. Anything else (another value type, a
@@ -15,6 +15,8 @@
 #if !PY_LITTLE_ENDIAN
 #error "packed rows are little-endian; florgit uses its Python hot path on this platform"
 #endif
+
+#define INT_ROW 1  /* codec.packed: a row's kind in the low bits of its name code */
 
 static PyObject *s_rec, *s_codes, *s_records, *s_ctx, *s_depth, *s_limit, *s_drain;
 
@@ -34,7 +36,7 @@ append_bytes(PyObject *buf, const void *data, Py_ssize_t size)
 typedef struct {
     PyObject_HEAD
     PyObject *globals;  /* florgit.api.functions' globals: _rec and BUFFER_LIMIT, read per call */
-    PyObject *slow;     /* the Python log: every case but a float under a known name */
+    PyObject *slow;     /* the Python log: every case but a float or 64-bit int under a known name */
     vectorcallfunc vectorcall;
 } Logger;
 
@@ -48,7 +50,7 @@ logger_call(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwname
     double number;
     Py_ssize_t size, bound;
 
-    if (kwnames != NULL || nargs != 2 || !PyFloat_CheckExact(args[1]))
+    if (kwnames != NULL || nargs != 2 || !(PyFloat_CheckExact(args[1]) || PyLong_CheckExact(args[1])))
         goto slow;
     name = args[0];
     value = args[1];
@@ -75,8 +77,17 @@ logger_call(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwname
     row[1] = PyLong_AsLongLong(code);
     if (PyErr_Occurred())
         goto clear_and_slow;
-    number = PyFloat_AS_DOUBLE(value);
-    memcpy(&row[2], &number, sizeof number);
+    if (PyFloat_CheckExact(value)) {  /* <qqd: ctx, code (kind FLOAT_ROW, 0), the float's bits */
+        number = PyFloat_AS_DOUBLE(value);
+        memcpy(&row[2], &number, sizeof number);
+    }
+    else {  /* <qqq: ctx, code | INT_ROW, the int; one past 64 bits goes to the side list, in Python */
+        int overflow;
+        row[2] = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (overflow || (row[2] == -1 && PyErr_Occurred()))
+            goto clear_and_slow;
+        row[1] |= INT_ROW;
+    }
     if (append_bytes(buf, row, sizeof row) < 0)
         goto fail;
     size = PyByteArray_GET_SIZE(buf);

@@ -39,7 +39,7 @@ RECORD_INT = struct.Struct("<qqq")
 START_SIZE = START.size  # 32
 RECORD_SIZE = RECORD_FLOAT.size  # 24
 HAS_ITEM = 1 << 62  # in a start row's loop_id: its item is in the side list
-FLOAT_ROW, INT_ROW, OTHER_ROW = 0, 1, 2
+FLOAT_ROW, INT_ROW, OTHER_ROW = 0, 1, 2  # api/_hotpath.c packs the first two itself: change both
 KIND_BITS = 2
 KIND_MASK = (1 << KIND_BITS) - 1
 
