@@ -109,7 +109,7 @@ def log(name: str, value: T) -> T:
     return value
 
 
-# The compiled hot path (florgit/api/_hotpath.c) does a float under a known name itself
+# The compiled hot path (florgit/api/_hotpath.c) does a float or 64-bit int under a known name
 # and hands every other call to the Python ``log`` above; FLORGIT_C_HOT_PATH=0 keeps
 # Python's alone (so does a build without a C compiler).
 _python_log = log
