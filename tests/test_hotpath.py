@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import struct
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -220,3 +221,34 @@ def test_a_script_records_the_same_run_either_way(repo):
     probe = "import florgit, florgit.api.recorder as r; print(type(florgit.log).__name__, r._RangeSteps)"
     out = repo.run("-c", probe, env={"FLORGIT_C_HOT_PATH": "0"})  # the setting the first run had
     assert out.stdout.split() == ["function", "None"]
+
+
+def test_no_reference_is_leaked_or_lost():
+    """Every object the compiled path touches has the references it had before."""
+    import time
+
+    class Rec:
+        pass
+
+    rec = Rec()
+    rec.codes, rec.records, rec.ctx, rec.depth = {"loss": 7 << 2}, bytearray(), 10**12, 0
+    rec.drain = rec.records.clear
+    slow = functions._python_log
+    log = _hotpath.Logger({"_rec": rec, "BUFFER_LIMIT": 24 * 100}, lambda name, value: value)
+    value, big = 1.5, 10**15
+    watched = [rec, rec.codes, rec.records, rec.ctx, value, big, "loss", slow]
+    before = [sys.getrefcount(o) for o in watched]
+    for _ in range(5_000):
+        log("loss", value), log("loss", big), log("loss", True), log("new", value), log(name="loss", value=value)
+    assert [sys.getrefcount(o) for o in watched] == before
+    counter, starts, ends = itertools.count(1), bytearray(), []
+    steps_watched = [counter, starts, ends, time.perf_counter]
+    steps_before = [sys.getrefcount(o) for o in steps_watched]
+    for k in range(500):
+        steps = _hotpath.RangeSteps(rec, lambda: (starts, ends, counter, time.perf_counter, 1, 0, 1), 20)
+        for i in steps:
+            if i == 10 and k % 2:
+                break
+        del steps
+    assert [sys.getrefcount(o) for o in steps_watched] == steps_before and len(ends) == 500
+    assert rec.ctx == 0 and rec.depth == 0

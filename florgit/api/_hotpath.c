@@ -60,6 +60,7 @@ logger_call(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwname
             return NULL;
         goto slow;  /* the first call of a run starts it */
     }
+    Py_INCREF(rec);  /* held: a run ending meanwhile (another thread's commit) must not free it under us */
     codes = PyObject_GetAttr(rec, s_codes);
     if (codes == NULL || !PyDict_CheckExact(codes))
         goto clear_and_slow;
@@ -106,6 +107,7 @@ logger_call(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwname
             goto fail;
         Py_DECREF(done);
     }
+    Py_DECREF(rec);
     Py_DECREF(codes);
     Py_DECREF(code);
     Py_DECREF(buf);
@@ -115,6 +117,7 @@ logger_call(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwname
 
 clear_and_slow:
     PyErr_Clear();
+    Py_DECREF(rec);
     Py_XDECREF(codes);
     Py_XDECREF(code);
     Py_XDECREF(buf);
@@ -122,6 +125,7 @@ clear_and_slow:
 slow:
     return PyObject_Vectorcall(self->slow, args, nargsf, kwnames);
 fail:
+    Py_DECREF(rec);
     Py_XDECREF(codes);
     Py_XDECREF(code);
     Py_XDECREF(buf);
@@ -228,6 +232,12 @@ steps_open(RangeSteps *self)
         return -1;
     }
     if (!PyTuple_Check(got)) {
+        if (Py_TYPE(got)->tp_iternext == NULL) {
+            PyErr_SetString(PyExc_TypeError, "RangeSteps: the opener gave neither the loop's buffers nor an iterator");
+            Py_DECREF(got);
+            self->finished = 1;
+            return -1;
+        }
         self->delegate = got;  /* a checkpointed loop: the generator does it all */
         return 0;
     }
