@@ -129,3 +129,21 @@ def test_log_waiting_for_room_in_the_queue_never_deadlocks_with_the_thread(repo,
     assert not holder.is_alive(), "log() and the flusher thread wait for each other"
     flor.commit()
     assert _values("first") == [0.5]
+
+
+def test_a_run_start_imports_what_converting_needs_in_the_background(repo):
+    """`import florgit` loads neither numpy nor pyarrow; a run's start begins importing them
+    in a thread of its own, so the training thread's first hand-off does not wait for them."""
+    probe = """\
+import sys, threading
+import florgit as flor
+print("light", not {"numpy", "pyarrow"} & set(sys.modules))
+flor.arg("lr", 0.1)
+warming = [t for t in threading.enumerate() if t.name == "florgit-warm-up"]
+for t in warming:
+    t.join(60)
+print("warmed", {"numpy", "pyarrow", "florgit.codec.unpacked"} <= set(sys.modules), len(warming) <= 1)
+"""
+    repo.write("probe.py", probe)
+    out = repo.run("probe.py").stdout.splitlines()
+    assert "light True" in out and "warmed True True" in out

@@ -44,7 +44,9 @@ def _utc_iso(t: float) -> str:
 class Recorder(LoopBook):
     def __init__(self, argv: list[str], kwargs: dict[str, str], echo_on: bool, checkpoint_period: int | None) -> None:
         from florgit.api import launch
-        from florgit.api.flusher import Buffers, Flusher
+        from florgit.api.flusher import Buffers, Flusher, warm_up
+
+        warm_up()  # first: the imports overlap the repository's snapshot below
         from florgit.git import open_repo
         from florgit.store import layout
         from florgit.store.meta import RunMeta
