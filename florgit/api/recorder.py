@@ -34,6 +34,12 @@ if envflags.enabled(envflags.C_HOT_PATH, True):
         pass
 _MAX_STEPS = sys.maxsize  # longer ranges are stepped by _loop
 
+
+def _plain_range(iterable: Iterable) -> bool:
+    """``range(n)``: each item is its own index, so no item is kept and fetching one runs
+    no user code (the loops' fast paths)."""
+    return type(iterable) is range and iterable.start == 0 and iterable.step == 1
+
 MAX_UNTRACKED_BYTES = 5 * 1024 * 1024
 
 
@@ -109,16 +115,16 @@ class Recorder(LoopBook):
         self.flusher.hand_off()
 
     def loop(self, name: str, iterable: Iterable) -> Iterator:
-        if _RangeSteps is not None and type(iterable) is range and iterable.start == 0 and iterable.step == 1:
+        if _RangeSteps is not None and _plain_range(iterable) and iterable.stop <= _MAX_STEPS:
             # Steps in C (api/_hotpath.c), recorded as _loop records them; opened at the
             # first step, as a generator is, where a checkpointed loop goes back to _loop.
-            return _RangeSteps(self, partial(self._open_range, name, iterable), max(0, min(iterable.stop, _MAX_STEPS)))
+            return _RangeSteps(self, partial(self._open_range, name, iterable), max(0, iterable.stop))
         return self._loop(name, iterable)
 
     def _open_range(self, name: str, iterable: range) -> tuple | Iterator:
         """The first step of a range loop stepped in C: what _loop does before its first
         item, and what the steps append to; or _loop's generator, to do it all."""
-        if self.checkpointer is not None or iterable.stop > _MAX_STEPS:
+        if self.checkpointer is not None:
             return iter(self._loop(name, iterable))
         if not self._kwargs_checked:
             self._check_kwargs()
@@ -145,7 +151,7 @@ class Recorder(LoopBook):
             # An iteration ends where the next one starts (iteration_ends); only the last
             # one's end is appended here. An item is kept when it is a scalar other than
             # its own index: it goes to the side list first (codec.packed.append_start).
-            if not checkpointed and type(iterable) is range and iterable.start == 0 and iterable.step == 1:
+            if not checkpointed and _plain_range(iterable):
                 # The commonest loop: each item is its own index, so none is kept and the
                 # checks below are skipped (~0.15 us a step less). Fetching a range's next
                 # item runs no user code, so ctx need not go back to the parent between
