@@ -237,6 +237,7 @@ def test_no_reference_is_leaked_or_lost():
     log = _hotpath.Logger({"_rec": rec, "BUFFER_LIMIT": 24 * 100}, lambda name, value: value)
     value, big = 1.5, 10**15
     watched = [rec, rec.codes, rec.records, rec.ctx, value, big, "loss", slow]
+    log("loss", value)  # the first call keeps the recorder's codes and records (one reference each)
     before = [sys.getrefcount(o) for o in watched]
     for _ in range(5_000):
         log("loss", value), log("loss", big), log("loss", True), log("new", value), log(name="loss", value=value)
@@ -252,3 +253,45 @@ def test_no_reference_is_leaked_or_lost():
         del steps
     assert [sys.getrefcount(o) for o in steps_watched] == steps_before and len(ends) == 500
     assert rec.ctx == 0 and rec.depth == 0
+
+
+def test_the_kept_buffers_follow_the_run_in_progress(monkeypatch):
+    """The compiled log reads a recorder's codes and records once and keeps them: a new
+    recorder (even one at a dead one's address) gets its own, and a recorder it cannot
+    refer to weakly, or one without such buffers, is still served right."""
+    import gc
+
+    monkeypatch.setattr(functions, "BUFFER_LIMIT", 1 << 40)
+    rows = []
+    for _ in range(50):  # new recorders, each freed before the next: addresses get reused
+        rec = _bare_recorder()
+        monkeypatch.setattr(functions, "_rec", rec)
+        functions.log("loss", 1.0)  # the first log of a name goes through Python
+        functions.log("loss", 2.5)
+        rows.append(bytes(rec.buffers.records))
+        monkeypatch.setattr(functions, "_rec", None)
+        del rec
+        gc.collect()
+    assert len(set(rows)) == 1 and len(rows[0]) == 2 * packed.RECORD_SIZE
+
+    class Slotted:  # no __weakref__: used on every call, never kept
+        __slots__ = ("codes", "records", "ctx", "drain")
+
+    plain = Slotted()
+    plain.codes, plain.records, plain.ctx, plain.drain = {"loss": 3 << 2}, bytearray(), 7, None
+    log = _hotpath.Logger({"_rec": plain, "BUFFER_LIMIT": 1 << 40}, functions._python_log)
+    assert log("loss", 0.5) == 0.5 and log("loss", 1) == 1
+    assert [r[:2] for r in struct.iter_unpack("<qq8x", plain.records)] == [(7, 3 << 2), (7, (3 << 2) | 1)]
+    plain.records = bytearray()  # not kept: the next call sees the new one
+    log("loss", 0.5)
+    assert len(plain.records) == packed.RECORD_SIZE
+
+    calls = []
+    log = _hotpath.Logger({"_rec": object(), "BUFFER_LIMIT": 1 << 40}, lambda n, v: calls.append((n, v)) or v)
+    assert log("loss", 0.5) == 0.5 and calls == [("loss", 0.5)]  # no buffers: the Python log's case
+
+
+def test_a_recorders_buffers_are_set_once():
+    rec = _bare_recorder()
+    with pytest.raises(RuntimeError, match="set once"):
+        rec._use_buffers(Buffers())

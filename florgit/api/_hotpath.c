@@ -38,7 +38,41 @@ typedef struct {
     PyObject *globals;  /* florgit.api.functions' globals: _rec and BUFFER_LIMIT, read per call */
     PyObject *slow;     /* the Python log: every case but a float or 64-bit int under a known name */
     vectorcallfunc vectorcall;
+    /* The last recorder seen (weakly: a dead one never compares equal to a new one at its
+     * address) and its `codes` dict and `records` bytearray, which a recorder sets once
+     * (LoopBook._use_buffers) and keeps: read once per recorder, not per call. */
+    PyObject *rec_ref, *codes, *records;
 } Logger;
+
+/* Sets *codes and *records to new references to rec's `codes` and `records`, read once per
+ * recorder. -1 (no error set) where it has no such dict and bytearray (a disabled or a
+ * forked child's recorder): the Python log handles that case. */
+static int
+logger_buffers_of(Logger *self, PyObject *rec, PyObject **codes, PyObject **records)
+{
+    if (self->rec_ref != NULL && PyWeakref_GET_OBJECT(self->rec_ref) == rec) {
+        *codes = Py_NewRef(self->codes);
+        *records = Py_NewRef(self->records);
+        return 0;
+    }
+    *codes = PyObject_GetAttr(rec, s_codes);
+    *records = *codes == NULL ? NULL : PyObject_GetAttr(rec, s_records);
+    if (*records == NULL || !PyDict_CheckExact(*codes) || !PyByteArray_CheckExact(*records)) {
+        Py_CLEAR(*codes);
+        Py_CLEAR(*records);
+        PyErr_Clear();
+        return -1;
+    }
+    PyObject *ref = PyWeakref_NewRef(rec, NULL);
+    if (ref == NULL) {  /* cannot be referred to weakly: used, not kept */
+        PyErr_Clear();
+        return 0;
+    }
+    Py_XSETREF(self->rec_ref, ref);
+    Py_XSETREF(self->codes, Py_NewRef(*codes));
+    Py_XSETREF(self->records, Py_NewRef(*records));
+    return 0;
+}
 
 static PyObject *
 logger_call(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
@@ -61,16 +95,12 @@ logger_call(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwname
         goto slow;  /* the first call of a run starts it */
     }
     Py_INCREF(rec);  /* held: a run ending meanwhile (another thread's commit) must not free it under us */
-    codes = PyObject_GetAttr(rec, s_codes);
-    if (codes == NULL || !PyDict_CheckExact(codes))
+    if (logger_buffers_of(self, rec, &codes, &buf) < 0)
         goto clear_and_slow;
     code = PyDict_GetItemWithError(codes, name);
     if (code == NULL)
         goto clear_and_slow;  /* a new name (checked there), or an unhashable one (raised there) */
     Py_INCREF(code);
-    buf = PyObject_GetAttr(rec, s_records);
-    if (buf == NULL || !PyByteArray_CheckExact(buf))
-        goto clear_and_slow;
     ctx_obj = PyObject_GetAttr(rec, s_ctx);
     if (ctx_obj == NULL)
         goto clear_and_slow;
@@ -153,6 +183,9 @@ logger_traverse(Logger *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->globals);
     Py_VISIT(self->slow);
+    Py_VISIT(self->rec_ref);
+    Py_VISIT(self->codes);
+    Py_VISIT(self->records);
     return 0;
 }
 
@@ -161,6 +194,9 @@ logger_clear(Logger *self)
 {
     Py_CLEAR(self->globals);
     Py_CLEAR(self->slow);
+    Py_CLEAR(self->rec_ref);
+    Py_CLEAR(self->codes);
+    Py_CLEAR(self->records);
     return 0;
 }
 

@@ -12,7 +12,10 @@ class LoopBook:
 
     def _use_buffers(self, buffers) -> None:
         """The buffers this recorder appends to; ``functions.log`` reads three of them on
-        every call: packed record rows, their side list, and each logged name's code."""
+        every call: packed record rows, their side list, and each logged name's code. Once
+        per recorder: the compiled log keeps the first ones it reads (api/_hotpath.c)."""
+        if hasattr(self, "buffers"):
+            raise RuntimeError("a recorder's buffers are set once")
         self.buffers = buffers
         self.records, self.others, self.codes = buffers.records, buffers.others, buffers.table.codes
 
