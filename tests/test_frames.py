@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 
 import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import florgit as flor
 from florgit.codec import arrow
@@ -118,3 +120,26 @@ def test_values_spread_through_a_level_that_keeps_its_own_row(repo):
     flor.commit()
     rows = flor.dataframe("acc", "loss").select("epoch", "step", "acc", "loss").rows()
     assert rows == [(0, None, 0.5, 2.0), (0, 0, 0.9, 2.0)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    fine=st.lists(st.integers(0, 12), max_size=40),
+    coarse=st.sets(st.integers(0, 15), max_size=14),
+    many=st.booleans(),
+)
+def test_spreading_run_level_values_is_a_left_join(fine, coarse, many):
+    """pivot._spread gathers run-level values by run number where it can; it must be the
+    left join it replaces: every fine row in order, nulls for runs with no coarse row."""
+    import polars as pl
+
+    from florgit.frames import pivot
+
+    fine_frame = pl.DataFrame({"run": sorted(fine), "seq": range(len(fine))}, schema={"run": pl.UInt32, "seq": pl.Int64})
+    runs = sorted(coarse) * (2 if many and coarse else 1)  # a run twice: not one row a run, so joined
+    coarse_frame = pl.DataFrame(
+        {"run": runs, "v": [r * 0.5 for r in runs], "s": [str(r) for r in runs]},
+        schema={"run": pl.UInt32, "v": pl.Float64, "s": pl.String},
+    )
+    expected = fine_frame.join(coarse_frame, on="run", how="left", maintain_order="left")
+    assert pivot._spread(fine_frame, coarse_frame, ["run"]).equals(expected)
