@@ -118,3 +118,21 @@ def test_loop_tables_round_trip():
         assert arrow.from_stream_bytes(arrow.to_stream_bytes(table)).equals(table)
     assert starts.column("s").to_pylist() == [None, None, "b"]
     assert starts.column("kind").to_pylist() == [0, 0, 4]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    table=st.lists(st.text(max_size=80), min_size=1, max_size=70),
+    picks=st.lists(st.integers(0, 10**6), max_size=60),
+)
+def test_strings_of_codes_is_the_table_looked_up(table, picks):
+    """Names of one width, of several, empty ones, NULs, long ones, long tables: each row
+    is its code's string."""
+    import numpy as np
+
+    from florgit.codec.pyarrays import strings_of_codes
+
+    codes = np.array([p % len(table) for p in picks], dtype=np.intp)
+    got = strings_of_codes(codes, table)
+    assert got.type == pa.string() and got.null_count == 0
+    assert got.to_pylist() == [table[c] for c in codes.tolist()]

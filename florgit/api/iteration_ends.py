@@ -28,8 +28,9 @@ class IterationEnds:
             if self._explicit:
                 keep = ~np.isin(loop_id, np.array(tuple(self._explicit), dtype=np.int64))  # tuple(): one step
                 ctx, loop_id, t = ctx[keep], loop_id[keep], t[keep]
-            order = np.argsort(loop_id, kind="stable")  # each loop's starts together, in order
-            ctx, loop_id, t = ctx[order], loop_id[order], t[order]
+            if not (loop_id[1:] >= loop_id[:-1]).all():  # one loop's starts (the usual batch) are together already
+                order = np.argsort(loop_id, kind="stable")  # each loop's starts together, in order
+                ctx, loop_id, t = ctx[order], loop_id[order], t[order]
             same = loop_id[1:] == loop_id[:-1]
             out_ctx.append(ctx[:-1][same])  # ends where the next iteration of its loop starts
             out_t.append(t[1:][same])

@@ -56,7 +56,8 @@ def _strings(values: Sequence, n: int) -> pa.Array:
 
 
 _COMPARE_NAMES = 4  # up to this many distinct strings, codes come from numpy comparisons
-_PAD_BYTES = 64  # longest string laid out in a padded table rather than joined
+_FEW_NAMES = 64  # longer name tables: only the names a batch uses are encoded
+_PAD_BYTES = 64  # longest string laid out padded rather than joined
 
 
 def _repeated_strings(values: Sequence, distinct: list, n: int) -> pa.Array:
@@ -75,37 +76,44 @@ def _repeated_strings(values: Sequence, distinct: list, n: int) -> pa.Array:
 
 
 def strings_of_codes(codes: np.ndarray, table: Sequence[str]) -> pa.Array:
-    """A string array whose row r is ``table[codes[r]]``: the bytes gathered from a padded
-    table in numpy (joining a million short strings costs ~40 ns a row)."""
+    """A string array whose row r is ``table[codes[r]]``, its bytes gathered in numpy
+    (joining a million short strings costs ~40 ns a row): each row's string as a
+    fixed-size item of the widest's width, then, for names of several widths, the padding
+    dropped by a mask gathered the same way (25,000 rows: one width ~0.1 ms, several ~0.7)."""
     n = len(codes)
     if not n:
         return from_parts(b"", np.zeros(0, np.int64), 0)
-    used = np.flatnonzero(np.bincount(codes, minlength=len(table)))
-    if len(used) < len(table):  # a run's name table: only the names these rows use
+    if len(table) > _FEW_NAMES:  # a long name table: only the names these rows use are encoded
+        used = np.flatnonzero(np.bincount(codes, minlength=len(table)))
         remap = np.zeros(len(table), dtype=np.intp)
         remap[used] = np.arange(len(used))
         codes, table = remap[codes], [table[i] for i in used.tolist()]
     encoded = [v.encode() for v in table]
     sizes = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
     widest = int(sizes.max())
-    if int(sizes.min()) == widest:  # one length (one name, most often): rows of fixed width
-        fixed = np.frombuffer(b"".join(encoded), np.uint8).reshape(len(encoded), widest) if widest else np.zeros((len(encoded), 0), np.uint8)
-        return from_parts(fixed[codes].tobytes(), np.full(n, widest, np.int64), n)
+    if int(sizes.min()) == widest:  # one width (one name, most often)
+        if not widest:
+            return from_offsets(b"", np.zeros(n + 1, dtype=np.int64), n)
+        data = np.frombuffer(b"".join(encoded), np.dtype((np.void, widest)))[codes].tobytes()
+        return from_offsets(data, np.arange(0, (n + 1) * widest, widest, dtype=np.int64), n)
     lengths = sizes[codes]
     if widest > _PAD_BYTES:
         return from_parts(b"".join(map(encoded.__getitem__, codes.tolist())), lengths, n)
-    table = np.zeros((len(encoded), max(widest, 1)), dtype=np.uint8)
-    for k, e in enumerate(encoded):
-        table[k, : len(e)] = np.frombuffer(e, dtype=np.uint8)
-    padded = table[codes]
-    data = padded[np.arange(padded.shape[1]) < lengths[:, None]]  # row by row, padding dropped
-    return from_parts(data.tobytes(), lengths, n)
+    item = np.dtype((np.void, widest))
+    padded = np.frombuffer(b"".join(e.ljust(widest, b"\0") for e in encoded), item)[codes].view(np.uint8)
+    kept = np.frombuffer(b"".join(b"\1" * len(e) + b"\0" * (widest - len(e)) for e in encoded), item)[codes].view(np.bool_)
+    return from_parts(padded[kept].tobytes(), lengths, n)
 
 
 def from_parts(data, lengths: np.ndarray, n: int, validity: list | None = None, nulls: int = 0) -> pa.Array:
     """A string array from its bytes (any buffer) and each row's length."""
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
+    return from_offsets(data, offsets, n, validity, nulls)
+
+
+def from_offsets(data, offsets: np.ndarray, n: int, validity: list | None = None, nulls: int = 0) -> pa.Array:
+    """A string array from its bytes and its ``n + 1`` offsets (int64, checked to fit int32)."""
     if offsets[-1] > _MAX_STRING_BYTES:
         raise ValueError(f"{offsets[-1]:,} bytes of text in one batch; at most {_MAX_STRING_BYTES:,} fit")
     return pa.Array.from_buffers(pa.string(), n, [*(validity or [None]), pa.py_buffer(offsets.astype(np.int32)), data if isinstance(data, pa.Buffer) else pa.py_buffer(data)], null_count=nulls)
