@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import florgit as flor
 from florgit.api import functions
@@ -76,3 +78,28 @@ def test_inferred_ends_carry_over_batches_and_skip_hand_loops():
     assert sorted(zip(c.tolist(), t.tolist())) == [(2, 2.0), (3, 1.7)]
     c, t = ends.ends(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), [(4, 3.0), (5, 3.5)])
     assert c.tolist() == [4, 5] and ends.ends(np.array([6]), np.array([5]), np.array([4.0]), [])[0].tolist() == []
+
+
+@settings(max_examples=150, deadline=None)
+@given(loops=st.lists(st.integers(1, 4), max_size=60), cuts=st.sets(st.integers(0, 60), max_size=6))
+def test_batches_of_starts_end_each_iteration_where_its_loops_next_starts(loops, cuts):
+    """Starts of up to four loops, interleaved or one loop's alone (sorted already), cut
+    into batches anywhere: each iteration but a loop's last ends at its loop's next start,
+    whichever batch that comes in; the lasts end where the hot path recorded them."""
+    ctx = np.arange(1, len(loops) + 1, dtype=np.int64)
+    loop_id, t = np.array(loops, dtype=np.int64), ctx * 0.5
+    ends, got = IterationEnds(set()), {}
+    bounds = sorted({0, len(loops), *(c for c in cuts if c <= len(loops))})
+    for lo, hi in zip(bounds, bounds[1:]):
+        c, e = ends.ends(ctx[lo:hi], loop_id[lo:hi], t[lo:hi], [])
+        for k, v in zip(c.tolist(), e.tolist()):
+            assert k not in got
+            got[k] = v
+    last_of = {lp: int(c) for c, lp in zip(ctx, loops)}  # each loop's last iteration
+    c, e = ends.ends(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), [(k, -1.0) for k in last_of.values()])
+    got.update(zip(c.tolist(), e.tolist()))
+    expected = {}
+    for i, (k, lp) in enumerate(zip(ctx.tolist(), loops)):
+        following = [j for j in range(i + 1, len(loops)) if loops[j] == lp]
+        expected[k] = t[following[0]] if following else -1.0
+    assert got == expected
