@@ -30,6 +30,8 @@ def fmt(value: object) -> str:
 
 
 class Echo:
+    TRACKED = MAX_OUTER_LINES + 1  # outermost iterations tracked per loop and flush (see _printable)
+
     def __init__(self, quiet_names=()) -> None:
         self._quiet = quiet_names  # run-level names echoed elsewhere (args print when read)
         self._loops: dict[int, tuple[int, str, int]] = {}  # loop_id -> (parent ctx, name, depth)
@@ -103,7 +105,7 @@ class Echo:
         loop_ids = view(batch.column("loop_id"))
         depth_of = self._depths()
         depths = depth_of[np.minimum(loop_ids, len(depth_of) - 1)]
-        for pos in np.flatnonzero(depths == 1).tolist():
+        for pos in self._printable(np.flatnonzero(depths == 1), loop_ids).tolist():
             ctx, loop_id, iteration = starts.row(pos)
             self._outer[ctx] = (loop_id, iteration)
         for depth in range(2, int(depths.max()) + 1):  # np.unique would import numpy.ma: 50 ms
@@ -112,6 +114,26 @@ class Echo:
                 pos = int(found[-1])
                 ctx, loop_id, iteration = starts.row(pos)
                 self._newest[depth] = (ctx, loop_id, iteration)
+
+    def _printable(self, outer, loop_ids):
+        """Of the outermost iterations starting at positions ``outer``, those a line may
+        still name: the newest ``TRACKED`` of each loop. Lines go to the newest
+        ``MAX_OUTER_LINES`` that ended, and a flush's ends come loop by loop, oldest first,
+        so older ones are never printed; not tracking them keeps a flat loop of a million
+        steps from costing a dict entry each (~1-2 us a step)."""
+        import numpy as np
+
+        keep = self.TRACKED
+        if len(outer) <= keep:
+            return outer
+        loops = loop_ids[outer]
+        if loops[0] == loops[-1] and (loops == loops[0]).all():  # one outermost loop: the usual case
+            return outer[-keep:]
+        order = np.argsort(loops, kind="stable")  # each loop's together, oldest first
+        by_loop = loops[order]
+        last_of_loop = np.flatnonzero(np.append(by_loop[1:] != by_loop[:-1], True))
+        from_end = np.repeat(last_of_loop, np.diff(np.append(-1, last_of_loop))) - np.arange(len(order))
+        return np.sort(outer[order[from_end < keep]])
 
     def _depths(self):
         """loop_id -> depth for every loop seen, kept up to date from new loops only."""
