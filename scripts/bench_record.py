@@ -11,6 +11,8 @@ What it measures (each figure in a fresh subprocess, cwd = a throw-away git repo
      echo included, as the training thread sees it). The run is started first (its first
      call, ``flor.arg``, snapshots the repository) and that start is its own figure.
      FlorDB: 100,000 records, as 1M takes it far too long; the ratio is per record.
+     The step is measured again for one flat loop of as many steps (``flor.loop("step",
+     range(N))`` with nothing around it, as many LLM training scripts are written).
      Peak memory (RSS) at the end of logging, and again for 10M records (florgit only):
      records are spooled as they go, so ten times the records should not take more.
   3. ``import florgit`` time (median of 5 processes), and which heavy modules it loaded.
@@ -90,11 +92,15 @@ WORKER = textwrap.dedent(
         res.update(means=means, nop_ns=statistics.median(nops))
         done(True)
 
-    def log_runs(runs, epochs, steps):
+    def log_runs(runs, epochs, steps, flat=False):
         for run in range(runs):
-            for epoch in flor.loop("epoch", range(epochs)):
-                for step in flor.loop("step", range(steps)):
-                    flor.log("loss", 1.0 / (1 + run + epoch + step))
+            if flat:  # one loop of every step, outermost (as many LLM scripts are)
+                for step in flor.loop("step", range(epochs * steps)):
+                    flor.log("loss", 1.0 / (1 + run + step))
+            else:
+                for epoch in flor.loop("epoch", range(epochs)):
+                    for step in flor.loop("step", range(steps)):
+                        flor.log("loss", 1.0 / (1 + run + epoch + step))
             if run < runs - 1:
                 flor.commit()
 
@@ -103,7 +109,7 @@ WORKER = textwrap.dedent(
         flor.arg("bench_start", 1)  # starts the run (a snapshot of the repository): timed apart from the steps
         start_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        log_runs(1, p["epochs"], p["steps"])
+        log_runs(1, p["epochs"], p["steps"], p.get("flat", False))
         t1 = time.perf_counter()
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
         flor.commit()
@@ -207,6 +213,12 @@ def measure(bench: Bench, python: str, module: str, sizes: dict, notes: list[str
         notes.append(f"{tag}: logging the {n:,} records took {r['log_s']:.2f} s before commit(), after a run start of "
                      f"{r['start_s']:.3f} s (counted in, a step would cost {(r['log_s'] + r['start_s']) / n * 1e9:,.0f} ns)")
 
+    def flat():
+        n = sizes[f"commit_{module}"]
+        r = bench.worker(python, module, "commit", dict(epochs=n // 1000, steps=1000, echo=True, flat=True))
+        fig["flat"] = r["log_s"] / n
+        notes.append(f"{tag}: one flat loop of {n:,} steps (echo on, as above) took {r['log_s']:.2f} s")
+
     def memory():
         """Recording spools as it goes: ten times the records should not take more memory."""
         n = sizes["memory_florgit"]
@@ -249,6 +261,7 @@ def measure(bench: Bench, python: str, module: str, sizes: dict, notes: list[str
 
     attempt("log", log)
     attempt("commit", commit)
+    attempt("flat loop", flat)
     if module == "florgit":  # FlorDB would take ~20 min for 10M records
         attempt("memory", memory)
     attempt("import", imports)
@@ -278,6 +291,7 @@ def table(ours: dict, theirs: dict, sizes: dict) -> str:
         ("flor.log() in flor.loop(), median", "log_med", ns, 1e-6, None),
         ("flor.log() in flor.loop(), p99", "log_p99", ns, None, None),
         ("loop step + log, end to end", "step", 1, 1e-6, None),
+        ("the same, one flat loop of N steps", "flat", 1, 1e-6, None),
         ("run start (the first call)", "start", 1, None, None),
         ("flor.commit() after N records", "commit", 1, 1.0, "commit_n"),
         ("import (median of 5)", "import", 1, 0.3, None),
