@@ -68,10 +68,14 @@ class Echo:
         outer_ended = [int(c) for c in ended[np.isin(ended, outer_ids)]]  # few: outermost iterations
         outer_done = outer_ended[-MAX_OUTER_LINES:]
         printed = set()
+        rows_of: dict[int, list[int]] = {}  # the records of those iterations, found in one pass
+        if outer_done:
+            for pos in np.flatnonzero(np.isin(rec_ctx, np.array(outer_done, dtype=np.int64))).tolist():
+                rows_of.setdefault(int(rec_ctx[pos]), []).append(pos)
         for ctx in outer_done:
-            where = np.flatnonzero(rec_ctx == ctx)
-            if len(where):
-                keyed.append((int(where[-1]), self._line(ctx, [record(p) for p in where.tolist()])))
+            where = rows_of.get(ctx)
+            if where:
+                keyed.append((where[-1], self._line(ctx, [record(p) for p in where])))
                 printed.add(ctx)
         back = max(n - _SCAN_BACK, 0)
         newest = self._newest_named(rec_ctx[back:]) if n and rec_ctx[-1] != 0 else None
