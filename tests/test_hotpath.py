@@ -295,3 +295,20 @@ def test_a_recorders_buffers_are_set_once():
     rec = _bare_recorder()
     with pytest.raises(RuntimeError, match="set once"):
         rec._use_buffers(Buffers())
+
+
+def test_the_steps_read_perf_counters_clock(bare):
+    """Where perf_counter is CLOCK_MONOTONIC the C steps read that clock themselves: every
+    start and end lies between perf_counter readings taken around the loop, in order."""
+    import time
+
+    before = time.perf_counter()
+    for _ in bare.loop("step", range(200)):
+        pass
+    after = time.perf_counter()
+    starts = [row[3] for row in packed.START.iter_unpack(bytes(bare.buffers.starts))]
+    ends = [t for _c, t in bare.buffers.ends]
+    assert len(starts) == 200 and len(ends) == 1
+    assert before <= starts[0] and starts == sorted(starts) and starts[-1] <= ends[0] <= after
+    if time.get_clock_info("perf_counter").implementation == "clock_gettime(CLOCK_MONOTONIC)":
+        assert recorder._STEP_CLOCK is None  # the C clock was the one read

@@ -11,6 +11,7 @@
 #include <Python.h>
 #include <stddef.h>
 #include <string.h>
+#include <time.h>
 
 #if !PY_LITTLE_ENDIAN
 #error "packed rows are little-endian; florgit uses its Python hot path on this platform"
@@ -246,6 +247,49 @@ static PyTypeObject LoggerType = {
 
 /* ---- loop over range(n) ------------------------------------------------------------------ */
 
+/* time.perf_counter(), read here without a call and a float object a step: the opener asks
+ * for it (a None clock) only where perf_counter is clock_gettime(CLOCK_MONOTONIC), and the
+ * nanoseconds become seconds as perf_counter makes them (_PyTime_AsSecondsDouble). */
+static int
+perf_counter(double *seconds)
+{
+#ifdef CLOCK_MONOTONIC
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    long long ns = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    volatile double d;  /* as CPython's: no excess precision changes the rounding */
+    if (ns % 1000000000LL == 0) {
+        d = (double)(ns / 1000000000LL);
+    }
+    else {
+        d = (double)ns;
+        d /= 1e9;
+    }
+    *seconds = d;
+    return 0;
+#else
+    PyErr_SetString(PyExc_RuntimeError, "RangeSteps: no CLOCK_MONOTONIC here; pass time.perf_counter");
+    return -1;
+#endif
+}
+
+/* The loop's clock: the opener's, or perf_counter above when it gave None. */
+static int
+steps_clock(PyObject *clock, double *seconds)
+{
+    if (clock == Py_None)
+        return perf_counter(seconds);
+    PyObject *t = PyObject_CallNoArgs(clock);
+    if (t == NULL)
+        return -1;
+    *seconds = PyFloat_AsDouble(t);
+    Py_DECREF(t);
+    return *seconds == -1.0 && PyErr_Occurred() ? -1 : 0;
+}
+
 typedef struct {
     PyObject_HEAD
     PyObject *rec;       /* the Recorder: its ctx is set per step, ctx and depth restored at the end */
@@ -311,8 +355,8 @@ steps_finish(RangeSteps *self)
     self->finished = 1;
     int failed = 0;
     if (self->ctx) {
-        PyObject *t = PyObject_CallNoArgs(self->clock);
-        PyObject *end = t == NULL ? NULL : Py_BuildValue("(LN)", self->ctx, t);
+        double when;
+        PyObject *end = steps_clock(self->clock, &when) < 0 ? NULL : Py_BuildValue("(Ld)", self->ctx, when);
         if (end == NULL || PyList_Append(self->ends, end) < 0)
             failed = 1;
         Py_XDECREF(end);
@@ -348,14 +392,8 @@ steps_next(RangeSteps *self)
         return NULL;
     }
     long long ctx = PyLong_AsLongLong(ctx_obj);
-    PyObject *t = ctx == -1 && PyErr_Occurred() ? NULL : PyObject_CallNoArgs(self->clock);
-    if (t == NULL) {
-        Py_DECREF(ctx_obj);
-        return NULL;
-    }
-    double when = PyFloat_AsDouble(t);
-    Py_DECREF(t);
-    if (when == -1.0 && PyErr_Occurred()) {
+    double when;
+    if ((ctx == -1 && PyErr_Occurred()) || steps_clock(self->clock, &when) < 0) {
         Py_DECREF(ctx_obj);
         return NULL;
     }

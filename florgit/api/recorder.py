@@ -33,6 +33,8 @@ if envflags.enabled(envflags.C_HOT_PATH, True):
     except ImportError:
         pass
 _MAX_STEPS = sys.maxsize  # longer ranges are stepped by _loop
+# The C steps read time.perf_counter's clock themselves (None) where it is CLOCK_MONOTONIC.
+_STEP_CLOCK = None if time.get_clock_info("perf_counter").implementation == "clock_gettime(CLOCK_MONOTONIC)" else time.perf_counter
 
 
 def _plain_range(iterable: Iterable) -> bool:
@@ -131,7 +133,7 @@ class Recorder(LoopBook):
         loop_id, parent, depth = self._open_loop(name)
         self.depth = depth
         counter = self._next_ctx.__self__  # the itertools.count behind _next_ctx: C steps it directly
-        return self.buffers.starts, self.buffers.ends, counter, time.perf_counter, loop_id, parent, depth
+        return self.buffers.starts, self.buffers.ends, counter, _STEP_CLOCK, loop_id, parent, depth
 
     def _loop(self, name: str, iterable: Iterable) -> Iterator:
         if not self._kwargs_checked:
