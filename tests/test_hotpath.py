@@ -312,3 +312,40 @@ def test_the_steps_read_perf_counters_clock(bare):
     assert before <= starts[0] and starts == sorted(starts) and starts[-1] <= ends[0] <= after
     if time.get_clock_info("perf_counter").implementation == "clock_gettime(CLOCK_MONOTONIC)":
         assert recorder._STEP_CLOCK is None  # the C clock was the one read
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=300), cut=st.integers(0, 300), size=st.sampled_from([1, 24, 32]), more=st.binary(max_size=50))
+def test_take_rows_is_take_bytes_without_the_copy(data, cut, size, more):
+    """The same rows and the same buffer left behind, also for a buffer whose front was
+    taken before (its memory starts inside its allocation) or that holds a partial row;
+    the buffer stays the object the hot path appends to, and the rows are its own memory."""
+    from florgit.codec.unpacked import take_bytes
+
+    bufs = []
+    for _ in range(2):
+        buf = bytearray(data)
+        del buf[: min(cut, len(buf))]  # a logical start inside the allocation
+        bufs.append(buf)
+    ours, theirs = bufs
+    same = ours
+    rows = _hotpath.take_rows(ours, size)
+    assert type(rows) is bytearray and rows == take_bytes(theirs, size) and ours == theirs and ours is same
+    ours += more
+    theirs += more
+    assert ours == theirs
+    rows[:] = b"\xff" * len(rows)  # the taken rows share nothing with the buffer
+    assert ours == theirs
+
+
+def test_take_rows_refuses_a_viewed_buffer_as_take_bytes_does():
+    buf = bytearray(b"r" * 48)
+    view = memoryview(buf)
+    with pytest.raises(BufferError):
+        _hotpath.take_rows(buf, 24)
+    view.release()
+    assert len(_hotpath.take_rows(buf, 24)) == 48 and len(buf) == 0
+    with pytest.raises(ValueError):
+        _hotpath.take_rows(buf, 0)
+    with pytest.raises(TypeError):
+        _hotpath.take_rows(b"bytes", 24)

@@ -514,10 +514,62 @@ static PyTypeObject RangeStepsType = {
     .tp_methods = steps_methods,
 };
 
+/* ---- taking the rows a buffer holds ------------------------------------------------------- */
+
+/* take_rows(buf, size): what codec.unpacked.take_bytes returns (the whole rows of `size`
+ * bytes in `buf`, removed from it), without copying them: when `buf` holds only whole rows,
+ * which it always does as each row is appended in one step, its memory moves to the new
+ * bytearray returned and `buf` is left empty, the same object (the hot path holds it).
+ * Otherwise, or while something views `buf`, it does what take_bytes does. */
+static PyObject *
+take_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyByteArray_CheckExact(args[0]) || !PyLong_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "take_rows(buf: bytearray, size: int)");
+        return NULL;
+    }
+    PyByteArrayObject *buf = (PyByteArrayObject *)args[0];
+    Py_ssize_t row = PyLong_AsSsize_t(args[1]);
+    if (row <= 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "take_rows: the row size must be positive");
+        return NULL;
+    }
+    Py_ssize_t size = Py_SIZE(buf), whole = size - size % row;
+    if (whole == size && buf->ob_exports == 0) {
+        PyByteArrayObject *rows = (PyByteArrayObject *)PyByteArray_FromStringAndSize(NULL, 0);
+        if (rows == NULL)
+            return NULL;
+        /* rows is new and empty (no memory of its own): the two swap their memory. */
+        Py_ssize_t alloc = rows->ob_alloc;
+        char *bytes = rows->ob_bytes, *start = rows->ob_start;
+        rows->ob_alloc = buf->ob_alloc;
+        rows->ob_bytes = buf->ob_bytes;
+        rows->ob_start = buf->ob_start;
+        Py_SET_SIZE(rows, size);
+        buf->ob_alloc = alloc;
+        buf->ob_bytes = bytes;
+        buf->ob_start = start;
+        Py_SET_SIZE(buf, 0);
+        return (PyObject *)rows;
+    }
+    PyObject *rows = PySequence_GetSlice(args[0], 0, whole);
+    if (rows == NULL || PySequence_DelSlice(args[0], 0, whole) < 0) {
+        Py_XDECREF(rows);
+        return NULL;
+    }
+    return rows;
+}
+
+static PyMethodDef hotpath_functions[] = {
+    {"take_rows", (PyCFunction)(void (*)(void))take_rows, METH_FASTCALL, "The whole rows a bytearray holds, removed from it (codec.unpacked.take_bytes), without a copy."},
+    {NULL},
+};
+
 /* ---- module ------------------------------------------------------------------------------- */
 
 static struct PyModuleDef hotpath_module = {
-    PyModuleDef_HEAD_INIT, "florgit.api._hotpath", "florgit's recording hot path in C (see the source's comment).", -1, NULL,
+    PyModuleDef_HEAD_INIT, "florgit.api._hotpath", "florgit's recording hot path in C (see the source's comment).", -1, hotpath_functions,
 };
 
 PyMODINIT_FUNC

@@ -19,6 +19,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 
+from florgit import envflags
 from florgit.api import echo
 from florgit.codec.packed import START_SIZE, NameTable, append_record, record_rows, start_rows
 from florgit.codec.schemas import EndRow, LoopRow, Tables
@@ -67,6 +68,14 @@ class Buffers:
 
     def record_rows(self) -> list[tuple]:
         return record_rows(self.records, self.others, self.table.names)
+
+
+_take_rows = None  # taking a buffer's rows without a copy (api/_hotpath.c), unless not built or turned off
+if envflags.enabled(envflags.C_HOT_PATH, True):
+    try:
+        from florgit.api._hotpath import take_rows as _take_rows
+    except ImportError:
+        pass
 
 
 class Flusher:
@@ -150,13 +159,13 @@ class Flusher:
     def _convert(self) -> tuple[Tables, list[str]] | None:
         """Take what waits and make its batches (and echo lines); holds ``_lock``."""
         self._load()
-        from florgit.codec.unpacked import Records, Starts
+        from florgit.codec.unpacked import Records, Starts, take_bytes
 
-        b, arrow = self._buffers, self._arrow
+        b, arrow, take = self._buffers, self._arrow, _take_rows or take_bytes
         self._converted_at = time.monotonic()
         # Loops, starts, ends, then records: nothing is spooled before what it refers to.
-        loops, starts, ends = _take(b.loops), Starts.take(b.starts, b.items, b.t0), _take(b.ends)
-        records = Records.take(b.records, b.others, b.table.names)
+        loops, starts, ends = _take(b.loops), Starts.take(b.starts, b.items, b.t0, take), _take(b.ends)
+        records = Records.take(b.records, b.others, b.table.names, take)
         if not (loops or starts.n or ends or records.n):
             return None
         ended = self._ends.ends(starts.ctx, starts.loop_id, starts.t, [(c, e - b.t0) for c, e in ends])

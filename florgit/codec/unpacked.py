@@ -57,8 +57,9 @@ class Starts:
             self.items = [kept.get(c) for c in wanted]
 
     @classmethod
-    def take(cls, buf: bytearray, items: list, t0: float) -> Starts:
-        starts = cls(take_bytes(buf, packed.START_SIZE), items, t0)
+    def take(cls, buf: bytearray, items: list, t0: float, take=take_bytes) -> Starts:
+        """``take``: take_bytes, or what does the same (api/_hotpath.c's take_rows)."""
+        starts = cls(take(buf, packed.START_SIZE), items, t0)
         del items[: 2 * len(starts.item_pos)]  # the entries it read; appends go to the end
         return starts
 
@@ -101,8 +102,8 @@ class Records:
         self._other_at: dict[int, object] | None = None
 
     @classmethod
-    def take(cls, buf: bytearray, others: list, names: Sequence[str]) -> Records:
-        records = cls(take_bytes(buf, packed.RECORD_SIZE), others, names)
+    def take(cls, buf: bytearray, others: list, names: Sequence[str], take=take_bytes) -> Records:
+        records = cls(take(buf, packed.RECORD_SIZE), others, names)
         del others[: 3 * len(records.other_pos)]  # the entries it read; appends go to the end
         return records
 
