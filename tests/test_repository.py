@@ -125,6 +125,32 @@ def test_fsck_clean_and_gc_prune_keeps_every_run(repo):
     assert repo.git("for-each-ref", layout.PENDING_PREFIX) == ""  # no pending refs left
 
 
+def test_recording_leaves_no_unreachable_objects(repo):
+    """A sweep of thousands of runs must not leave garbage behind: each would be a loose
+    object `git gc --auto` cannot prune for two weeks, and past 6,700 of them it warns
+    (too many unreachable loose objects) after every commit of the user's. While a run
+    goes, its pending ref names its code snapshot's tree, not a commit of it."""
+    repo.write("train.py", TRAIN)
+    repo.commit("add train")
+    repo.write("sweep.py", (
+        "import subprocess, florgit as flor\n"
+        "for lr in (0.1, 0.2, 0.3):\n"
+        "    flor.arg('lr', lr)\n"
+        "    for e in flor.loop('epoch', range(3)):\n"
+        "        flor.log('loss', e * lr)\n"
+        "    pending = subprocess.run(['git', 'for-each-ref', '--format=%(objecttype)', 'refs/flor/pending/'],\n"
+        "                             capture_output=True, text=True, check=True).stdout.split()\n"
+        "    print('pending:', pending)\n"
+        "    flor.commit()\n"
+    ))  # fmt: skip
+    out = repo.run("sweep.py").stdout
+    assert out.count("pending: ['tree']") == 3  # one per run, naming its snapshot tree
+    repo.git("log", "--all", "--oneline")
+    assert repo.git("fsck", "--unreachable", "--no-reflogs", "--no-progress").strip() == ""
+    assert repo.git("for-each-ref", layout.PENDING_PREFIX) == ""
+    assert flor.dataframe("lr", "loss").height == 9
+
+
 def test_failed_script_keeps_logs_with_status_failed(repo):
     repo.write("crash.py", "import florgit as flor\nflor.log('x', 1)\nraise ValueError('boom')\n")
     out = repo.run("crash.py", check=False)

@@ -89,8 +89,7 @@ class Recorder(LoopBook):
         )
         if self.rank == 0:  # the code, args and checkpoints of a launch are rank 0's
             snap = self.repo.snapshot(MAX_UNTRACKED_BYTES)
-            pending = self.repo.commit_tree(snap.tree, f"flor: pending run {self.run_id}")
-            self.repo.set_ref(layout.pending_ref(self.run_id), pending)
+            self.repo.set_ref(layout.pending_ref(self.run_id), snap.tree)  # the tree itself: see layout
             self.meta.dirty, self.meta.code_tree, self.meta.skipped_files = snap.dirty, snap.tree, snap.skipped
         else:
             echo_on = False  # one console line per log, not one per rank

@@ -120,8 +120,9 @@ class GitRepo:
         head = refs.tip(self._repo, ref)
         return str(head.id) if head is not None else None
 
-    def set_ref(self, ref: str, commit: str) -> None:
-        self._repo.references.create(ref, pygit2.Oid(hex=commit), force=True)
+    def set_ref(self, ref: str, oid: str) -> None:
+        """Point ``ref`` at object ``oid`` (a commit, or a tree: see layout.PENDING_PREFIX)."""
+        self._repo.references.create(ref, pygit2.Oid(hex=oid), force=True)
 
     def delete_ref(self, ref: str) -> None:
         try:
@@ -131,11 +132,6 @@ class GitRepo:
 
     def refs_under(self, prefix: str) -> list[str]:
         return [r for r in self._repo.references if r.startswith(prefix)]
-
-    def commit_tree(self, tree: str, message: str, parents: list[str] = ()) -> str:
-        """A commit object on no ref (the caller points a ref at it)."""
-        sig = self.signature()
-        return str(self._repo.create_commit(None, sig, sig, message, pygit2.Oid(hex=tree), [pygit2.Oid(hex=p) for p in parents]))
 
     def put_tree_in_ref(self, ref: str, path: str, tree: str, message: str, *, fill: bool = False) -> str | None:
         """Commit on ``ref`` a tree where ``path`` holds the tree ``tree``; skipped if

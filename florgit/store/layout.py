@@ -16,7 +16,10 @@ CURATION_REF = "refs/flor/curation"  # tags, notes and shared removals of runs (
 REMOVED_REF = "refs/flor/removed"  # this clone's removals (store.tombstones)
 CHECKPOINT_BLOBS = "blobs"  # content-addressed chunks: blobs/<2 hex>/<38 hex>
 CHECKPOINT_INDEX = os.path.join("flor", "checkpoint-index")  # raw sha1 -> chunks, for dedup
-# While a run goes, a commit of its code snapshot hangs here so `git gc` cannot prune it.
+# While a run goes, its code snapshot's tree hangs here so `git gc` cannot prune it. The ref
+# names the tree itself: a commit of it would be left unreachable when the run ends, and a
+# sweep's thousands of those keep `git gc --auto` warning (too many unreachable loose
+# objects) after every commit of the user's for two weeks.
 PENDING_PREFIX = "refs/flor/pending/"
 
 RUNS_DIR = "runs"
