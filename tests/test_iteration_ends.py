@@ -103,3 +103,27 @@ def test_batches_of_starts_end_each_iteration_where_its_loops_next_starts(loops,
         following = [j for j in range(i + 1, len(loops)) if loops[j] == lp]
         expected[k] = t[following[0]] if following else -1.0
     assert got == expected
+
+
+@settings(max_examples=150, deadline=None)
+@given(loops=st.lists(st.integers(1, 4), max_size=80), cuts=st.sets(st.integers(0, 80), max_size=6), explicit=st.booleans())
+def test_ends_by_blocks_and_by_rows_are_the_same_arrays(loops, cuts, explicit):
+    """Batches taken block by block (a few blocks of one loop's starts) or row by row give
+    the same ends in the same order (the echo picks the newest it prints by it)."""
+    from florgit.api import iteration_ends
+
+    ctx = np.arange(1, len(loops) + 1, dtype=np.int64)
+    loop_id, t = np.array(loops, dtype=np.int64), ctx * 0.25
+    bounds = sorted({0, len(loops), *(c for c in cuts if c <= len(loops))})
+    outs = []
+    for few in (0, 10**9):  # every batch by rows, then every batch by blocks
+        saved, iteration_ends._FEW_BLOCKS = iteration_ends._FEW_BLOCKS, few
+        try:
+            ends, got = IterationEnds({4} if explicit else set()), []
+            for lo, hi in zip(bounds, bounds[1:]):
+                c, e = ends.ends(ctx[lo:hi], loop_id[lo:hi], t[lo:hi], [(int(ctx[hi - 1]), 99.0)] if hi - lo > 2 else [])
+                got.append((c.tolist(), e.tolist()))
+            outs.append((got, dict(ends._open), dict(ends._loop_of)))
+        finally:
+            iteration_ends._FEW_BLOCKS = saved
+    assert outs[0] == outs[1]

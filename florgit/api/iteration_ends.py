@@ -13,6 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 
+_FEW_BLOCKS = 64  # blocks of one loop's starts in a batch up to which they are taken block by block
+
+
 class IterationEnds:
     def __init__(self, explicit_loops: set[int]) -> None:
         self._explicit = explicit_loops  # hand-written loops: every end is recorded
@@ -24,31 +27,15 @@ class IterationEnds:
         imply, then the ``recorded`` ends."""
         out_ctx: list[np.ndarray] = []
         out_t: list[np.ndarray] = []
+        if len(ctx) and self._explicit:
+            keep = ~np.isin(loop_id, np.array(tuple(self._explicit), dtype=np.int64))  # tuple(): one step
+            ctx, loop_id, t = ctx[keep], loop_id[keep], t[keep]
         if len(ctx):
-            if self._explicit:
-                keep = ~np.isin(loop_id, np.array(tuple(self._explicit), dtype=np.int64))  # tuple(): one step
-                ctx, loop_id, t = ctx[keep], loop_id[keep], t[keep]
-            if not (loop_id[1:] >= loop_id[:-1]).all():  # one loop's starts (the usual batch) are together already
-                order = np.argsort(loop_id, kind="stable")  # each loop's starts together, in order
-                ctx, loop_id, t = ctx[order], loop_id[order], t[order]
-            same = loop_id[1:] == loop_id[:-1]
-            out_ctx.append(ctx[:-1][same])  # ends where the next iteration of its loop starts
-            out_t.append(t[1:][same])
-            firsts = np.flatnonzero(np.concatenate(([True], ~same))) if len(ctx) else np.empty(0, np.int64)
-            carried_ctx, carried_t = [], []
-            for i in firsts.tolist():  # the newest iteration of an earlier batch ends here
-                previous = self._open.pop(int(loop_id[i]), None)
-                if previous is not None:
-                    del self._loop_of[previous]
-                    carried_ctx.append(previous)
-                    carried_t.append(t[i])
-            out_ctx.append(np.array(carried_ctx, dtype=np.int64))
-            out_t.append(np.array(carried_t, dtype=np.float64))
-            lasts = np.concatenate((firsts[1:] - 1, [len(ctx) - 1])) if len(ctx) else firsts
-            for i in lasts.tolist():
-                loop, newest = int(loop_id[i]), int(ctx[i])
-                self._open[loop] = newest
-                self._loop_of[newest] = loop
+            breaks = np.flatnonzero(loop_id[1:] != loop_id[:-1]) + 1  # where a block of one loop's starts ends
+            if len(breaks) < _FEW_BLOCKS:  # one loop, or epochs of many steps: block by block
+                self._implied_by_blocks(ctx, loop_id, t, breaks, out_ctx, out_t)
+            else:
+                self._implied_by_rows(ctx, loop_id, t, out_ctx, out_t)
         if recorded:
             ends_ctx = np.array([c for c, _t in recorded], dtype=np.int64)
             for c in ends_ctx.tolist():  # a loop's last iteration: the loop is done
@@ -60,3 +47,56 @@ class IterationEnds:
         if not out_ctx:
             return np.empty(0, np.int64), np.empty(0, np.float64)
         return np.concatenate(out_ctx), np.concatenate(out_t)
+
+    def _implied_by_rows(self, ctx, loop_id, t, out_ctx: list, out_t: list) -> None:
+        """The ends the starts imply, each loop's in start order, loops in id order, then
+        the carried ones: rows sorted by loop."""
+        order = np.argsort(loop_id, kind="stable")  # each loop's starts together, in order
+        ctx, loop_id, t = ctx[order], loop_id[order], t[order]
+        same = loop_id[1:] == loop_id[:-1]
+        out_ctx.append(ctx[:-1][same])  # ends where the next iteration of its loop starts
+        out_t.append(t[1:][same])
+        firsts = np.flatnonzero(np.concatenate(([True], ~same)))
+        carried_ctx, carried_t = [], []
+        for i in firsts.tolist():  # the newest iteration of an earlier batch ends here
+            previous = self._open.pop(int(loop_id[i]), None)
+            if previous is not None:
+                del self._loop_of[previous]
+                carried_ctx.append(previous)
+                carried_t.append(t[i])
+        out_ctx.append(np.array(carried_ctx, dtype=np.int64))
+        out_t.append(np.array(carried_t, dtype=np.float64))
+        for i in np.append(firsts[1:] - 1, len(ctx) - 1).tolist():
+            self._keep_open(int(loop_id[i]), int(ctx[i]))
+
+    def _implied_by_blocks(self, ctx, loop_id, t, breaks, out_ctx: list, out_t: list) -> None:
+        """The same ends, in the same order, from the blocks of consecutive starts of one
+        loop (a batch of one loop is one block; epochs of many steps, a few dozen): slices
+        of the batch, no sort of its rows and no copies but the final one."""
+        firsts = np.concatenate(([0], breaks)).tolist()
+        stops = [*breaks.tolist(), len(ctx)]
+        loops = loop_id[firsts].tolist()
+        carried_ctx, carried_t = [], []
+        last_of: dict[int, int] = {}  # loop -> the row of its newest start so far
+        for k in sorted(range(len(firsts)), key=loops.__getitem__):  # stable: each loop's blocks in order
+            first, stop, loop = firsts[k], stops[k], loops[k]
+            if loop in last_of:  # the loop's previous block ends where this one starts
+                out_ctx.append(ctx[last_of[loop] : last_of[loop] + 1])
+                out_t.append(t[first : first + 1])
+            else:
+                previous = self._open.pop(loop, None)
+                if previous is not None:  # the newest iteration of an earlier batch ends here
+                    del self._loop_of[previous]
+                    carried_ctx.append(previous)
+                    carried_t.append(t[first])
+            out_ctx.append(ctx[first : stop - 1])
+            out_t.append(t[first + 1 : stop])
+            last_of[loop] = stop - 1
+        out_ctx.append(np.array(carried_ctx, dtype=np.int64))
+        out_t.append(np.array(carried_t, dtype=np.float64))
+        for loop, row in last_of.items():
+            self._keep_open(loop, int(ctx[row]))
+
+    def _keep_open(self, loop: int, newest: int) -> None:
+        self._open[loop] = newest
+        self._loop_of[newest] = loop
