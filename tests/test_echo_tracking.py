@@ -81,3 +81,19 @@ def test_a_flat_loop_of_many_steps_tracks_a_few(monkeypatch):
     monkeypatch.setattr(functions, "_rec", None)
     assert len(conv._echo._outer) <= echo.Echo.TRACKED
     assert lines[-1] == "step: 4999, loss: 4999" and len(lines) == echo.MAX_OUTER_LINES
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.lists(st.integers(-(2**40), 2**40), max_size=60),
+    ids=st.lists(st.integers(-(2**40), 2**40), max_size=8),
+    near=st.lists(st.integers(-50, 50), max_size=60),
+    base=st.integers(0, 10**6),
+)
+def test_member_is_isin(values, ids, near, base):
+    """echo.member answers np.isin, by its table (ids close together) or by np.isin (far apart)."""
+    import numpy as np
+
+    for vals, wanted in ((values, ids), ([base + v for v in near], [base + v for v in near[:5]] + ids[:1])):
+        v, i = np.array(vals, dtype=np.int64), np.array(wanted, dtype=np.int64)
+        assert echo.member(v, i).tolist() == np.isin(v, i).tolist()

@@ -65,12 +65,12 @@ class Echo:
                 keyed.append((int(pos), f"{name}: {fmt(value)}"))
         ended = view(batches.ends.column("ctx"))
         outer_ids = np.fromiter(self._outer, dtype=np.int64, count=len(self._outer))
-        outer_ended = [int(c) for c in ended[np.isin(ended, outer_ids)]]  # few: outermost iterations
+        outer_ended = [int(c) for c in ended[member(ended, outer_ids)]]  # few: outermost iterations
         outer_done = outer_ended[-MAX_OUTER_LINES:]
         printed = set()
         rows_of: dict[int, list[int]] = {}  # the records of those iterations, found in one pass
         if outer_done:
-            for pos in np.flatnonzero(np.isin(rec_ctx, np.array(outer_done, dtype=np.int64))).tolist():
+            for pos in np.flatnonzero(member(rec_ctx, np.array(outer_done, dtype=np.int64))).tolist():
                 rows_of.setdefault(int(rec_ctx[pos]), []).append(pos)
         for ctx in outer_done:
             where = rows_of.get(ctx)
@@ -96,7 +96,7 @@ class Echo:
         if newest in self._outer or any(c == newest for c, _l, _i in self._newest.values()):
             return newest
         named = np.fromiter([*self._outer, *(c for c, _l, _i in self._newest.values())], dtype=np.int64)
-        found = np.flatnonzero(np.isin(rec_ctx, named))
+        found = np.flatnonzero(member(rec_ctx, named))
         return int(rec_ctx[found[-1]]) if len(found) else None
 
     def _track_starts(self, starts, batch) -> None:
@@ -181,6 +181,23 @@ class Echo:
             chain.append((name, iteration))
             ctx = parent
         return chain[::-1]
+
+
+def member(values, ids):
+    """``np.isin(values, ids)`` for int64 arrays, through a table over the ids' span when it
+    is not much wider than ``values`` (context ids of a flush lie close together): a few
+    passes over ``values`` instead of one per id or a sort (25,000 values: ~0.1 ms, not ~0.4)."""
+    import numpy as np
+
+    if not len(ids) or not len(values):
+        return np.zeros(len(values), dtype=bool)
+    low, high = int(ids.min()), int(ids.max())
+    if high - low > 4 * len(values) + 1024:
+        return np.isin(values, ids)
+    table = np.zeros(high - low + 1, dtype=bool)
+    table[ids - low] = True
+    at = np.clip(values - low, 0, high - low)
+    return table[at] & (values >= low) & (values <= high)
 
 
 def write(lines: list[str]) -> None:
