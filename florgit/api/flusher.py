@@ -19,8 +19,8 @@ import time
 import warnings
 from dataclasses import dataclass, field
 
-from florgit import envflags
 from florgit.api import echo
+from florgit.api.compiled import compiled
 from florgit.codec.packed import START_SIZE, NameTable, append_record, record_rows, start_rows
 from florgit.codec.schemas import EndRow, LoopRow, Tables
 
@@ -70,12 +70,7 @@ class Buffers:
         return record_rows(self.records, self.others, self.table.names)
 
 
-_take_rows = None  # taking a buffer's rows without a copy (api/_hotpath.c), unless not built or turned off
-if envflags.enabled(envflags.C_HOT_PATH, True):
-    try:
-        from florgit.api._hotpath import take_rows as _take_rows
-    except ImportError:
-        pass
+_take_rows = compiled("take_rows")  # a buffer's rows without a copy, where the compiled hot path is in use
 
 
 class Flusher:

@@ -17,10 +17,10 @@ from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar, overload
 
-from florgit import envflags
 from florgit.api import echo
 from florgit.api import kwargs as kwargs_mod
 from florgit.api import notebook
+from florgit.api.compiled import compiled
 from florgit.codec.packed import RECORD_FLOAT, RECORD_SIZE, append_record
 from florgit.codec.values import SCALAR_TYPES, check_name, to_scalar
 from florgit.errors import KwargsError, UsageError
@@ -113,13 +113,9 @@ def log(name: str, value: T) -> T:
 # and hands every other call to the Python ``log`` above; FLORGIT_C_HOT_PATH=0 keeps
 # Python's alone (so does a build without a C compiler).
 _python_log = log
-if envflags.enabled(envflags.C_HOT_PATH, True):
-    try:
-        from florgit.api._hotpath import Logger as _Logger
-    except ImportError:
-        pass
-    else:
-        log = _Logger(globals(), _python_log)  # type: ignore[assignment]
+_Logger = compiled("Logger")
+if _Logger is not None:
+    log = _Logger(globals(), _python_log)  # type: ignore[assignment]
 
 
 @overload

@@ -18,20 +18,16 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import partial
 
-from florgit import __version__, envflags
+from florgit import __version__
 from florgit.api import kwargs as kwargs_mod
 from florgit.api import notebook
+from florgit.api.compiled import compiled
 from florgit.api.loopbook import LoopBook
 from florgit.codec.packed import HAS_ITEM, START, append_start
 from florgit.codec.values import SCALAR_TYPES, to_scalar
 from florgit.errors import FlorgitError, KwargsError
 
-_RangeSteps = None  # range loops stepped in C (api/_hotpath.c), unless it is not built or turned off
-if envflags.enabled(envflags.C_HOT_PATH, True):
-    try:
-        from florgit.api._hotpath import RangeSteps as _RangeSteps
-    except ImportError:
-        pass
+_RangeSteps = compiled("RangeSteps")  # range loops stepped in C, where the compiled hot path is in use
 _MAX_STEPS = sys.maxsize  # longer ranges are stepped by _loop
 # The C steps read time.perf_counter's clock themselves (None) where it is CLOCK_MONOTONIC.
 _STEP_CLOCK = None if time.get_clock_info("perf_counter").implementation == "clock_gettime(CLOCK_MONOTONIC)" else time.perf_counter
