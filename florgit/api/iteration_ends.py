@@ -59,9 +59,8 @@ class IterationEnds:
         firsts = np.flatnonzero(np.concatenate(([True], ~same)))
         carried_ctx, carried_t = [], []
         for i in firsts.tolist():  # the newest iteration of an earlier batch ends here
-            previous = self._open.pop(int(loop_id[i]), None)
+            previous = self._close(int(loop_id[i]))
             if previous is not None:
-                del self._loop_of[previous]
                 carried_ctx.append(previous)
                 carried_t.append(t[i])
         out_ctx.append(np.array(carried_ctx, dtype=np.int64))
@@ -84,9 +83,8 @@ class IterationEnds:
                 out_ctx.append(ctx[last_of[loop] : last_of[loop] + 1])
                 out_t.append(t[first : first + 1])
             else:
-                previous = self._open.pop(loop, None)
+                previous = self._close(loop)
                 if previous is not None:  # the newest iteration of an earlier batch ends here
-                    del self._loop_of[previous]
                     carried_ctx.append(previous)
                     carried_t.append(t[first])
             out_ctx.append(ctx[first : stop - 1])
@@ -100,3 +98,10 @@ class IterationEnds:
     def _keep_open(self, loop: int, newest: int) -> None:
         self._open[loop] = newest
         self._loop_of[newest] = loop
+
+    def _close(self, loop: int) -> int | None:
+        """The ctx of ``loop``'s open iteration, no longer open; None if it has none."""
+        newest = self._open.pop(loop, None)
+        if newest is not None:
+            del self._loop_of[newest]
+        return newest
