@@ -80,35 +80,36 @@ logger_call(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwname
 {
     Logger *self = (Logger *)op;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    PyObject *name, *value, *rec, *codes = NULL, *code = NULL, *buf = NULL, *ctx_obj = NULL, *limit;
+    PyObject *name, *value, *rec, *codes = NULL, *code = NULL, *buf = NULL, *ctx_obj = NULL, *limit, *result = NULL;
+    int in_python = 0;  /* hand the call to the Python log after letting go of what is held */
     long long row[3];
     double number;
     Py_ssize_t size, bound;
 
     if (kwnames != NULL || nargs != 2 || !(PyFloat_CheckExact(args[1]) || PyLong_CheckExact(args[1])))
-        goto slow;
+        return PyObject_Vectorcall(self->slow, args, nargsf, kwnames);
     name = args[0];
     value = args[1];
     rec = PyDict_GetItemWithError(self->globals, s_rec);
     if (rec == NULL || rec == Py_None) {
         if (PyErr_Occurred())
             return NULL;
-        goto slow;  /* the first call of a run starts it */
+        return PyObject_Vectorcall(self->slow, args, nargsf, kwnames);  /* the first call of a run starts it */
     }
     Py_INCREF(rec);  /* held: a run ending meanwhile (another thread's commit) must not free it under us */
     if (logger_buffers_of(self, rec, &codes, &buf) < 0)
-        goto clear_and_slow;
+        goto python;
     code = PyDict_GetItemWithError(codes, name);
     if (code == NULL)
-        goto clear_and_slow;  /* a new name (checked there), or an unhashable one (raised there) */
+        goto python;  /* a new name (checked there), or an unhashable one (raised there) */
     Py_INCREF(code);
     ctx_obj = PyObject_GetAttr(rec, s_ctx);
     if (ctx_obj == NULL)
-        goto clear_and_slow;
+        goto python;
     row[0] = PyLong_AsLongLong(ctx_obj);
     row[1] = PyLong_AsLongLong(code);
     if (PyErr_Occurred())
-        goto clear_and_slow;
+        goto python;
     if (PyFloat_CheckExact(value)) {  /* <qqd: ctx, code (kind FLOAT_ROW, 0), the float's bits */
         number = PyFloat_AS_DOUBLE(value);
         memcpy(&row[2], &number, sizeof number);
@@ -117,51 +118,40 @@ logger_call(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwname
         int overflow;
         row[2] = PyLong_AsLongLongAndOverflow(value, &overflow);
         if (overflow || (row[2] == -1 && PyErr_Occurred()))
-            goto clear_and_slow;
+            goto python;
         row[1] |= INT_ROW;
     }
     if (append_bytes(buf, row, sizeof row) < 0)
-        goto fail;
+        goto done;
     size = PyByteArray_GET_SIZE(buf);
     limit = PyDict_GetItemWithError(self->globals, s_limit);
     if (limit == NULL) {
         if (!PyErr_Occurred())
             PyErr_SetString(PyExc_RuntimeError, "florgit.api.functions.BUFFER_LIMIT is missing");
-        goto fail;
+        goto done;
     }
     bound = PyLong_AsSsize_t(limit);
     if (bound == -1 && PyErr_Occurred())
-        goto fail;
+        goto done;
     if (size > bound) {
-        PyObject *done = PyObject_CallMethodNoArgs(rec, s_drain);
-        if (done == NULL)
-            goto fail;
-        Py_DECREF(done);
+        PyObject *drained = PyObject_CallMethodNoArgs(rec, s_drain);
+        if (drained == NULL)
+            goto done;
+        Py_DECREF(drained);
     }
-    Py_DECREF(rec);
-    Py_DECREF(codes);
-    Py_DECREF(code);
-    Py_DECREF(buf);
-    Py_DECREF(ctx_obj);
-    Py_INCREF(value);
-    return value;
+    result = Py_NewRef(value);
+    goto done;
 
-clear_and_slow:
+python:
     PyErr_Clear();
+    in_python = 1;
+done:
     Py_DECREF(rec);
     Py_XDECREF(codes);
     Py_XDECREF(code);
     Py_XDECREF(buf);
     Py_XDECREF(ctx_obj);
-slow:
-    return PyObject_Vectorcall(self->slow, args, nargsf, kwnames);
-fail:
-    Py_DECREF(rec);
-    Py_XDECREF(codes);
-    Py_XDECREF(code);
-    Py_XDECREF(buf);
-    Py_XDECREF(ctx_obj);
-    return NULL;
+    return in_python ? PyObject_Vectorcall(self->slow, args, nargsf, kwnames) : result;
 }
 
 static PyObject *
