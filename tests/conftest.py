@@ -134,6 +134,24 @@ class Repo:
         }
 
 
+def bare_recorder(checkpointer=None):
+    """A Recorder with only what logging and loops touch (no repository, no flusher);
+    ``drained`` counts the hand-offs ``log`` asks of it."""
+    import itertools
+
+    from florgit.api import recorder
+    from florgit.api.flusher import Buffers
+
+    rec = object.__new__(recorder.Recorder)
+    rec._use_buffers(Buffers())
+    rec.ctx, rec.depth = 0, 0
+    rec._next_ctx, rec._next_loop = itertools.count(1).__next__, itertools.count(1).__next__
+    rec.checkpointer, rec._kwargs_checked = checkpointer, True
+    rec.drained = 0
+    rec.drain = lambda: setattr(rec, "drained", rec.drained + 1)
+    return rec
+
+
 def make_repo(path: Path, *, commit: bool = True) -> Repo:
     path.mkdir(parents=True, exist_ok=True)
     git(path, "init", "-q", "-b", "main")

@@ -3,24 +3,13 @@
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from florgit.api import echo, functions, recorder
-from florgit.api.flusher import Buffers, Flusher
-
-
-def _recorder() -> recorder.Recorder:
-    rec = object.__new__(recorder.Recorder)  # logging and loops only: no repository
-    rec._use_buffers(Buffers(t0=0.0))
-    rec.ctx, rec.depth = 0, 0
-    rec._next_ctx, rec._next_loop = itertools.count(1).__next__, itertools.count(1).__next__
-    rec.checkpointer, rec._kwargs_checked = None, True
-    rec.drain = lambda: None
-    return rec
+from florgit.api import echo, functions
+from florgit.api.flusher import Flusher
+from tests.conftest import bare_recorder
 
 
 def _converter(rec) -> Flusher:
@@ -38,7 +27,7 @@ PROGRAMS = st.lists(
 
 
 def _printed(program, monkeypatch) -> list[str]:
-    rec = _recorder()
+    rec = bare_recorder()
     monkeypatch.setattr(functions, "_rec", rec)
     conv, lines = _converter(rec), []
 
@@ -72,7 +61,7 @@ def test_the_echo_prints_what_tracking_every_iteration_prints(program):
 
 
 def test_a_flat_loop_of_many_steps_tracks_a_few(monkeypatch):
-    rec = _recorder()
+    rec = bare_recorder()
     monkeypatch.setattr(functions, "_rec", rec)
     conv = _converter(rec)
     for i in rec._loop("step", range(5000)):

@@ -18,26 +18,15 @@ import florgit as flor
 from florgit.api import functions, recorder
 from florgit.api.flusher import Buffers
 from florgit.codec import packed
+from tests.conftest import bare_recorder
 
 _hotpath = pytest.importorskip("florgit.api._hotpath", reason="built by `pip install -e .` with a C compiler")
-
-
-def _bare_recorder(checkpointer=None) -> recorder.Recorder:
-    """A Recorder with only what logging and loops touch (no repository, no flusher)."""
-    rec = object.__new__(recorder.Recorder)
-    rec._use_buffers(Buffers())
-    rec.ctx, rec.depth = 0, 0
-    rec._next_ctx, rec._next_loop = itertools.count(1).__next__, itertools.count(1).__next__
-    rec.checkpointer, rec._kwargs_checked = checkpointer, True
-    rec.drained = 0
-    rec.drain = lambda: setattr(rec, "drained", rec.drained + 1)
-    return rec
 
 
 @pytest.fixture
 def bare(monkeypatch):
     """A bare recorder as the run in progress, gone again before the API state is reset."""
-    rec = _bare_recorder()
+    rec = bare_recorder()
     monkeypatch.setattr(functions, "_rec", rec)
     yield rec
     functions._rec = None
@@ -93,7 +82,7 @@ def _both(monkeypatch, program, limit: int = 1 << 40, checkpointer=None) -> tupl
     monkeypatch.setattr(functions, "BUFFER_LIMIT", limit)
     out = []
     for compiled in (True, False):
-        rec = _bare_recorder(checkpointer)
+        rec = bare_recorder(checkpointer)
         monkeypatch.setattr(functions, "_rec", rec)
         log = functions.log if compiled else functions._python_log
         loop = rec.loop if compiled else rec._loop
@@ -264,7 +253,7 @@ def test_the_kept_buffers_follow_the_run_in_progress(monkeypatch):
     monkeypatch.setattr(functions, "BUFFER_LIMIT", 1 << 40)
     rows = []
     for _ in range(50):  # new recorders, each freed before the next: addresses get reused
-        rec = _bare_recorder()
+        rec = bare_recorder()
         monkeypatch.setattr(functions, "_rec", rec)
         functions.log("loss", 1.0)  # the first log of a name goes through Python
         functions.log("loss", 2.5)
@@ -292,7 +281,7 @@ def test_the_kept_buffers_follow_the_run_in_progress(monkeypatch):
 
 
 def test_a_recorders_buffers_are_set_once():
-    rec = _bare_recorder()
+    rec = bare_recorder()
     with pytest.raises(RuntimeError, match="set once"):
         rec._use_buffers(Buffers())
 
