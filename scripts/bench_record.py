@@ -44,7 +44,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from benchenv import FLORDB_VERSION, VENV, flordb_python
+from benchenv import FLORDB_VERSION, VENV, compile_modules, flordb_python
 
 TIMEOUT_S = 600  # per subprocess, so a hung run cannot hang the benchmark
 HEAVY = ("torch", "polars", "pandas", "pyarrow", "numpy")
@@ -333,6 +333,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="scale everything down 10x (smoke test)")
     quick = parser.parse_args().quick
     k = 10 if quick else 1
+    import florgit  # the one the workers import (installed, or editable from a checkout)
+
+    compile_modules(Path(florgit.__file__).parent.parent)
     sizes = dict(
         quick=quick,
         log_calls=100_000 // k,
