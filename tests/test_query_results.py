@@ -15,7 +15,7 @@ import pytest
 
 import florgit as flor
 from florgit.frames import public, results
-from florgit.git import open_repo
+from florgit.git import open_repo, peek
 from florgit.store import memo
 from tests.conftest import clone_of, seeded_remote
 
@@ -121,6 +121,32 @@ def test_a_frame_built_while_a_run_was_recorded_is_not_kept(swept, monkeypatch):
     monkeypatch.setattr(public, "_dataframe", racing)
     assert flor.dataframe("acc").height == 9
     assert _memos() == []
+
+
+def test_a_new_question_reads_the_refs_once_then_once_more_to_keep_its_answer(swept, monkeypatch):
+    flor.dataframe("lr")  # fills the query cache and keeps the listing
+    looks = []
+    real = peek.tree_ids
+    monkeypatch.setattr(peek, "tree_ids", lambda *a: looks.append(a) or real(*a))
+    assert flor.dataframe("acc").height == 9
+    assert len(looks) == 2  # the result's key and the listing share one; the check before keeping it is apart
+    assert len(_memos()) == 2
+
+
+def test_a_run_recorded_after_the_question_is_not_in_its_answer_nor_kept(swept, monkeypatch):
+    flor.dataframe("lr")
+    real = public._dataframe
+
+    def late(*args, **kw):
+        flor.log("acc", 9.0)  # another writer's run lands after the question was keyed, before it is read
+        flor.commit()
+        return real(*args, **kw)
+
+    monkeypatch.setattr(public, "_dataframe", late)
+    assert flor.dataframe("acc").height == 9  # the runs as they were when asked, all of one listing
+    assert len(_memos()) == 1
+    monkeypatch.setattr(public, "_dataframe", real)
+    assert flor.dataframe("acc").height == 10
 
 
 def test_a_damaged_or_forged_memo_is_ignored(swept, monkeypatch):

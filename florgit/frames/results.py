@@ -35,15 +35,16 @@ def through(compute: Callable[[], pl.DataFrame], repo_path: str | None, *questio
     """``compute()``, or the frame it gave for the same ``question`` about the same runs."""
     from florgit import __version__
 
-    peeked = memo_keys.peek_listing_key(repo_path, PREFIX, VERSION, __version__, *question)
-    if peeked is None:  # a recovery is due, or the refs need a closer look: no memo
-        return compute()
-    name = memo_name(*question)
-    remembered = _from_memo(memo.read(peeked.common_dir, name, peeked.key))
-    if remembered is not None:
-        _touch(memo.path_of(peeked.common_dir, name))
-        return remembered
-    frame, whole = noting_warnings(compute)
+    with memo_keys.one_look():  # compute's own peek (the listing it loads) asks git no more
+        peeked = memo_keys.peek_listing_key(repo_path, PREFIX, VERSION, __version__, *question)
+        if peeked is None:  # a recovery is due, or the refs need a closer look: no memo
+            return compute()
+        name = memo_name(*question)
+        remembered = _from_memo(memo.read(peeked.common_dir, name, peeked.key))
+        if remembered is not None:
+            _touch(memo.path_of(peeked.common_dir, name))
+            return remembered
+        frame, whole = noting_warnings(compute)
     if not whole or frame.estimated_size() > MAX_FRAME_BYTES:
         return frame
     if memo_keys.peek_listing_key(repo_path, PREFIX, VERSION, __version__, *question) == peeked:

@@ -8,11 +8,17 @@ hit (a listing, a repeated query) skips that import; :func:`look_up` tries the p
 the opened repository. The peek declines (None) whenever a
 killed run's spool is waiting to be recovered: recovery adds a run, so the caller must
 open the repository, recover, and key again.
+
+Inside :func:`one_look`, peeks share the first one's reading of the refs: a query that
+keys its result and then its listing asks git once, and both see the same runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 from florgit.git import peek
@@ -37,10 +43,39 @@ def listing_key(repo: GitRepo, *extra: object) -> str:
 def peek_listing_key(start: str | None, *extra: object) -> Peeked | None:
     """:func:`listing_key` of the repository around ``start`` (default: the current
     directory), when it can be told without opening it (see the module's docstring)."""
-    found = peek.tree_ids(start, layout.LISTING_SOURCES)
-    if found is None or spool.any_abandoned(found.git_dir):
+    looked = _look(start)
+    if looked is None:
         return None
-    return Peeked(found.common_dir, memo.key_of(*found.trees, *extra))
+    common_dir, trees = looked
+    return Peeked(common_dir, memo.key_of(*trees, *extra))
+
+
+# Within one_look: folder -> what _look answered there (None included).
+_shared: ContextVar[dict[str, tuple[str, list[str | None]] | None] | None] = ContextVar("florgit_look", default=None)
+
+
+@contextmanager
+def one_look() -> Iterator[None]:
+    """Peeks in this block (this thread or task) read the refs once per folder. A caller
+    that checks afterwards whether a writer changed the runs peeks again outside it."""
+    token = _shared.set({})
+    try:
+        yield
+    finally:
+        _shared.reset(token)
+
+
+def _look(start: str | None) -> tuple[str, list[str | None]] | None:
+    """The common git dir and the listing sources' tree ids, or None (see peek_listing_key)."""
+    shared = _shared.get()
+    folder = os.path.abspath(start or os.getcwd())
+    if shared is not None and folder in shared:
+        return shared[folder]
+    found = peek.tree_ids(folder, layout.LISTING_SOURCES)
+    looked = None if found is None or spool.any_abandoned(found.git_dir) else (found.common_dir, found.trees)
+    if shared is not None:
+        shared[folder] = looked
+    return looked
 
 
 def look_up(start: str | None, read: Callable[[str, str], T | None], *extra: object) -> tuple[T | None, GitRepo | None, str | None]:
