@@ -1,5 +1,6 @@
-"""polars is imported with huge pages for its allocator (frames.allocator) when florgit
-imports it first, and never against the user's own settings or FLORGIT_HUGE_PAGES=0."""
+"""polars is imported with huge pages for its allocator (frames.allocator) when
+FLORGIT_HUGE_PAGES=1 asks for them and florgit imports it first, never by default nor
+against the user's own settings."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ import florgit as flor
 %(call)s
 print(json.dumps({"seen": seen, "after": [os.environ.get(v) for v in VARS]}))
 """
+ON = {"FLORGIT_HUGE_PAGES": "1"}
 POLARS_DEFAULTS = "dirty_decay_ms:500,muzzy_decay_ms:1000"  # what a parent that imported polars passes down
 
 
@@ -50,24 +52,27 @@ def recorded(repo):
 
 @pytest.mark.parametrize("call", ["flor.runs()", "flor.dataframe('x')", "flor.scan()", "flor.query('select 1')"])
 def test_the_query_functions_import_polars_with_huge_pages_for_the_import_only(recorded, call):
-    assert _spy(recorded, call) == {"seen": [["1", CONF]], "after": [None, None]}
+    assert _spy(recorded, call, env=ON) == {"seen": [["1", CONF]], "after": [None, None]}
+    off = _spy(recorded, call)  # off unless asked for
+    assert off["seen"] == [[None, None]] and off["after"][0] is None and "thp" not in (off["after"][1] or "")
 
 
 def test_settings_a_parent_passed_down_and_the_users_own(recorded):
-    inherited = _spy(recorded, "flor.runs()", env={CONF_VAR: POLARS_DEFAULTS})
+    inherited = _spy(recorded, "flor.runs()", env={**ON, CONF_VAR: POLARS_DEFAULTS})
     assert inherited["seen"] == [["1", POLARS_DEFAULTS]]  # polars' switch adds huge pages to them
     assert inherited["after"][0] is None
-    mine = _spy(recorded, "flor.runs()", env={CONF_VAR: "narenas:2"})
+    mine = _spy(recorded, "flor.runs()", env={**ON, CONF_VAR: "narenas:2"})
     assert mine["seen"] == [["1", "narenas:2"]] and "narenas:2" in mine["after"][1]  # after florgit's: it wins
-    assert _spy(recorded, "flor.runs()", env={POLARS_THP: "0"})["seen"] == [["0", None]]
+    assert _spy(recorded, "flor.runs()", env={**ON, POLARS_THP: "0"})["seen"] == [["0", None]]
     off = _spy(recorded, "flor.runs()", env={"FLORGIT_HUGE_PAGES": "0"})
     assert off["seen"] == [[None, None]] and "thp" not in (off["after"][1] or "")  # polars may set its defaults
     # polars imported before florgit: set up already, florgit leaves it alone
-    assert _spy(recorded, "flor.runs()", before="import polars")["seen"] == [[None, None]]
+    assert _spy(recorded, "flor.runs()", env=ON, before="import polars")["seen"] == [[None, None]]
 
 
 def test_git_flor_sets_huge_pages_for_its_process(recorded):
     call = "from florgit.cli.main import main\nmain(['log', '--json'])"
-    got = _spy(recorded, call)
+    got = _spy(recorded, call, env=ON)
     assert got["seen"] == [["1", CONF]] and got["after"][0] == "1"
+    assert _spy(recorded, call)["seen"] == [[None, None]]
     assert _spy(recorded, call, env={"FLORGIT_HUGE_PAGES": "off"})["seen"] == [[None, None]]

@@ -760,7 +760,7 @@ def main(argv: list[str] | None = None) -> int:
     ``error: <type>: <message>`` line and a hint."""
     from florgit.frames import allocator
 
-    allocator.for_this_process()  # polars, when a command needs it, with huge pages
+    allocator.for_this_process()  # polars, when a command needs it, with huge pages if asked for
     with warnings.catch_warnings():  # restores the caller's warning display afterwards
         warnings.showwarning = _show_warning
         return _main(argv)

@@ -1,19 +1,26 @@
-"""Importing polars with transparent huge pages on for its memory allocator.
+"""Importing polars with transparent huge pages for its memory allocator, when asked to.
 
 A query over 10M records allocates gigabytes, and the kernel faults each new 4 KB page in
-on first touch: in a virtual machine that cost a quarter of a 100M-record query. polars
-asks its bundled jemalloc for huge pages with ``POLARS_THP=1`` (older versions: jemalloc
-reads ``_RJEM_MALLOC_CONF``), so florgit sets those while polars loads. Measured here:
-``dataframe("loss")`` over 10M records 1.27-1.41 s -> 0.99-1.05 s, over 100M records
-15.2-15.4 s -> 10.9-11.9 s, for ~10% more peak memory.
+on first touch. polars asks its bundled jemalloc for huge pages with ``POLARS_THP=1``
+(older versions: jemalloc reads ``_RJEM_MALLOC_CONF``). ``FLORGIT_HUGE_PAGES=1`` makes
+florgit set those while polars loads. It is off by default: where the kernel compacts
+memory on demand for such pages (``defrag`` ``madvise``, a common default), a fault
+waits while it does, and on a machine whose memory is fragmented that wait costs more
+than the faults saved. Measured here in alternating fresh processes: the new question
+``dataframe("lr", "acc")`` over 10,000 runs (1M rows), work after the import, median
+0.20 s with them and 0.24 s without, but 3 of 8 with them took 0.41-0.47 s (mean 0.27 vs
+0.24); ``dataframe("loss")`` over 10M records mean 0.89 s with (one of 6 at 1.83 s) vs
+0.75 s without; over 100M records 9.9-15.9 s with vs 8.4-19.1 s without, median 12.0 vs
+10.1 s. An earlier session, on a less used machine, had measured them faster at 10M and
+100M records (1.27-1.41 -> 0.99-1.05 s; 15.2-15.4 -> 10.9-11.9 s).
 
 The query functions import polars through :func:`import_polars`, which sets them for the
 import only. ``git flor`` sets them for its whole process (:func:`for_this_process`):
 its commands import polars from many places, and only where needed (a plain
 ``git flor log`` from its memo imports none). Nothing changes when the process imported
-polars before florgit did, when the user set ``POLARS_THP`` themselves, or with
-``FLORGIT_HUGE_PAGES=0`` (settings of their own in ``_RJEM_MALLOC_CONF`` come after
-florgit's, so they win); on a kernel with transparent huge pages off it has no effect.
+polars before florgit did, or when the user set ``POLARS_THP`` themselves (settings of
+their own in ``_RJEM_MALLOC_CONF`` come after florgit's, so they win); on a kernel with
+transparent huge pages off it has no effect.
 """
 
 from __future__ import annotations
@@ -32,17 +39,17 @@ CONF = "thp:always,metadata_thp:always"
 
 def _settings() -> dict[str, str]:
     """The variables to set while polars is imported: none when it is imported already,
-    when huge pages are off, or when the user set ``POLARS_THP``; ``_RJEM_MALLOC_CONF``
+    when huge pages are not asked for, or when the user set ``POLARS_THP``; ``_RJEM_MALLOC_CONF``
     only where unset (a parent process that imported polars passes polars' own settings
     down in it, so an inherited one is no sign of the user's wish: ``POLARS_THP`` adds
     huge pages to it)."""
-    if "polars" in sys.modules or POLARS_THP in os.environ or not envflags.enabled(HUGE_PAGES, True):
+    if "polars" in sys.modules or POLARS_THP in os.environ or not envflags.enabled(HUGE_PAGES, False):
         return {}
     return {POLARS_THP: "1", **({} if CONF_VAR in os.environ else {CONF_VAR: CONF})}
 
 
 def import_polars() -> ModuleType:
-    """polars, imported with huge pages when florgit is the first to import it."""
+    """polars, imported with huge pages when asked for and florgit is the first to import it."""
     settings = _settings()
     os.environ.update(settings)
     try:
@@ -54,5 +61,5 @@ def import_polars() -> ModuleType:
 
 
 def for_this_process() -> None:
-    """Huge pages for polars whenever this process imports it (``git flor``)."""
+    """Huge pages, when asked for, for polars whenever this process imports it (``git flor``)."""
     os.environ.update(_settings())
