@@ -190,6 +190,20 @@ def test_the_least_recently_used_memos_go_beyond_the_budget_and_big_frames_are_n
     assert _memos() == [_name("acc")]  # the newest stays, however big
 
 
+@pytest.mark.parametrize("limit", [0, 1, 100, 799, 800, 801, 2000, 10_000])
+def test_a_frame_is_too_big_to_keep_exactly_when_its_size_is_over_the_limit(monkeypatch, limit):
+    frames = [
+        pl.DataFrame({"step": range(100), "loss": [0.5] * 100}),  # 1,600 bytes, all fixed width
+        pl.DataFrame({"run_id": ["20261129-024223.844-9f11fe25"] * 100, "n": pl.Series(range(100), dtype=pl.Int8)}),
+        pl.DataFrame({"when": pl.datetime_range(pl.datetime(2026, 1, 1), pl.datetime(2026, 1, 2), "1h", eager=True),
+                      "ok": [True] * 25, "note": ["x"] * 25}),  # fmt: skip
+        pl.DataFrame(),
+    ]
+    monkeypatch.setattr(results, "MAX_FRAME_BYTES", limit)
+    for frame in frames:
+        assert results._too_big(frame) == (frame.estimated_size() > limit)
+
+
 def test_a_memo_hit_in_a_fresh_process_loads_no_pygit2(swept):
     probe = "import sys, florgit as flor\nflor.dataframe('lr', 'acc')\nprint('pygit2' in sys.modules)\n"
     outs = [subprocess.run([sys.executable, "-c", probe], cwd=swept.path, capture_output=True, text=True, check=True)
