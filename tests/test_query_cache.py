@@ -347,6 +347,42 @@ def test_runs_of_several_segments_are_read_together_and_equal_git(swept, monkeyp
     assert not before & set(_segments(swept))
 
 
+def test_ids_stored_narrow_are_stacked_narrow_and_mix_with_segments_that_store_them_wide(swept, monkeypatch):
+    from florgit.frames.loader import load
+
+    flor.dataframe("acc")
+    swept.write("ints.py", INTS)
+    swept.commit("ints")
+    swept.run("ints.py")
+    flor.dataframe("acc")
+    segments = [os.path.join(_cache_dir(swept), s) for s in _segments(swept)]
+    assert len(segments) == 2 and all("seq" in json.load(open(os.path.join(s, "sums")))["narrow"] for s in segments)
+    stacked = []
+    real_column = cache_mod._Plan.column
+    monkeypatch.setattr(cache_mod._Plan, "column", lambda plan, name, dtype: stacked.append((name, dtype)) or real_column(plan, name, dtype))
+
+    def check() -> None:
+        for names in (("acc",), ("acc", "count"), ()):
+            assert flor.dataframe(*names).equals(_uncached(monkeypatch, *names)), names
+        records = load(None, ["acc", "count"]).records
+        assert records.schema["seq"] == records.schema["own_iteration"] == pl.Int64
+        assert set(records.n_chunks("all")) == {1}
+
+    check()
+    assert ("seq", pl.Int32) in stacked  # both segments narrow: stacked as stored, widened once
+    stacked.clear()
+    # One segment stores seq wide (its values did not fit Int32): stacked wide with the other.
+    records_file = os.path.join(segments[0], "records.arrow")
+    pl.read_ipc(records_file).with_columns(pl.col("seq").cast(pl.Int64)).write_ipc(records_file, compression="lz4")
+    sums = json.load(open(os.path.join(segments[0], "sums")))
+    sums["narrow"].remove("seq")
+    sums["records"] = cache_mod._digest(records_file)
+    open(os.path.join(segments[0], "sums"), "w").write(json.dumps(sums))
+    check()
+    assert ("seq", pl.Int64) in stacked and ("seq", pl.Int32) not in stacked
+    assert _segments(swept) == sorted(os.path.basename(s) for s in segments)  # read, not dropped
+
+
 def test_columns_of_one_value_in_a_segment_are_not_read_and_mix_with_segments_of_several(swept, monkeypatch):
     """A segment lists the record columns that hold one value in it (rank 0, one value
     type, nothing replayed); queries take them as that value instead of reading them, and
