@@ -3,16 +3,17 @@
 A query over 10M records allocates gigabytes, and the kernel faults each new 4 KB page in
 on first touch. polars asks its bundled jemalloc for huge pages with ``POLARS_THP=1``
 (older versions: jemalloc reads ``_RJEM_MALLOC_CONF``). ``FLORGIT_HUGE_PAGES=1`` makes
-florgit set those while polars loads. It is off by default: where the kernel compacts
-memory on demand for such pages (``defrag`` ``madvise``, a common default), a fault
-waits while it does, and on a machine whose memory is fragmented that wait costs more
-than the faults saved. Measured here in alternating fresh processes: the new question
+florgit set those while polars loads. It is off by default: on this machine (a virtual
+machine, ``defrag`` ``madvise``) they made queries slower on average and far less steady,
+though the kernel counted no compaction stalls and no fallbacks; what huge pages cost
+depends on the host. Measured here in alternating fresh processes: the new question
 ``dataframe("lr", "acc")`` over 10,000 runs (1M rows), work after the import, median
 0.20 s with them and 0.24 s without, but 3 of 8 with them took 0.41-0.47 s (mean 0.27 vs
 0.24); ``dataframe("loss")`` over 10M records mean 0.89 s with (one of 6 at 1.83 s) vs
-0.75 s without; over 100M records 9.9-15.9 s with vs 8.4-19.1 s without, median 12.0 vs
-10.1 s. An earlier session, on a less used machine, had measured them faster at 10M and
-100M records (1.27-1.41 -> 0.99-1.05 s; 15.2-15.4 -> 10.9-11.9 s).
+0.75 s without; over 100M records 7.2-21.3 s with vs 7.6-19.1 s without, median 15.7 vs
+10.1 s over 11 pairs. An earlier session had
+measured them faster at 10M and 100M records (1.27-1.41 -> 0.99-1.05 s; 15.2-15.4 ->
+10.9-11.9 s): ``FLORGIT_HUGE_PAGES=1`` is there for machines where that holds.
 
 The query functions import polars through :func:`import_polars`, which sets them for the
 import only. ``git flor`` sets them for its whole process (:func:`for_this_process`):
