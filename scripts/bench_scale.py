@@ -428,14 +428,15 @@ def _long_case(tmp: Path, side: Side, runs: int, records: int) -> tuple[float, f
     first = _measure(repo, side, "loss")  # florgit's fills its query cache; timed apart from the others
     results = [_measure(repo, side, "loss", new_question=True) for _ in range(3)]
     took, lib = statistics.median(r["s"] for r in results), statistics.median(r["polars"] for r in results)
-    agains = [_measure(repo, side, "loss") for _ in range(3)] if side.module == "florgit" else []
+    florgit = side.module == "florgit"
+    agains = [_measure(repo, side, "loss") for _ in range(3)] if florgit else []
     result_mb = results[0]["size"] / 1e6
     peak_mb = max(r["peak"] for r in results) / 1e6
     rows = {r["rows"] for r in [first, *results]}
-    line = (f"{took:.2f} s fresh process{_of_it(lib) if agains else ''}, {'/'.join(f'{n:,}' for n in rows)} rows; result {result_mb:,.0f} MB, "
+    line = (f"{took:.2f} s fresh process{_of_it(lib) if florgit else ''}, {'/'.join(f'{n:,}' for n in rows)} rows; result {result_mb:,.0f} MB, "
             f"peak {peak_mb:,.0f} MB ({peak_mb / max(result_mb, 1e-9):.1f}x); first query after recording "
             f"{first['s']:.2f} s, peak {first['peak'] / 1e6:,.0f} MB; recorded in {recorded:.1f} s")  # fmt: skip
-    if agains:
+    if florgit:
         again, again_lib = (statistics.median(r[k] for r in agains) for k in ("s", "polars"))
         line += f"; asked again {again:.2f} s{_of_it(again_lib)} (its kept result, where one was kept)"
     return took, recorded, line

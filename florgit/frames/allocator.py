@@ -5,15 +5,9 @@ on first touch. polars asks its bundled jemalloc for huge pages with ``POLARS_TH
 (older versions: jemalloc reads ``_RJEM_MALLOC_CONF``). ``FLORGIT_HUGE_PAGES=1`` makes
 florgit set those while polars loads. It is off by default: on this machine (a virtual
 machine, ``defrag`` ``madvise``) they made queries slower on average and far less steady,
-though the kernel counted no compaction stalls and no fallbacks; what huge pages cost
-depends on the host. Measured here in alternating fresh processes: the new question
-``dataframe("lr", "acc")`` over 10,000 runs (1M rows), work after the import, median
-0.20 s with them and 0.24 s without, but 3 of 8 with them took 0.41-0.47 s (mean 0.27 vs
-0.24); ``dataframe("loss")`` over 10M records mean 0.89 s with (one of 6 at 1.83 s) vs
-0.75 s without; over 100M records 7.2-21.3 s with vs 7.6-19.1 s without, median 15.7 vs
-10.1 s over 11 pairs. An earlier session had measured them faster at 10M and 100M
-records (1.27-1.41 -> 0.99-1.05 s; 15.2-15.4 -> 10.9-11.9 s): ``FLORGIT_HUGE_PAGES=1`` is
-there for machines where that holds.
+though the kernel counted no compaction stalls and no fallbacks (the figures, in
+alternating fresh processes, are in the README); an earlier session had measured them
+faster. What they cost depends on the host, so the user chooses.
 
 The query functions import polars through :func:`import_polars`, which sets them for the
 import only. ``git flor`` sets them for its whole process (:func:`for_this_process`):

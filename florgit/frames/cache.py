@@ -342,7 +342,8 @@ def _read_records(segments: list[tuple[str, dict, int]], names: list[str] | None
             constants[name] = pl.lit(values.pop(), dtype=dtype)  # never read: one value in every segment
             continue
         # Stored as Int32 in every segment: stacked as stored, widened once (one copy fewer).
-        stacked_as = pl.Int32 if dtype == pl.Int64 and all(p.stored.get(name) == pl.Int32 and name not in p.constants for p in plans) else dtype
+        narrow = dtype == pl.Int64 and all(p.stored.get(name) == pl.Int32 and name not in p.constants for p in plans)
+        stacked_as = pl.Int32 if narrow else dtype
         pieces = [p.column(name, stacked_as) for p in plans]
         column = pl.concat(pieces, rechunk=True) if len(pieces) > 1 else _one_chunk(pieces[0])
         del pieces
